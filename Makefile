@@ -1,0 +1,32 @@
+# promolab: `make demo` runs the pipeline on simulated data; `make test` runs lint, types and tests.
+# Both create .venv with a Python >= 3.12 found by scripts/find-python and install what they need.
+.PHONY: demo test bench clean
+
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.promolab-installed
+DEMO_OUT ?= build/demo
+DEMO_UNITS ?= 200000
+
+$(STAMP): pyproject.toml
+	@python=$$(sh scripts/find-python) || exit 1; \
+	if [ ! -x $(BIN)/python ] || ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
+		echo "creating $(VENV) with $$python"; rm -rf $(VENV); "$$python" -m venv $(VENV) || exit 1; \
+	fi
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+demo: $(STAMP)
+	@sh scripts/demo.sh "$(BIN)" "$(DEMO_OUT)" "$(DEMO_UNITS)"
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""promolab.analyze (see ARCHITECTURE.md)."""

@@ -1,0 +1,154 @@
+"""The ``promolab`` command line: one sub-command per pipeline step.
+
+Exit codes are API: 0 ok; 1 ran but the verdict failed; 2 usage, spec or data error (printed on
+stderr, one line per problem, no traceback). Machine output goes to stdout or ``--json`` files;
+logs and progress go to stderr. Heavy libraries are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from promolab import __version__
+from promolab.cli.console import err, out
+from promolab.errors import PromolabError, SpecError
+from promolab.spec import load_spec
+from promolab.spec.loader import SPEC_SUFFIXES
+
+EXIT_USAGE = 2
+
+
+class FileFormat(StrEnum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+class _ProblemLinesError(PromolabError):
+    """Pre-rendered problem lines, possibly from several files."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+
+
+class _Group(TyperGroup):
+    """Turns promolab's own errors into one line per problem on stderr and exit code 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PromolabError as error:
+            for line in str(error).splitlines():
+                err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_USAGE) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="promolab",
+    help="Marketing experiments as code: validate, design, assign, simulate, analyze, report, review.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"promolab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """promolab: decision-ready answers for marketing experiments."""
+
+
+SpecsArg = Annotated[
+    list[Path],
+    typer.Argument(help="Spec files (.yaml, .yml, .toml) or folders of them.", show_default=False),
+]
+
+
+@app.command()
+def validate(specs: SpecsArg) -> None:
+    """Check specs (every problem at once); their data files need not exist yet."""
+    files = _spec_files(specs)
+    problems: list[str] = []
+    ids: dict[str, Path] = {}
+    for path in files:
+        try:
+            spec = load_spec(path)
+        except SpecError as error:
+            problems.extend(str(error).splitlines())
+            continue
+        if spec.id in ids:
+            problems.append(f"{path}: id: '{spec.id}' is also the id of {ids[spec.id]}")
+        ids[spec.id] = path
+        out.print(
+            f"ok  {path}  [dim]({spec.id}: {len(spec.variants)} arms, {len(spec.metrics)} metrics)[/dim]"
+        )
+    if problems:
+        raise _ProblemLinesError(problems)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of experiment specs (for editor autocompletion)."""
+    from promolab.spec.models import ExperimentSpec
+
+    print(json.dumps(ExperimentSpec.model_json_schema(), indent=2))
+
+
+@app.command()
+def simulate(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Experiment spec file.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the tables into.")],
+    units: Annotated[int, typer.Option(min=2, help="Number of units to simulate.")] = 100_000,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same data).")] = 0,
+    file_format: Annotated[
+        FileFormat | None,
+        typer.Option("--format", help="Force a file format (default: each spec path's suffix)."),
+    ] = None,
+) -> None:
+    """Write realistic simulated data for SPEC where its data block names the files."""
+    from promolab.simulate import simulate as run
+    from promolab.simulate import write_simulated
+
+    spec = load_spec(spec_path)
+    data = run(spec, units=units, seed=seed)
+    written = write_simulated(data, spec, out_dir, fmt=file_format.value if file_format else None)
+    for name, path in written.items():
+        out.print(f"{name:<12} {data.tables[name].num_rows:>10,} rows  {path}")
+    err.print(f"[dim]analyse with --data-dir {out_dir}[/dim]")
+
+
+def _spec_files(paths: list[Path]) -> list[Path]:
+    """Expand folders to the spec files inside them (sorted); reject anything else."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in SPEC_SUFFIXES)
+            if not found:
+                raise _ProblemLinesError(
+                    [f"{path}: no spec files ({', '.join(SPEC_SUFFIXES)}) in this folder"]
+                )
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

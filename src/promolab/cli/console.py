@@ -1,0 +1,6 @@
+"""The two output streams of the CLI: results to stdout, logs and errors to stderr."""
+
+from rich.console import Console
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)

@@ -1,0 +1,1 @@
+"""promolab.design (see ARCHITECTURE.md)."""

@@ -1,0 +1,69 @@
+"""Error types shared by every step. The CLI maps each to exit code 2 with one line per problem.
+
+A problem names the place (file, line, field path), what was expected and what was got:
+``experiments/spring.yaml:12: variants[2].value: percent_off must be in (0, 100), got 150``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+PathPart = str | int
+
+
+def format_path(path: Sequence[PathPart]) -> str:
+    """Render a field path as users write it: ``variants[2].value``.
+
+    >>> format_path(("variants", 2, "value"))
+    'variants[2].value'
+    >>> format_path(())
+    '<spec>'
+    """
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<spec>"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec: where (field path and YAML line if known) and what."""
+
+    path: tuple[PathPart, ...]
+    message: str
+    line: int | None = None
+
+    def render(self, source: str | None = None) -> str:
+        place = ":".join(str(p) for p in (source, self.line) if p is not None)
+        parts = [place, format_path(self.path) if self.path else "", self.message]
+        return ": ".join(part for part in parts if part)
+
+
+class PromolabError(Exception):
+    """Base of every error promolab raises on purpose (the CLI prints it without a traceback)."""
+
+
+class SpecError(PromolabError):
+    """A spec is invalid; carries every problem found, not just the first."""
+
+    def __init__(self, problems: Sequence[Problem], source: str | None = None) -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        super().__init__("\n".join(p.render(source) for p in self.problems))
+
+    def with_source(self, source: str, lines: dict[tuple[PathPart, ...], int]) -> SpecError:
+        """Attach the file name and the YAML line of each problem's nearest known field."""
+        located = [Problem(p.path, p.message, p.line or _nearest_line(p.path, lines)) for p in self.problems]
+        return SpecError(located, source)
+
+
+class DataError(PromolabError):
+    """Data files are missing, unreadable, or do not match the spec."""
+
+
+def _nearest_line(path: tuple[PathPart, ...], lines: dict[tuple[PathPart, ...], int]) -> int | None:
+    for end in range(len(path), 0, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return None

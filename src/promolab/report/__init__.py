@@ -1,0 +1,1 @@
+"""promolab.report (see ARCHITECTURE.md)."""

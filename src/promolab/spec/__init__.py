@@ -1,0 +1,28 @@
+"""Experiment specs as code: pydantic models, YAML/TOML loading, canonical hashing.
+
+The spec is declarative, validated on load and never mutated; every later step reads it.
+"""
+
+from promolab.spec.loader import (
+    dump_spec,
+    load_spec,
+    resolve_data_path,
+    spec_from_dict,
+    spec_hash,
+    spec_to_dict,
+    with_data,
+)
+from promolab.spec.models import AnyMetric, AnyVariant, ExperimentSpec
+
+__all__ = [
+    "AnyMetric",
+    "AnyVariant",
+    "ExperimentSpec",
+    "dump_spec",
+    "load_spec",
+    "resolve_data_path",
+    "spec_from_dict",
+    "spec_hash",
+    "spec_to_dict",
+    "with_data",
+]

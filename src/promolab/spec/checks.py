@@ -1,0 +1,259 @@
+"""Rules that relate several fields of a structurally valid spec. All problems are collected."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from typing import TYPE_CHECKING
+
+from promolab.errors import Problem, SpecError
+from promolab.spec.models import (
+    ECONOMIC_QUANTITIES,
+    UNITS_SOURCE,
+    AmountOff,
+    BinaryMetric,
+    Bundle,
+    CountMetric,
+    Coupon,
+    RatioMetric,
+)
+
+if TYPE_CHECKING:
+    from promolab.spec.models import ExperimentSpec
+
+WEIGHT_TOLERANCE = 1e-6
+
+
+def raise_on_problems(spec: ExperimentSpec) -> None:
+    """Raise :class:`SpecError` listing every cross-field problem of ``spec``, if any."""
+    problems = list(consistency_problems(spec))
+    if problems:
+        raise SpecError(problems)
+
+
+def consistency_problems(spec: ExperimentSpec) -> Iterator[Problem]:
+    """Yield every cross-field problem, in spec order."""
+    yield from _dates(spec)
+    yield from _variants(spec)
+    yield from _metrics(spec)
+    yield from _guardrails(spec)
+    yield from _economics(spec)
+    yield from _design(spec)
+    yield from _decision(spec)
+    yield from _data(spec)
+    yield from _simulation(spec)
+
+
+def _dates(spec: ExperimentSpec) -> Iterator[Problem]:
+    if spec.end < spec.start:
+        yield Problem(("end",), f"must be on or after start ({spec.start}), got {spec.end}")
+
+
+def _duplicates(ids: list[str], field: str) -> Iterator[Problem]:
+    seen: set[str] = set()
+    for index, item in enumerate(ids):
+        if item in seen:
+            yield Problem((field, index, "id"), f"duplicate id '{item}'")
+        seen.add(item)
+
+
+def _variants(spec: ExperimentSpec) -> Iterator[Problem]:
+    yield from _duplicates([v.id for v in spec.variants], "variants")
+    controls = [i for i, v in enumerate(spec.variants) if v.kind == "control"]
+    flagged = [i for i, v in enumerate(spec.variants) if v.reference and v.kind != "control"]
+    for index in controls[1:]:
+        yield Problem(("variants", index, "kind"), "only one variant may be the control")
+    if controls:
+        for index in flagged:
+            yield Problem(
+                ("variants", index, "reference"),
+                "'reference: true' is only for specs without a control variant",
+            )
+    elif not flagged:
+        yield Problem(
+            ("variants",),
+            "no reference arm: add a variant with kind 'control', or mark one 'reference: true'",
+        )
+    else:
+        for index in flagged[1:]:
+            yield Problem(("variants", index, "reference"), "only one variant may be the reference")
+    total = sum(v.weight for v in spec.variants)
+    if abs(total - 1) > WEIGHT_TOLERANCE:
+        yield Problem(("variants",), f"weights must sum to 1, got {total:.6g}")
+
+
+def _metrics(spec: ExperimentSpec) -> Iterator[Problem]:
+    yield from _duplicates([m.id for m in spec.metrics], "metrics")
+    kinds = {m.id: m.kind for m in spec.metrics}
+    if spec.primary not in kinds:
+        yield Problem(("primary",), _unknown("metric", spec.primary, kinds))
+    guarded = {g.metric for g in spec.guardrails}
+    for index, metric in enumerate(spec.metrics):
+        where = ("metrics", index)
+        expected = "primary" if metric.id == spec.primary else ("guardrail" if metric.id in guarded else None)
+        if metric.role is not None and expected is not None and metric.role != expected:
+            yield Problem(
+                (*where, "role"),
+                f"'{metric.id}' is the {expected} metric, got role '{metric.role}'",
+            )
+        if metric.role == "primary" and metric.id != spec.primary:
+            yield Problem((*where, "role"), f"role 'primary' but spec.primary is '{spec.primary}'")
+        if metric.role == "guardrail" and metric.id not in guarded:
+            yield Problem((*where, "role"), "role 'guardrail' needs a guardrails entry with its margin")
+        if isinstance(metric, RatioMetric):
+            for part in ("numerator", "denominator"):
+                target = getattr(metric, part)
+                if target not in kinds:
+                    yield Problem((*where, part), _unknown("metric", target, kinds))
+                elif kinds[target] in ("ratio", "ordinal"):
+                    yield Problem(
+                        (*where, part),
+                        f"must be a binary, continuous or count metric, got {kinds[target]} '{target}'",
+                    )
+        else:
+            yield from _source(spec, metric, where)
+
+
+def _source(spec: ExperimentSpec, metric: object, where: tuple[str | int, ...]) -> Iterator[Problem]:
+    source = getattr(metric, "source")  # noqa: B009 - every non-ratio metric has one
+    if source == UNITS_SOURCE:
+        if spec.data.units is None:
+            yield Problem((*where, "source"), "source 'units' needs a data.units file")
+        if isinstance(metric, BinaryMetric | CountMetric) and metric.column is None:
+            yield Problem((*where, "column"), "a metric read from 'units' needs a column")
+    elif source not in spec.data.tables:
+        tables = {**dict.fromkeys(spec.data.tables), UNITS_SOURCE: None}
+        yield Problem((*where, "source"), _unknown("table", source, tables))
+
+
+def _guardrails(spec: ExperimentSpec) -> Iterator[Problem]:
+    kinds = {m.id: m for m in spec.metrics}
+    seen: set[str] = set()
+    for index, guardrail in enumerate(spec.guardrails):
+        where = ("guardrails", index, "metric")
+        if guardrail.metric not in kinds:
+            yield Problem(where, _unknown("metric", guardrail.metric, kinds))
+        elif guardrail.metric == spec.primary:
+            yield Problem(where, f"'{guardrail.metric}' is the primary metric; it cannot be a guardrail")
+        elif spec.role(guardrail.metric) == "treatment_only":
+            yield Problem(where, f"'{guardrail.metric}' is treatment_only; it cannot be a guardrail")
+        if guardrail.metric in seen:
+            yield Problem(where, f"'{guardrail.metric}' has two guardrails entries")
+        seen.add(guardrail.metric)
+    primary = kinds.get(spec.primary)
+    if primary is not None and primary.role == "treatment_only":
+        yield Problem(("primary",), "a treatment_only metric cannot be primary")
+
+
+def _economics(spec: ExperimentSpec) -> Iterator[Problem]:
+    econ = spec.economics
+    if econ is None:
+        return
+    if econ.unit_price is not None and econ.unit_cost is not None and econ.unit_cost >= econ.unit_price:
+        yield Problem(
+            ("economics", "unit_cost"),
+            f"must be below unit_price ({econ.unit_price:g}), got {econ.unit_cost:g}",
+        )
+    ids = {v.id: None for v in spec.variants}
+    for field in ("fixed_cost", "media_cost"):
+        for key in getattr(econ, field):
+            if key not in ids:
+                yield Problem(("economics", field, key), _unknown("variant", key, ids))
+    for index, variant in enumerate(spec.variants):
+        where = ("variants", index)
+        if isinstance(variant, AmountOff | Coupon):
+            ceiling, what = (
+                (variant.min_spend, "min_spend")
+                if variant.min_spend is not None
+                else (econ.unit_price, "economics.unit_price")
+            )
+            if ceiling is not None and variant.value >= ceiling:
+                yield Problem(
+                    (*where, "value"),
+                    f"{variant.mechanic} must be below {what} ({ceiling:g}), got {variant.value:g}",
+                )
+        if isinstance(variant, Bundle) and econ.unit_price is not None:
+            full = variant.items * econ.unit_price
+            if variant.bundle_price >= full:
+                yield Problem(
+                    (*where, "bundle_price"),
+                    f"must be below items x unit_price ({full:g}), got {variant.bundle_price:g}",
+                )
+
+
+def _design(spec: ExperimentSpec) -> Iterator[Problem]:
+    metrics = {m.id: m for m in spec.metrics}
+    for key, baseline in spec.design.baseline.items():
+        where = ("design", "baseline", key)
+        metric = metrics.get(key)
+        if metric is None:
+            yield Problem(where, _unknown("metric", key, metrics))
+        elif isinstance(metric, BinaryMetric) and baseline.rate is None:
+            yield Problem(where, f"binary metric '{key}' needs a 'rate', got mean/sd")
+        elif not isinstance(metric, BinaryMetric) and baseline.rate is not None:
+            yield Problem(where, f"{metric.kind} metric '{key}' needs 'mean' and 'sd', got a rate")
+
+
+def _decision(spec: ExperimentSpec) -> Iterator[Problem]:
+    if spec.decision is None:
+        return
+    target = spec.decision.metric
+    allowed = {**{m.id: None for m in spec.metrics}, **dict.fromkeys(ECONOMIC_QUANTITIES)}
+    if target not in allowed:
+        yield Problem(("decision", "metric"), _unknown("metric or economic quantity", target, allowed))
+    elif target in ECONOMIC_QUANTITIES and spec.economics is None:
+        yield Problem(("decision", "metric"), f"'{target}' needs an economics block")
+
+
+def _data(spec: ExperimentSpec) -> Iterator[Problem]:
+    data = spec.data
+    ids = {v.id: None for v in spec.variants}
+    for raw, variant_id in (data.variant_values or {}).items():
+        if variant_id not in ids:
+            yield Problem(("data", "variant_values", raw), _unknown("variant", variant_id, ids))
+    if data.variant_values is not None:
+        missing = sorted(set(ids) - set(data.variant_values.values()))
+        if missing:
+            yield Problem(("data", "variant_values"), f"no raw label maps to variant(s) {missing}")
+    if data.row_id and data.assignments is not None:
+        yield Problem(
+            ("data", "row_id"),
+            "row ids only work when the units file also holds the variant (drop 'assignments')",
+        )
+    if data.units is None and any(spec.analysis.covariates):
+        yield Problem(("analysis", "covariates"), "covariates are read from data.units, which is not set")
+
+
+def _simulation(spec: ExperimentSpec) -> Iterator[Problem]:
+    sim = spec.simulation
+    if sim is None:
+        return
+    ids = {v.id: None for v in spec.variants}
+    metrics = {m.id: None for m in spec.metrics}
+    tables = dict.fromkeys(spec.data.tables)
+    for key in sim.tables:
+        if key not in tables:
+            yield Problem(("simulation", "tables", key), _unknown("data table", key, tables))
+    for key, table in sim.tables.items():
+        if table.per is not None and table.per not in tables:
+            yield Problem(("simulation", "tables", key, "per"), _unknown("data table", table.per, tables))
+    for key in sim.unit_rates:
+        if key not in metrics:
+            yield Problem(("simulation", "unit_rates", key), _unknown("metric", key, metrics))
+    for variant_id, effect in sim.effects.items():
+        where = ("simulation", "effects", variant_id)
+        if variant_id not in ids:
+            yield Problem(where, _unknown("variant", variant_id, ids))
+        for key in effect.rates:
+            if key not in tables:
+                yield Problem((*where, "rates", key), _unknown("data table", key, tables))
+        for key in effect.metrics:
+            if key not in metrics:
+                yield Problem((*where, "metrics", key), _unknown("metric", key, metrics))
+
+
+def _unknown(what: str, got: str, known: Collection[str]) -> str:
+    """Message for a reference to an undeclared name, with a did-you-mean hint."""
+    from promolab.spec.hints import did_you_mean
+
+    names = ", ".join(f"'{k}'" for k in known) or "none declared"
+    return f"unknown {what} '{got}'{did_you_mean(got, list(known))}; declared: {names}"

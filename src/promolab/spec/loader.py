@@ -1,0 +1,159 @@
+"""Read, write and fingerprint experiment specs (YAML or TOML)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from promolab.errors import PathPart, Problem, SpecError
+from promolab.spec.hints import problems_from_validation
+from promolab.spec.models import ExperimentSpec
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".toml")
+LineMap = dict[tuple[PathPart, ...], int]
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Load and validate a spec file; raise :class:`SpecError` listing every problem.
+
+    Relative data paths in the spec resolve against the spec file's folder.
+    """
+    path = Path(path)
+    raw, lines = _read(path)
+    spec = spec_from_dict(raw, source=str(path), lines=lines)
+    spec._source = str(path.resolve())
+    return spec
+
+
+def spec_from_dict(raw: object, source: str | None = None, lines: LineMap | None = None) -> ExperimentSpec:
+    """Validate a mapping (as parsed from YAML/TOML/JSON) into a spec."""
+    if not isinstance(raw, dict):
+        raise SpecError(
+            [Problem((), f"a spec must be a mapping of fields, got {type(raw).__name__}")], source
+        )
+    try:
+        return ExperimentSpec.model_validate(raw)
+    except ValidationError as error:
+        problems = problems_from_validation(error, ExperimentSpec)
+        raise SpecError(problems).with_source(source or "<spec>", lines or {}) from None
+    except SpecError as error:
+        raise error.with_source(source or "<spec>", lines or {}) from None
+
+
+def spec_to_dict(spec: ExperimentSpec) -> dict[str, Any]:
+    """Plain JSON-compatible mapping of the spec with defaults left out (what a user writes)."""
+    return spec.model_dump(mode="json", exclude_defaults=True)
+
+
+def dump_spec(spec: ExperimentSpec) -> str:
+    """YAML text of the spec; ``load_spec`` of it gives an equal spec."""
+    return yaml.safe_dump(spec_to_dict(spec), sort_keys=False, allow_unicode=True)
+
+
+def spec_hash(spec: ExperimentSpec) -> str:
+    """sha256 of the spec's canonical JSON (all fields, sorted keys): identifies what produced a result."""
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def resolve_data_path(spec: ExperimentSpec, path: str, data_dir: str | Path | None = None) -> Path:
+    """Absolute path of a data file named in the spec.
+
+    A relative path resolves against ``data_dir`` when given (e.g. simulated data), else against the
+    spec file's folder (else the working directory for specs built in Python).
+    """
+    candidate = Path(path)
+    if candidate.is_absolute():
+        return candidate
+    base = Path(data_dir) if data_dir is not None else Path(spec._source or "x").parent
+    return (base / candidate).resolve()
+
+
+def with_data(spec: ExperimentSpec, **changes: object) -> ExperimentSpec:
+    """A copy of the spec with fields of its ``data`` block replaced (validated again)."""
+    raw = spec.model_dump(mode="json")
+    raw["data"] = {**raw["data"], **changes}
+    updated = spec_from_dict(raw, source=spec._source)
+    updated._source = spec._source
+    return updated
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _read(path: Path) -> tuple[object, LineMap]:
+    if path.suffix not in SPEC_SUFFIXES:
+        raise SpecError(
+            [
+                Problem(
+                    (),
+                    f"expected a {', '.join(SPEC_SUFFIXES)} file, got '{path.suffix or path.name}'",
+                )
+            ],
+            str(path),
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SpecError([Problem((), f"cannot read the file: {error.strerror}")], str(path)) from None
+    if path.suffix == ".toml":
+        try:
+            return tomllib.loads(text), {}
+        except tomllib.TOMLDecodeError as error:
+            raise SpecError([Problem((), f"invalid TOML: {error}")], str(path)) from None
+    return _read_yaml(text, str(path))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[object, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key '{key}' (first on line {seen[key]})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(text: str, source: str) -> tuple[object, LineMap]:
+    try:
+        node = yaml.compose(text, Loader=_StrictLoader)
+        raw = yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        raise SpecError([Problem((), f"invalid YAML: {error.problem}", line)], source) from None
+    lines: LineMap = {}
+    if node is not None:
+        _index_lines(node, (), lines)
+    return raw, lines
+
+
+def _index_lines(node: yaml.Node, path: tuple[PathPart, ...], lines: LineMap) -> None:
+    """Record the 1-based line of every mapping key and sequence item below ``node``."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = (*path, key_node.value)
+            lines[child] = key_node.start_mark.line + 1
+            _index_lines(value_node, child, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*path, index)] = item.start_mark.line + 1
+            _index_lines(item, (*path, index), lines)

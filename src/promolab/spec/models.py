@@ -1,0 +1,600 @@
+"""Pydantic models of an experiment spec: the contract every later step reads.
+
+Models are frozen and forbid unknown keys. Structural rules (types, ranges, required fields) live on
+the fields; rules that relate several fields live in :mod:`promolab.spec.checks` and run once the
+structure is valid. Tagged unions route on ``kind`` (and ``mechanic`` for discounts); a value that
+matches no member is routed to a fallback model whose only job is to say which values are allowed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    Tag,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+Column = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Probability = Annotated[float, Field(gt=0, lt=1)]
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PositiveMoney = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+Channel = Literal[
+    "email",
+    "sms",
+    "push",
+    "paid_social",
+    "paid_search",
+    "display",
+    "direct_mail",
+    "store",
+    "in_app",
+]
+UNIT_KINDS = ("customer", "session", "store", "region", "user", "device", "market")
+ECONOMIC_QUANTITIES = ("profit", "roi")
+#: Table name that means "one row per unit" (the ``data.units`` file).
+UNITS_SOURCE = "units"
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _tag(name: str) -> Tag:
+    """Union tags are wrapped in <> so error paths can drop them (no field or id contains '<')."""
+    return Tag(f"<{name}>")
+
+
+def _route(key: str, allowed: tuple[str, ...]) -> Any:
+    """Discriminator that reads ``key`` and routes unknown values to the ``<?>`` fallback."""
+
+    def pick(value: Any) -> str:
+        got = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+        return f"<{got}>" if got in allowed else "<?>"
+
+    return Discriminator(pick)
+
+
+# --------------------------------------------------------------------------- variants
+
+
+class _VariantBase(SpecModel):
+    id: Slug
+    weight: float = Field(gt=0, le=1, description="Share of units assigned to this arm.")
+    name: str | None = None
+    description: str | None = None
+    reference: bool = Field(
+        default=False, description="Compare every other arm with this one (only without a control)."
+    )
+    channel: Channel | None = Field(default=None, description="Channel the arm is delivered on.")
+
+
+class ControlVariant(_VariantBase):
+    """The untreated arm: business as usual."""
+
+    kind: Literal["control"]
+
+
+class PricePointVariant(_VariantBase):
+    """A list price tested against other prices."""
+
+    kind: Literal["price_point"]
+    price: PositiveMoney
+
+
+class _DiscountBase(_VariantBase):
+    kind: Literal["discount"]
+
+
+class PercentOff(_DiscountBase):
+    """``value`` percent off the order, 0 < value < 100."""
+
+    mechanic: Literal["percent_off"]
+    value: float
+
+    @field_validator("value")
+    @classmethod
+    def _in_open_percent_range(cls, value: float) -> float:
+        if not 0 < value < 100:
+            raise ValueError(f"percent_off must be in (0, 100), got {value:g}")
+        return value
+
+
+class AmountOff(_DiscountBase):
+    """``value`` off an order of at least ``min_spend``."""
+
+    mechanic: Literal["amount_off"]
+    value: PositiveMoney
+    min_spend: PositiveMoney | None = None
+
+
+class Bogo(_DiscountBase):
+    """Buy ``buy`` units, get ``get`` more free."""
+
+    mechanic: Literal["bogo"]
+    buy: int = Field(default=1, ge=1)
+    get: int = Field(default=1, ge=1)
+
+
+class Bundle(_DiscountBase):
+    """``items`` units sold together for ``bundle_price``."""
+
+    mechanic: Literal["bundle"]
+    items: int = Field(ge=2)
+    bundle_price: PositiveMoney
+
+
+class Coupon(_DiscountBase):
+    """A coupon of face ``value`` redeemable on orders of at least ``min_spend``."""
+
+    mechanic: Literal["coupon"]
+    value: PositiveMoney
+    min_spend: PositiveMoney | None = None
+
+
+class Gift(_DiscountBase):
+    """A free gift costing the company ``gift_cost`` per redeemed order."""
+
+    mechanic: Literal["gift"]
+    gift_cost: PositiveMoney
+
+
+class FreeShipping(_DiscountBase):
+    """Shipping waived; the company pays ``shipping_cost`` per redeemed order."""
+
+    mechanic: Literal["free_shipping"]
+    shipping_cost: PositiveMoney
+
+
+class AdCreative(_VariantBase):
+    """An ad creative; media spend goes in ``economics.media_cost``."""
+
+    kind: Literal["ad_creative"]
+    creative: Annotated[str, StringConstraints(min_length=1)]
+    headline: Annotated[str, StringConstraints(min_length=1)]
+    asset: str | None = None
+
+
+class ChannelVariant(_VariantBase):
+    """A contact channel with its cost per contacted unit."""
+
+    kind: Literal["channel"]
+    channel: Channel
+    cost_per_contact: Money
+
+
+class _UnknownVariant(SpecModel):
+    """Fallback for an unknown ``kind``: fails on ``kind`` with the allowed values."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: Literal["control", "price_point", "discount", "ad_creative", "channel"]
+
+
+class _UnknownMechanic(SpecModel):
+    """Fallback for a discount with an unknown ``mechanic``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    mechanic: Literal["percent_off", "amount_off", "bogo", "bundle", "coupon", "gift", "free_shipping"]
+
+
+DISCOUNT_MECHANICS: dict[str, type[_DiscountBase]] = {
+    "percent_off": PercentOff,
+    "amount_off": AmountOff,
+    "bogo": Bogo,
+    "bundle": Bundle,
+    "coupon": Coupon,
+    "gift": Gift,
+    "free_shipping": FreeShipping,
+}
+
+_Discount = Annotated[
+    Annotated[PercentOff, _tag("percent_off")]
+    | Annotated[AmountOff, _tag("amount_off")]
+    | Annotated[Bogo, _tag("bogo")]
+    | Annotated[Bundle, _tag("bundle")]
+    | Annotated[Coupon, _tag("coupon")]
+    | Annotated[Gift, _tag("gift")]
+    | Annotated[FreeShipping, _tag("free_shipping")]
+    | Annotated[_UnknownMechanic, _tag("?"), SkipJsonSchema()],
+    _route("mechanic", tuple(DISCOUNT_MECHANICS)),
+]
+
+_TaggedVariant = Annotated[
+    Annotated[ControlVariant, _tag("control")]
+    | Annotated[PricePointVariant, _tag("price_point")]
+    | Annotated[_Discount, _tag("discount")]
+    | Annotated[AdCreative, _tag("ad_creative")]
+    | Annotated[ChannelVariant, _tag("channel")]
+    | Annotated[_UnknownVariant, _tag("?"), SkipJsonSchema()],
+    _route("kind", ("control", "price_point", "discount", "ad_creative", "channel")),
+]
+
+# --------------------------------------------------------------------------- metrics
+
+
+class Capping(SpecModel):
+    """Winsorise per-unit values at one threshold pooled over all arms: a percentile or a value."""
+
+    percentile: float | None = Field(default=None, gt=0.5, lt=1)
+    absolute: PositiveMoney | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Capping:
+        if (self.percentile is None) == (self.absolute is None):
+            raise ValueError("give exactly one of 'percentile' (e.g. 0.99) or 'absolute'")
+        return self
+
+
+Role = Literal["primary", "secondary", "guardrail", "treatment_only"]
+
+
+class _MetricBase(SpecModel):
+    id: Slug
+    name: str | None = None
+    description: str | None = None
+    role: Role | None = Field(
+        default=None,
+        description="Derived when omitted: 'primary' for spec.primary, 'guardrail' for metrics "
+        "named in guardrails, else 'secondary'.",
+    )
+    direction: Literal["higher", "lower"] = Field(default="higher", description="Which way is better.")
+
+
+class _SourcedMetric(_MetricBase):
+    source: Slug = Field(description="A table in data.tables, or 'units' for per-unit columns.")
+
+
+class BinaryMetric(_SourcedMetric):
+    """1 when the unit has at least one row in ``source`` (or its ``column`` is true), else 0."""
+
+    kind: Literal["binary"]
+    column: Column | None = None
+
+
+class ContinuousMetric(_SourcedMetric):
+    """Per-unit ``agg`` of ``column`` over the unit's rows; units with no rows count as 0."""
+
+    kind: Literal["continuous"]
+    column: Column
+    agg: Literal["sum", "mean", "max"] = "sum"
+    capping: Capping | None = None
+
+
+class CountMetric(_SourcedMetric):
+    """Number of the unit's rows in ``source`` (or the sum of ``column``); 0 when none."""
+
+    kind: Literal["count"]
+    column: Column | None = None
+    capping: Capping | None = None
+
+
+class RatioMetric(_MetricBase):
+    """Ratio of sums of two declared metrics (e.g. AOV = revenue / orders), delta-method variance."""
+
+    kind: Literal["ratio"]
+    numerator: Slug
+    denominator: Slug
+
+
+class OrdinalMetric(_SourcedMetric):
+    """An ordered score such as 1-5 satisfaction; units without a response are missing, not 0."""
+
+    kind: Literal["ordinal"]
+    column: Column
+    levels: list[int] = Field(min_length=2)
+    top_box: int = Field(default=2, ge=1, description="How many top levels count as 'satisfied'.")
+
+    @field_validator("levels")
+    @classmethod
+    def _strictly_increasing(cls, levels: list[int]) -> list[int]:
+        if any(b <= a for a, b in itertools.pairwise(levels)):
+            raise ValueError(f"levels must be strictly increasing, got {levels}")
+        return levels
+
+    @model_validator(mode="after")
+    def _top_box_fits(self) -> OrdinalMetric:
+        if self.top_box >= len(self.levels):
+            raise ValueError(f"top_box must be below the number of levels ({len(self.levels)})")
+        return self
+
+
+AnyVariant = (
+    ControlVariant
+    | PricePointVariant
+    | PercentOff
+    | AmountOff
+    | Bogo
+    | Bundle
+    | Coupon
+    | Gift
+    | FreeShipping
+    | AdCreative
+    | ChannelVariant
+)
+AnyMetric = BinaryMetric | ContinuousMetric | CountMetric | RatioMetric | OrdinalMetric
+
+
+class _UnknownMetric(SpecModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: Literal["binary", "continuous", "count", "ratio", "ordinal"]
+
+
+METRIC_KINDS = ("binary", "continuous", "count", "ratio", "ordinal")
+
+_TaggedMetric = Annotated[
+    Annotated[BinaryMetric, _tag("binary")]
+    | Annotated[ContinuousMetric, _tag("continuous")]
+    | Annotated[CountMetric, _tag("count")]
+    | Annotated[RatioMetric, _tag("ratio")]
+    | Annotated[OrdinalMetric, _tag("ordinal")]
+    | Annotated[_UnknownMetric, _tag("?"), SkipJsonSchema()],
+    _route("kind", METRIC_KINDS),
+]
+
+if TYPE_CHECKING:  # type checkers see the members; pydantic sees the tagged unions with fallbacks
+    Variant = AnyVariant
+    Metric = AnyMetric
+else:
+    Variant = _TaggedVariant
+    Metric = _TaggedMetric
+
+# --------------------------------------------------------------------------- guardrails, economics
+
+
+class Guardrail(SpecModel):
+    """Non-inferiority margin of a metric: how far it may move in its harmful direction."""
+
+    metric: Slug
+    max_relative_drop: float | None = Field(default=None, gt=0, lt=1)
+    max_absolute_drop: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one_margin(self) -> Guardrail:
+        if (self.max_relative_drop is None) == (self.max_absolute_drop is None):
+            raise ValueError("give exactly one of 'max_relative_drop' or 'max_absolute_drop'")
+        return self
+
+
+class Economics(SpecModel):
+    """Money side of the test, in ``currency`` per unit sold unless stated."""
+
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
+    unit_price: PositiveMoney | None = Field(default=None, description="List price per unit sold.")
+    unit_cost: Money | None = Field(default=None, description="Cost of goods per unit sold.")
+    fixed_cost: dict[Slug, Money] = Field(
+        default_factory=dict, description="Fixed cost of running each arm (creative, set-up)."
+    )
+    media_cost: dict[Slug, Money] = Field(
+        default_factory=dict, description="Media spend per arm (for iROAS)."
+    )
+
+
+# --------------------------------------------------------------------------- design, analysis
+
+
+class Mde(SpecModel):
+    """Minimum detectable effect, relative (0.05 = +5%) or absolute (in the metric's unit)."""
+
+    relative: float | None = Field(default=None, gt=0)
+    absolute: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Mde:
+        if (self.relative is None) == (self.absolute is None):
+            raise ValueError("give exactly one of 'relative' or 'absolute'")
+        return self
+
+
+class Baseline(SpecModel):
+    """Expected control-arm behaviour of a metric: a ``rate`` (binary) or ``mean`` and ``sd``."""
+
+    rate: Probability | None = None
+    mean: float | None = None
+    sd: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _rate_or_moments(self) -> Baseline:
+        if (self.rate is None) == (self.mean is None or self.sd is None):
+            raise ValueError("give either 'rate', or both 'mean' and 'sd'")
+        return self
+
+
+class Design(SpecModel):
+    """Inputs to sample-size, MDE, power and duration planning."""
+
+    alpha: Probability = 0.05
+    power: Probability = 0.8
+    alternative: Literal["two-sided", "larger", "smaller"] = "two-sided"
+    mde: Mde | None = None
+    daily_units: int | None = Field(default=None, gt=0, description="New units entering per day.")
+    round_to_weeks: bool = False
+    baseline: dict[Slug, Baseline] = Field(default_factory=dict)
+
+
+class Analysis(SpecModel):
+    """How the analysis runs."""
+
+    covariates: list[Column] = Field(
+        default_factory=list, description="Pre-period columns of the units table for CUPED."
+    )
+    confidence: Probability = 0.95
+    method: Literal["frequentist", "bayesian", "both"] = "frequentist"
+
+
+class Decision(SpecModel):
+    """The rule that turns results into ship / iterate / stop."""
+
+    metric: Slug = Field(description="A declared metric, or 'profit' or 'roi'.")
+    prob_positive: Probability | None = Field(
+        default=None, description="Ship when P(metric improves) reaches this (Bayesian)."
+    )
+
+
+class Data(SpecModel):
+    """Where the experiment's data lives; relative paths resolve against the spec's folder."""
+
+    assignments: str | None = Field(
+        default=None,
+        description="unit_id, variant per unit; omit when the units file has the variant.",
+    )
+    units: str | None = Field(default=None, description="One row per unit: id and covariates.")
+    tables: dict[Slug, str] = Field(default_factory=dict, description="Event tables by name.")
+    unit_id: Column = Field(default="unit_id", description="Unit id column in every table.")
+    variant_column: Column = Field(default="variant", description="Arm column of the assignments.")
+    variant_values: dict[str, Slug] | None = Field(
+        default=None, description="Maps raw arm labels in the data to variant ids."
+    )
+    row_id: bool = Field(
+        default=False,
+        description="The units file has no id column: its 1-based row number is the id.",
+    )
+
+    @model_validator(mode="after")
+    def _has_assignments(self) -> Data:
+        if self.assignments is None and self.units is None:
+            raise ValueError("give 'assignments' or a 'units' file that holds the variant column")
+        return self
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+class SimEffect(SpecModel):
+    """True effect of one arm in simulated data (relative lifts against the reference arm)."""
+
+    conversion: float = Field(default=0.0, gt=-1, description="Relative lift in P(purchase).")
+    basket: float = Field(default=0.0, gt=-1, description="Relative lift in units per order.")
+    redemption: float = Field(
+        default=1.0, ge=0, le=1, description="Share of the arm's orders that redeem the offer."
+    )
+    score: float = Field(default=0.0, description="Shift of latent satisfaction, in sd units.")
+    rates: dict[Slug, float] = Field(
+        default_factory=dict, description="Relative lift of event-table rates (e.g. clicks)."
+    )
+    metrics: dict[Slug, float] = Field(
+        default_factory=dict,
+        description="Relative lift of binary metrics in simulation.unit_rates.",
+    )
+
+
+class SimTable(SpecModel):
+    """How one data table is simulated."""
+
+    kind: Literal["orders", "survey", "events"]
+    rate: float | None = Field(default=None, gt=0, description="events: mean rows per unit.")
+    per: Slug | None = Field(default=None, description="events: thin this table's rows instead.")
+    prob: Probability | None = Field(default=None, description="events with 'per': keep prob.")
+
+    @model_validator(mode="after")
+    def _events_rate(self) -> SimTable:
+        if self.kind == "events" and (self.rate is None) == (self.per is None or self.prob is None):
+            raise ValueError("events tables need 'rate', or 'per' and 'prob'")
+        return self
+
+
+class Simulation(SpecModel):
+    """Parameters of ``promolab simulate``; see README "Simulator"."""
+
+    purchase_prob: Probability = Field(default=0.08, description="Reference P(>= 1 order).")
+    orders_per_buyer: float = Field(default=1.3, ge=1, description="Mean orders of a buyer.")
+    units_median: float = Field(default=1.5, ge=1, description="Median units per order.")
+    units_sigma: float = Field(default=0.8, gt=0, description="Log-sd of units per order.")
+    item_price: PositiveMoney = Field(default=25.0, description="Used when economics has none.")
+    heterogeneity: float = Field(default=1.0, ge=0, description="Log-sd of unit propensity.")
+    pre_corr: float = Field(default=0.8, ge=0, lt=1, description="Latent pre/in-period corr.")
+    survey_rate: Probability = Field(default=0.3)
+    clusters: int = Field(default=50, ge=1, description="Number of stores units belong to.")
+    cluster_sd: float = Field(default=0.2, ge=0, description="Log-sd of store propensity.")
+    price_elasticity: float = Field(
+        default=-1.5, description="d log P(purchase) / d log price, for price-point arms."
+    )
+    tables: dict[Slug, SimTable] = Field(default_factory=dict)
+    unit_rates: dict[Slug, Probability] = Field(
+        default_factory=dict,
+        description="Per-unit binary metrics drawn on their own (e.g. visit) at this reference rate; "
+        "other binary metrics are 'has purchased'.",
+    )
+    effects: dict[Slug, SimEffect] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+class ExperimentSpec(SpecModel):
+    """A marketing experiment declared as code. Build with :func:`promolab.load_spec`."""
+
+    id: Slug
+    name: Annotated[str, StringConstraints(min_length=1)]
+    hypothesis: str | None = None
+    owner: str | None = None
+    unit: Literal["customer", "session", "store", "region", "user", "device", "market"]
+    start: dt.date
+    end: dt.date
+    post_days: int = Field(default=0, ge=0, description="Days after 'end' still measured.")
+    variants: list[Variant] = Field(min_length=2)
+    metrics: list[Metric] = Field(min_length=1)
+    primary: Slug
+    guardrails: list[Guardrail] = Field(default_factory=list)
+    economics: Economics | None = None
+    design: Design = Field(default_factory=Design)
+    analysis: Analysis = Field(default_factory=Analysis)
+    decision: Decision | None = None
+    data: Data
+    simulation: Simulation | None = None
+    tags: list[str] = Field(default_factory=list)
+
+    _source: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentSpec:
+        from promolab.spec.checks import raise_on_problems
+
+        raise_on_problems(self)
+        return self
+
+    # ---- lookups used by every later step (cheap, derived, never stored)
+
+    @property
+    def reference(self) -> AnyVariant:
+        """The arm every other arm is compared with."""
+        for variant in self.variants:
+            if variant.kind == "control" or variant.reference:
+                return variant
+        raise AssertionError("validated specs always have a reference arm")
+
+    @property
+    def treatments(self) -> list[AnyVariant]:
+        """Every arm except the reference, in declaration order."""
+        ref = self.reference.id
+        return [v for v in self.variants if v.id != ref]
+
+    def variant(self, variant_id: str) -> AnyVariant:
+        return next(v for v in self.variants if v.id == variant_id)
+
+    def metric(self, metric_id: str) -> AnyMetric:
+        return next(m for m in self.metrics if m.id == metric_id)
+
+    def role(self, metric_id: str) -> Role:
+        """Role of a metric: declared, else derived from ``primary`` and ``guardrails``."""
+        declared = self.metric(metric_id).role
+        if declared is not None:
+            return declared
+        if metric_id == self.primary:
+            return "primary"
+        if any(g.metric == metric_id for g in self.guardrails):
+            return "guardrail"
+        return "secondary"

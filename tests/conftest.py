@@ -1,0 +1,34 @@
+"""Shared fixtures: repository paths, the example specs and the real datasets in ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import promolab
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "experiments"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def example_paths() -> list[Path]:
+    """Every example spec shipped in experiments/."""
+    return sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".yml", ".toml"))
+
+
+def shared_file(name: str) -> Path:
+    """A real dataset from ../shared/data; fails (never skips) when it is missing."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.fail(
+            f"real dataset {path} is missing: tests read it from ../shared/data beside the "
+            "project (see ../shared/data/SOURCES.md); it is not copied into the repository"
+        )
+    return path
+
+
+@pytest.fixture
+def spring_spec() -> promolab.ExperimentSpec:
+    return promolab.load_spec(EXAMPLES / "spring-discount.yaml")
