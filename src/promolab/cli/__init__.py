@@ -133,6 +133,50 @@ def simulate(
     err.print(f"[dim]analyse with --data-dir {out_dir}[/dim]")
 
 
+@app.command()
+def design(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Experiment spec file.")],
+    pre_period: Annotated[
+        Path | None,
+        typer.Option(help="Per-unit pre-period values (a column per metric id; covariates; cluster)."),
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan as JSON here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the power curve here (.png or .svg).")] = None,
+) -> None:
+    """Sample size per arm, duration, MDE, power and break-even lifts of SPEC."""
+    from promolab.cli.output import print_table, write_json
+    from promolab.design.estimates import read_pre_period
+    from promolab.design.plan import plan_design
+
+    spec = load_spec(spec_path)
+    frame = read_pre_period(pre_period) if pre_period is not None else None
+    plan = plan_design(spec, frame, source=str(pre_period))
+    rows = [[arm, n, plan.mde_relative if arm != plan.reference else None] for arm, n in plan.per_arm.items()]
+    print_table(f"{spec.id}: design on '{plan.metric}'", ["arm", "units", "mde_rel"], rows)
+    summary = [
+        ["total units", plan.total],
+        ["days", plan.days],
+        ["power", plan.power],
+        ["alpha per comparison", plan.alpha_per_comparison],
+        ["variance factor", plan.variance_factor],
+    ]
+    print_table("", ["quantity", "value"], summary)
+    if plan.break_even:
+        rows = [
+            [arm, b.flag or b.relative_lift, b.metric_relative_lift, b.power, b.test_cost]
+            for arm, b in plan.break_even.items()
+        ]
+        columns = ["arm", "break_even_lift", "metric_break_even_lift", "power_at_break_even", "test_cost"]
+        print_table("break-even (units sold; on the metric)", columns, rows)
+    if json_out is not None:
+        write_json(json_out, plan.to_dict())
+    if plot is not None:
+        from promolab.design.curve import save_power_curve
+
+        save_power_curve(plan, plot)
+        err.print(f"wrote {plot}")
+
+
 def _spec_files(paths: list[Path]) -> list[Path]:
     """Expand folders to the spec files inside them (sorted); reject anything else."""
     files: list[Path] = []

@@ -182,6 +182,10 @@ def _economics(spec: ExperimentSpec) -> Iterator[Problem]:
 
 def _design(spec: ExperimentSpec) -> Iterator[Problem]:
     metrics = {m.id: m for m in spec.metrics}
+    if spec.design.metric is not None and spec.design.metric not in metrics:
+        yield Problem(("design", "metric"), _unknown("metric", spec.design.metric, metrics))
+    if spec.design.mde is not None and spec.design.total_units is not None:
+        yield Problem(("design",), "give 'mde' (to size the test) or 'total_units' (to get its MDE), not both")
     for key, baseline in spec.design.baseline.items():
         where = ("design", "baseline", key)
         metric = metrics.get(key)

@@ -381,6 +381,12 @@ class Economics(SpecModel):
     media_cost: dict[Slug, Money] = Field(
         default_factory=dict, description="Media spend per arm (for iROAS)."
     )
+    units_per_order: float = Field(
+        default=1.0, ge=1, description="Mean units per order (per-order costs to per-unit)."
+    )
+    horizon_units: int | None = Field(
+        default=None, gt=0, description="Units a shipped promotion reaches (amortises fixed costs)."
+    )
 
 
 # --------------------------------------------------------------------------- design, analysis
@@ -413,16 +419,45 @@ class Baseline(SpecModel):
         return self
 
 
-class Design(SpecModel):
-    """Inputs to sample-size, MDE, power and duration planning."""
+class ClusterDesign(SpecModel):
+    """Cluster randomisation (stores, regions): all units of a cluster share an arm."""
 
+    column: Column = Field(description="Cluster id column of the units (or pre-period) file.")
+    icc: float | None = Field(default=None, ge=0, lt=1, description="Intra-cluster correlation.")
+    mean_size: float | None = Field(default=None, ge=1, description="Mean units per cluster.")
+    size_cv: float = Field(default=0.0, ge=0, description="Coefficient of variation of sizes.")
+
+
+class Design(SpecModel):
+    """Inputs to sample-size, MDE, power and duration planning, and to assignment."""
+
+    metric: Slug | None = Field(default=None, description="Metric to size for (default: primary).")
     alpha: Probability = 0.05
     power: Probability = 0.8
     alternative: Literal["two-sided", "larger", "smaller"] = "two-sided"
+    correction: Literal["bonferroni", "none"] = Field(
+        default="bonferroni", description="Family-wise correction over treatment arms."
+    )
+    pooled_null: bool = Field(
+        default=False, description="Binary metrics: pooled variance under the null (statsmodels')."
+    )
     mde: Mde | None = None
+    total_units: int | None = Field(
+        default=None, gt=0, description="Units available: plan the MDE for this size."
+    )
     daily_units: int | None = Field(default=None, gt=0, description="New units entering per day.")
     round_to_weeks: bool = False
     baseline: dict[Slug, Baseline] = Field(default_factory=dict)
+    cuped_r2: float | None = Field(
+        default=None, ge=0, lt=1, description="Variance explained by analysis.covariates."
+    )
+    cluster: ClusterDesign | None = None
+    salt: str | None = Field(default=None, description="Assignment salt (default: the spec id).")
+    holdout: float = Field(default=0.0, ge=0, lt=1, description="Share of units held out of the test.")
+    strata: list[Column] = Field(default_factory=list, description="Block on these unit columns.")
+    rerandomise: int | None = Field(
+        default=None, ge=2, description="Try this many salts; keep the best balanced."
+    )
 
 
 class Analysis(SpecModel):

@@ -1,0 +1,54 @@
+"""Power curve of a planned design: power against the true relative lift, one line per arm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from promolab.design.plan import DesignPlan
+from promolab.design.sizing import Alternative, power
+from promolab.io import write_with
+
+
+def power_curve(plan: DesignPlan, points: int = 61) -> dict[str, np.ndarray]:
+    """Relative lifts (key ``lift``) and the power of each treatment arm at them."""
+    outcome = plan.outcome()
+    alternative: Alternative = plan.alternative  # type: ignore[assignment]
+    top = 2.5 * abs(plan.mde_relative)
+    if outcome.is_binary:  # keep the treated rate inside (0, 1)
+        top = min(top, 0.999 * (1 - outcome.mean) / outcome.mean, 0.999)
+    low = 0.0 if alternative == "larger" else -top
+    lifts = np.linspace(low, 0.0 if alternative == "smaller" else top, points)
+    n_ref = plan.per_arm[plan.reference]
+    curves: dict[str, np.ndarray] = {"lift": lifts}
+    for arm, n in plan.per_arm.items():
+        if arm != plan.reference:
+            curves[arm] = np.array(
+                [power(outcome, lift * outcome.mean, n_ref, n, plan.alpha_per_comparison, alternative,
+                       plan.pooled_null) for lift in lifts]
+            )
+    return curves
+
+
+def save_power_curve(plan: DesignPlan, target: str | Path) -> None:
+    """Write the power curve as PNG or SVG (by the file suffix), atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    curves = power_curve(plan)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for arm, values in curves.items():
+        if arm != "lift":
+            ax.plot(curves["lift"] * 100, values, label=arm)
+    ax.axhline(plan.power, color="grey", lw=0.8, ls=":")
+    ax.axvline(plan.mde_relative * 100, color="grey", lw=0.8, ls="--", label="planned MDE")
+    ax.set(xlabel=f"true relative lift in {plan.metric} (%)", ylabel="power", ylim=(0, 1.01),
+           title=f"{plan.experiment}: power at {sum(plan.per_arm.values()):,} units")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    suffix = Path(target).suffix.lstrip(".") or "png"
+    write_with(target, lambda tmp: fig.savefig(tmp, format=suffix))
+    plt.close(fig)
