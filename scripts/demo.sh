@@ -1,5 +1,5 @@
 #!/bin/sh
-# The demo: every example spec validated, then simulated data written for each.
+# The demo: every example spec validated, designed, simulated and assigned.
 # Usage: scripts/demo.sh BIN_DIR OUT_DIR UNITS
 set -eu
 bin=$1 out=$2 units=$3
@@ -7,7 +7,13 @@ bin=$1 out=$2 units=$3
 for spec in experiments/*.yaml experiments/*.toml; do
     [ -f "$spec" ] || continue
     name=$(basename "${spec%.*}")
-    echo "== $name: simulating $units units"
-    "$bin/promolab" simulate "$spec" --units "$units" --seed 1 --out "$out/$name"
+    dir="$out/$name"
+    echo "== $name"
+    "$bin/promolab" design "$spec" --json "$dir/design.json" --plot "$dir/power-curve.png"
+    "$bin/promolab" simulate "$spec" --units "$units" --seed 1 --out "$dir"
+    units_file=$(find "$dir" -name 'customers.parquet' | head -n 1)
+    if [ -n "$units_file" ]; then
+        "$bin/promolab" assign "$spec" --units "$units_file" --out "$dir/assignment.parquet" --json "$dir/balance.json"
+    fi
 done
-echo "Demo data is in $out/ (one folder per experiment)."
+echo "Demo outputs are in $out/ (one folder per experiment: design.json, power-curve.png, data/, assignment)."

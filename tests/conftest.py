@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import promolab
 
@@ -32,3 +34,10 @@ def shared_file(name: str) -> Path:
 @pytest.fixture
 def spring_spec() -> promolab.ExperimentSpec:
     return promolab.load_spec(EXAMPLES / "spring-discount.yaml")
+
+
+# CI runs every property test on hypothesis' fixed derandomised examples (reproducible runs);
+# locally each run explores new examples.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")

@@ -110,7 +110,9 @@ def test_simulated_power_of_heavy_tailed_revenue_matches_the_plan():
     assert abs(empirical - planned) < 0.02
 
 
-@pytest.mark.parametrize(("discount", "margin_share", "expected"), [(0.2, 0.4, 1.0), (0.1, 0.4, 1 / 3), (0.15, 0.45, 0.5)])
+@pytest.mark.parametrize(
+    ("discount", "margin_share", "expected"), [(0.2, 0.4, 1.0), (0.1, 0.4, 1 / 3), (0.15, 0.45, 0.5)]
+)
 def test_break_even_of_a_percent_discount_is_d_over_m_minus_d(discount, margin_share, expected):
     price = 40.0
     reference = ArmEconomics(price=price, cost_per_unit_sold=0.0)
@@ -118,6 +120,7 @@ def test_break_even_of_a_percent_discount_is_d_over_m_minus_d(discount, margin_s
     unit_cost = price * (1 - margin_share)
     result = break_even(arm, reference, unit_cost, units_sold=0.3, n_arm=10_000)
     assert result.relative_lift == pytest.approx(expected)
+
     # profit is exactly zero at the break-even lift, and monotone in lift
     def profit(lift: float) -> float:
         return 0.3 * (1 + lift) * (price - discount * price - unit_cost) - 0.3 * (price - unit_cost)
@@ -129,7 +132,9 @@ def test_break_even_of_a_percent_discount_is_d_over_m_minus_d(discount, margin_s
 
 def test_break_even_includes_contact_and_fixed_costs():
     reference = ArmEconomics(price=28.0, cost_per_unit_sold=0.0)
-    sms = ArmEconomics(price=28.0, cost_per_unit_sold=0.0, contact_cost=0.06, fixed_cost=1000.0, spread_units=10_000)
+    sms = ArmEconomics(
+        price=28.0, cost_per_unit_sold=0.0, contact_cost=0.06, fixed_cost=1000.0, spread_units=10_000
+    )
     result = break_even(sms, reference, unit_cost=12.0, units_sold=0.05, n_arm=10_000)
     # incremental margin u0 * L * 16 must pay 0.06 + 0.1 per unit
     assert result.relative_lift == pytest.approx(0.16 / (0.05 * 16))
@@ -176,6 +181,18 @@ def test_cuped_and_cluster_factors_scale_the_sample_size():
     assert clustered.clusters == math.ceil(clustered.total / 51)
 
 
+def test_total_units_plans_the_mde_that_sizes_back_to_the_same_total():
+    raw = spec_to_dict(promolab.load_spec(EXAMPLES / "channel.yaml"))
+    raw["design"].pop("mde")
+    raw["design"]["total_units"] = 400_000
+    fixed = plan_design(spec_from_dict(raw))
+    assert fixed.power == 0.8
+    raw["design"].pop("total_units")
+    raw["design"]["mde"] = {"relative": fixed.mde_relative}
+    sized = plan_design(spec_from_dict(raw))
+    assert abs(sized.total - 400_000) <= len(sized.per_arm) + 1
+
+
 def test_duration_rounds_up_to_whole_weeks():
     plan = plan_design(promolab.load_spec(EXAMPLES / "price-points.yaml"))
     assert plan.days is not None
@@ -197,7 +214,9 @@ def test_icc_anova_matches_the_hand_computation_and_recovers_a_known_icc():
     msb = (3 * (2 - 4.25) ** 2 + 3 * (6 - 4.25) ** 2 + 2 * (5 - 4.25) ** 2) / 2
     msw = ((1 + 0 + 1) + (4 + 0 + 4) + 0) / 5
     m0 = (8 - (9 + 9 + 4) / 8) / 2
-    assert estimates.icc_anova(frame, "y", "store", "t") == pytest.approx((msb - msw) / (msb + (m0 - 1) * msw))
+    assert estimates.icc_anova(frame, "y", "store", "t") == pytest.approx(
+        (msb - msw) / (msb + (m0 - 1) * msw)
+    )
     rng = np.random.default_rng(3)
     stores = np.repeat(np.arange(400), 50)
     y = rng.normal(0, math.sqrt(0.05), 400)[stores] + rng.normal(0, math.sqrt(0.95), len(stores))
@@ -222,8 +241,14 @@ def test_ratio_outcome_from_pre_period_uses_the_delta_method():
 def test_design_cli_writes_the_documented_json_and_a_plot(tmp_path):
     result = CliRunner().invoke(
         app,
-        ["design", str(EXAMPLES / "spring-discount.yaml"), "--json", str(tmp_path / "d.json"), "--plot",
-         str(tmp_path / "curve.png")],
+        [
+            "design",
+            str(EXAMPLES / "spring-discount.yaml"),
+            "--json",
+            str(tmp_path / "d.json"),
+            "--plot",
+            str(tmp_path / "curve.png"),
+        ],
     )
     assert result.exit_code == 0, result.output
     plan = json.loads((tmp_path / "d.json").read_text())
@@ -237,10 +262,20 @@ def test_design_cli_estimates_from_a_pre_period_file(tmp_path):
     rng = np.random.default_rng(0)
     n = 50_000
     pre = rng.gamma(0.3, 20, n)
-    frame = pd.DataFrame({"pre_revenue": pre, "revenue": 0.5 * pre + rng.gamma(0.3, 10, n), "conversion": rng.random(n) < 0.08})
+    frame = pd.DataFrame(
+        {"pre_revenue": pre, "revenue": 0.5 * pre + rng.gamma(0.3, 10, n), "conversion": rng.random(n) < 0.08}
+    )
     frame.to_csv(tmp_path / "pre.csv", index=False)
     result = CliRunner().invoke(
-        app, ["design", str(EXAMPLES / "spring-discount.yaml"), "--pre-period", str(tmp_path / "pre.csv"), "--json", str(tmp_path / "d.json")]
+        app,
+        [
+            "design",
+            str(EXAMPLES / "spring-discount.yaml"),
+            "--pre-period",
+            str(tmp_path / "pre.csv"),
+            "--json",
+            str(tmp_path / "d.json"),
+        ],
     )
     assert result.exit_code == 0, result.output
     plan = json.loads((tmp_path / "d.json").read_text())

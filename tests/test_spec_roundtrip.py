@@ -302,3 +302,40 @@ def test_specs_are_frozen(target: Any, field: str, value: object) -> None:
     with pytest.raises(pydantic.ValidationError, match="frozen"):
         setattr(obj, field, value)
     assert getattr(obj, field) == before
+
+
+# --------------------------------------------------------------------------- text survives dumping
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("Spring\u0085sale", id="next-line-U+0085"),
+        pytest.param("line\u2028separator", id="line-separator-U+2028"),
+        pytest.param("tab\there", id="tab"),
+        pytest.param("quotes ' and \"", id="quotes"),
+        pytest.param("été 🎉 ∑", id="non-ascii"),
+        pytest.param("  padded  ", id="padded"),
+        pytest.param("yes", id="yaml-boolean-word"),
+        pytest.param("2026-03-01", id="date-like"),
+        pytest.param("two\nlines", id="newline"),
+    ],
+)
+def test_dump_keeps_every_character(text: str, tmp_path: Path) -> None:
+    raw = spring_raw()
+    raw["name"] = text
+    raw["hypothesis"] = text
+    spec = spec_from_dict(raw)
+    path = tmp_path / "text.yaml"
+    path.write_text(dump_spec(spec), encoding="utf-8")
+    loaded = load_spec(path)
+    assert (loaded.name, loaded.hypothesis) == (text, text)
+    assert spec_hash(loaded) == spec_hash(spec)
+
+
+def test_negative_zero_hashes_like_zero():
+    raw = yaml.safe_load((EXAMPLES_DIR / "spring-discount.yaml").read_text())
+    raw["economics"]["fixed_cost"]["pct15"] = -0.0
+    negative = spec_from_dict(raw)
+    raw["economics"]["fixed_cost"]["pct15"] = 0.0
+    assert spec_hash(negative) == spec_hash(spec_from_dict(raw))

@@ -19,14 +19,22 @@ ALTERNATIVES = ("two-sided", "larger", "smaller")
 
 
 @pytest.mark.parametrize("alternative", ALTERNATIVES)
-@pytest.mark.parametrize(("mean", "sd", "delta", "ratio"), [(4.1, 19.0, 0.205, 1.0), (10, 2, 0.4, 3.0), (1.5, 12, 0.3, 0.25)])
+@pytest.mark.parametrize(
+    ("mean", "sd", "delta", "ratio"), [(4.1, 19.0, 0.205, 1.0), (10, 2, 0.4, 3.0), (1.5, 12, 0.3, 0.25)]
+)
 def test_continuous_power_and_n_match_normal_ind_power(mean, sd, delta, ratio, alternative):
     """statsmodels.stats.power.NormalIndPower().power / solve_power(effect_size=delta/sd, ratio=n2/n1)."""
     effect = delta if alternative != "smaller" else -delta
     outcome = Outcome(mean=mean, sd=sd)
-    reference = NormalIndPower().power(effect / sd, nobs1=5000, alpha=0.05, ratio=ratio, alternative=alternative)
-    assert power(outcome, effect, 5000, 5000 * ratio, alternative=alternative) == pytest.approx(reference, abs=1e-9)
-    nobs1 = NormalIndPower().solve_power(effect / sd, alpha=0.05, power=0.8, ratio=ratio, alternative=alternative)
+    reference = NormalIndPower().power(
+        effect / sd, nobs1=5000, alpha=0.05, ratio=ratio, alternative=alternative
+    )
+    assert power(outcome, effect, 5000, 5000 * ratio, alternative=alternative) == pytest.approx(
+        reference, abs=1e-9
+    )
+    nobs1 = NormalIndPower().solve_power(
+        effect / sd, alpha=0.05, power=0.8, ratio=ratio, alternative=alternative
+    )
     share_c, share_t = 1 / (1 + ratio), ratio / (1 + ratio)
     total = sample_size(outcome, effect, share_c, share_t, alternative=alternative)
     assert abs(total * share_c - nobs1) <= 1 + 1e-9
@@ -44,11 +52,15 @@ def test_binary_pooled_null_power_matches_power_proportions_2indep(p, diff, rati
     reference = power_proportions_2indep(
         diff, p, n_treated, ratio=ratio, alpha=0.05, alternative=alternative, return_results=False
     )
-    ours = power(Outcome(mean=p), diff, n_treated * ratio, n_treated, alternative=alternative, pooled_null=True)
+    ours = power(
+        Outcome(mean=p), diff, n_treated * ratio, n_treated, alternative=alternative, pooled_null=True
+    )
     assert ours == pytest.approx(reference, abs=1e-9)
 
 
-@pytest.mark.parametrize(("p", "diff", "n_c", "n_t"), [(0.08, 0.004, 30_000, 30_000), (0.2, -0.01, 10_000, 40_000)])
+@pytest.mark.parametrize(
+    ("p", "diff", "n_c", "n_t"), [(0.08, 0.004, 30_000, 30_000), (0.2, -0.01, 10_000, 40_000)]
+)
 def test_binary_unpooled_power_matches_normal_power_het(p, diff, n_c, n_t):
     """statsmodels.stats.power.normal_power_het with std_null = std_alternative (unpooled z-test)."""
     se = math.sqrt(p * (1 - p) / n_c + (p + diff) * (1 - p - diff) / n_t)
@@ -69,9 +81,9 @@ def test_mde_closed_form_for_one_sided_continuous():
     """One-sided MDE = (z_{1-a} + z_{power}) * sd * sqrt(1/n_c + 1/n_t) exactly."""
     outcome = Outcome(mean=50, sd=30, variance_factor=0.7)
     expected = (stats.norm.isf(0.05) + stats.norm.ppf(0.9)) * 30 * math.sqrt(0.7 * (1 / 1000 + 1 / 3000))
-    assert minimum_detectable_effect(outcome, 1000, 3000, target_power=0.9, alternative="larger") == pytest.approx(
-        expected, rel=1e-9
-    )
+    assert minimum_detectable_effect(
+        outcome, 1000, 3000, target_power=0.9, alternative="larger"
+    ) == pytest.approx(expected, rel=1e-9)
 
 
 def test_design_effect_closed_forms():

@@ -151,9 +151,11 @@ def design(
     spec = load_spec(spec_path)
     frame = read_pre_period(pre_period) if pre_period is not None else None
     plan = plan_design(spec, frame, source=str(pre_period))
-    rows = [[arm, n, plan.mde_relative if arm != plan.reference else None] for arm, n in plan.per_arm.items()]
+    rows: list[list[Any]] = [
+        [arm, n, plan.mde_relative if arm != plan.reference else None] for arm, n in plan.per_arm.items()
+    ]
     print_table(f"{spec.id}: design on '{plan.metric}'", ["arm", "units", "mde_rel"], rows)
-    summary = [
+    summary: list[list[Any]] = [
         ["total units", plan.total],
         ["days", plan.days],
         ["power", plan.power],

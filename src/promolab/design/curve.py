@@ -25,8 +25,18 @@ def power_curve(plan: DesignPlan, points: int = 61) -> dict[str, np.ndarray]:
     for arm, n in plan.per_arm.items():
         if arm != plan.reference:
             curves[arm] = np.array(
-                [power(outcome, lift * outcome.mean, n_ref, n, plan.alpha_per_comparison, alternative,
-                       plan.pooled_null) for lift in lifts]
+                [
+                    power(
+                        outcome,
+                        lift * outcome.mean,
+                        n_ref,
+                        n,
+                        plan.alpha_per_comparison,
+                        alternative,
+                        plan.pooled_null,
+                    )
+                    for lift in lifts
+                ]
             )
     return curves
 
@@ -44,9 +54,19 @@ def save_power_curve(plan: DesignPlan, target: str | Path) -> None:
         if arm != "lift":
             ax.plot(curves["lift"] * 100, values, label=arm)
     ax.axhline(plan.power, color="grey", lw=0.8, ls=":")
+    low, high = curves["lift"][0], curves["lift"][-1]
+    for arm, point in plan.break_even.items():
+        lift = point.metric_relative_lift
+        if lift is not None and low <= lift <= high:
+            ax.axvline(lift * 100, color="firebrick", lw=0.8, ls="-.")
+            ax.annotate(f"break-even {arm}", (lift * 100, 0.05), rotation=90, fontsize=7, color="firebrick")
     ax.axvline(plan.mde_relative * 100, color="grey", lw=0.8, ls="--", label="planned MDE")
-    ax.set(xlabel=f"true relative lift in {plan.metric} (%)", ylabel="power", ylim=(0, 1.01),
-           title=f"{plan.experiment}: power at {sum(plan.per_arm.values()):,} units")
+    ax.set(
+        xlabel=f"true relative lift in {plan.metric} (%)",
+        ylabel="power",
+        ylim=(0, 1.01),
+        title=f"{plan.experiment}: power at {sum(plan.per_arm.values()):,} units",
+    )
     ax.legend(frameon=False)
     fig.tight_layout()
     suffix = Path(target).suffix.lstrip(".") or "png"

@@ -7,6 +7,7 @@ columns), optional covariate columns (for CUPED) and an optional cluster column 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ def outcome_from_baseline(metric: AnyMetric, baseline: Baseline) -> Outcome:
     if isinstance(metric, BinaryMetric):
         assert baseline.rate is not None  # checked by the spec
         return Outcome(mean=baseline.rate)
-    assert baseline.mean is not None and baseline.sd is not None
+    assert baseline.mean is not None
+    assert baseline.sd is not None
     return Outcome(mean=baseline.mean, sd=baseline.sd)
 
 
@@ -45,7 +47,7 @@ def outcome_from_data(metric: AnyMetric, frame: pd.DataFrame, source: str) -> Ou
     return Outcome(mean=float(values.mean()), sd=float(values.std(ddof=1)))
 
 
-def r_squared(frame: pd.DataFrame, metric_id: str, covariates: list[str], source: str) -> float:
+def r_squared(frame: pd.DataFrame, metric_id: str, covariates: Sequence[str], source: str) -> float:
     """R^2 of the OLS regression of the metric on the covariates (with intercept).
 
     CUPED / regression adjustment leaves ``1 - R^2`` of the variance (for one covariate, rho^2).
@@ -85,7 +87,9 @@ def cluster_sizes(frame: pd.DataFrame, cluster: str, source: str) -> tuple[float
 
 def _raw(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
     if column not in frame.columns:
-        raise DataError(f"{source}: missing column '{column}'; columns are {', '.join(map(str, frame.columns))}")
+        raise DataError(
+            f"{source}: missing column '{column}'; columns are {', '.join(map(str, frame.columns))}"
+        )
     return frame[column]
 
 

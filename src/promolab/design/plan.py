@@ -79,7 +79,9 @@ class DesignPlan:
         return Outcome(mean=self.baseline_mean, sd=sd, variance_factor=self.variance_factor)
 
 
-def plan_design(spec: ExperimentSpec, pre_period: pd.DataFrame | None = None, source: str = "pre-period") -> DesignPlan:
+def plan_design(
+    spec: ExperimentSpec, pre_period: pd.DataFrame | None = None, source: str = "pre-period"
+) -> DesignPlan:
     """Size ``spec``'s test on its design metric from the spec's baseline or pre-period data."""
     design = spec.design
     metric = spec.metric(design.metric or spec.primary)
@@ -90,7 +92,11 @@ def plan_design(spec: ExperimentSpec, pre_period: pd.DataFrame | None = None, so
     shares = {v.id: v.weight * (1 - design.holdout) for v in spec.variants}
     ref = spec.reference.id
     sign = -1.0 if design.alternative == "smaller" else 1.0
-    settings = {"alpha": alpha, "alternative": design.alternative, "pooled_null": design.pooled_null}
+    settings: dict[str, Any] = {
+        "alpha": alpha,
+        "alternative": design.alternative,
+        "pooled_null": design.pooled_null,
+    }
 
     if design.mde is not None:
         effect = sign * (design.mde.absolute or (design.mde.relative or 0.0) * outcome.mean)
@@ -99,17 +105,25 @@ def plan_design(spec: ExperimentSpec, pre_period: pd.DataFrame | None = None, so
             for t in spec.treatments
         )
         per_arm = {v: math.ceil(share * n_all - 1e-9) for v, share in shares.items()}
-        achieved = min(power(outcome, effect, per_arm[ref], per_arm[t.id], **settings) for t in spec.treatments)
+        achieved = min(
+            power(outcome, effect, per_arm[ref], per_arm[t.id], **settings) for t in spec.treatments
+        )
     elif design.total_units is not None:
         per_arm = {v: math.floor(share * design.total_units) for v, share in shares.items()}
         effect = max(
-            (minimum_detectable_effect(outcome, per_arm[ref], per_arm[t.id], target_power=design.power, **settings)
-             for t in spec.treatments),
+            (
+                minimum_detectable_effect(
+                    outcome, per_arm[ref], per_arm[t.id], target_power=design.power, **settings
+                )
+                for t in spec.treatments
+            ),
             key=abs,
         )
         achieved = design.power
     else:
-        raise SpecError([Problem(("design",), "give 'mde' (to size the test) or 'total_units' (to get its MDE)")])
+        raise SpecError(
+            [Problem(("design",), "give 'mde' (to size the test) or 'total_units' (to get its MDE)")]
+        )
 
     holdout = math.ceil(design.holdout * sum(per_arm.values()) / (1 - design.holdout) - 1e-9)
     total = sum(per_arm.values()) + holdout
@@ -141,11 +155,15 @@ def plan_design(spec: ExperimentSpec, pre_period: pd.DataFrame | None = None, so
 
 
 def _outcome(
-    spec: ExperimentSpec, metric: AnyMetric, pre_period: pd.DataFrame | None, source: str, inputs: dict[str, Any]
+    spec: ExperimentSpec,
+    metric: AnyMetric,
+    pre_period: pd.DataFrame | None,
+    source: str,
+    inputs: dict[str, Any],
 ) -> Outcome:
     """The metric's reference-arm outcome with its CUPED and cluster variance factor."""
     design = spec.design
-    needed = [metric.numerator, metric.denominator] if metric.kind == "ratio" else [metric.id]  # type: ignore[union-attr]
+    needed = [metric.numerator, metric.denominator] if metric.kind == "ratio" else [metric.id]
     if pre_period is not None and all(c in pre_period.columns for c in needed):
         base = estimates.outcome_from_data(metric, pre_period, source)
         inputs["baseline_source"] = source
@@ -153,17 +171,28 @@ def _outcome(
         base = estimates.outcome_from_baseline(metric, design.baseline[metric.id])
         inputs["baseline_source"] = "design.baseline"
     else:
-        raise SpecError([Problem(("design", "baseline", metric.id),
-                                 f"no baseline for metric '{metric.id}': add design.baseline.{metric.id} "
-                                 f"or give a pre-period file with column(s) {needed}")])
+        raise SpecError(
+            [
+                Problem(
+                    ("design", "baseline", metric.id),
+                    f"no baseline for metric '{metric.id}': add design.baseline.{metric.id} "
+                    f"or give a pre-period file with column(s) {needed}",
+                )
+            ]
+        )
     r2 = _cuped_r2(spec, metric, pre_period, source, inputs)
     deff = _design_effect(spec, metric, pre_period, source, inputs)
     inputs.update(cuped_r2=r2, design_effect=deff)
     return Outcome(mean=base.mean, sd=base.sd, variance_factor=(1 - r2) * deff)
 
 
-def _cuped_r2(spec: ExperimentSpec, metric: AnyMetric, pre_period: pd.DataFrame | None, source: str,
-              inputs: dict[str, Any]) -> float:
+def _cuped_r2(
+    spec: ExperimentSpec,
+    metric: AnyMetric,
+    pre_period: pd.DataFrame | None,
+    source: str,
+    inputs: dict[str, Any],
+) -> float:
     covariates = spec.analysis.covariates
     if spec.design.cuped_r2 is not None:
         inputs["cuped_r2_source"] = "design.cuped_r2"
@@ -176,8 +205,13 @@ def _cuped_r2(spec: ExperimentSpec, metric: AnyMetric, pre_period: pd.DataFrame 
     return estimates.r_squared(pre_period, metric.id, covariates, source)
 
 
-def _design_effect(spec: ExperimentSpec, metric: AnyMetric, pre_period: pd.DataFrame | None, source: str,
-                   inputs: dict[str, Any]) -> float:
+def _design_effect(
+    spec: ExperimentSpec,
+    metric: AnyMetric,
+    pre_period: pd.DataFrame | None,
+    source: str,
+    inputs: dict[str, Any],
+) -> float:
     cluster = spec.design.cluster
     if cluster is None:
         return 1.0
@@ -188,8 +222,10 @@ def _design_effect(spec: ExperimentSpec, metric: AnyMetric, pre_period: pd.DataF
         if size is None:
             size, cv = estimates.cluster_sizes(pre_period, cluster.column, source)
     if icc is None or size is None:
-        raise DataError(f"design.cluster needs 'icc' and 'mean_size', or a pre-period file with column "
-                        f"'{cluster.column}' to estimate them")
+        raise DataError(
+            f"design.cluster needs 'icc' and 'mean_size', or a pre-period file with column "
+            f"'{cluster.column}' to estimate them"
+        )
     inputs.update(icc=icc, mean_cluster_size=size, cluster_size_cv=cv)
     return 1 + ((1 + cv**2) * size - 1) * icc
 
@@ -220,9 +256,20 @@ def _break_even(
     for variant in spec.treatments:
         arm = arm_economics(variant, econ, ref_price, per_arm[variant.id])
         be = break_even(arm, reference, econ.unit_cost, units_sold, per_arm[variant.id])
-        metric_lift = None if be.relative_lift is None else _metric_lift(metric, arm, reference, be.relative_lift)
-        at_power, n_needed = _power_at(outcome, metric_lift, per_arm[ref.id], per_arm[variant.id], settings,
-                                       target_power, spec.design.holdout, variant.weight, ref.weight)
+        metric_lift = (
+            None if be.relative_lift is None else _metric_lift(metric, arm, reference, be.relative_lift)
+        )
+        at_power, n_needed = _power_at(
+            outcome,
+            metric_lift,
+            per_arm[ref.id],
+            per_arm[variant.id],
+            settings,
+            target_power,
+            spec.design.holdout,
+            variant.weight,
+            ref.weight,
+        )
         flag = "NEVER_PAYS" if be.relative_lift is None else None
         out[variant.id] = ArmBreakEven(
             be.relative_lift, metric_lift, at_power, n_needed, be.subsidy, be.test_cost, flag
@@ -265,8 +312,14 @@ def _power_at(
     effect = metric_lift * outcome.mean
     try:
         at = power(outcome, effect, n_control, n_treatment, **settings)
-        needed = sample_size(outcome, effect, weight_control * (1 - holdout), weight_treatment * (1 - holdout),
-                             target_power=target_power, **settings)
+        needed = sample_size(
+            outcome,
+            effect,
+            weight_control * (1 - holdout),
+            weight_treatment * (1 - holdout),
+            target_power=target_power,
+            **settings,
+        )
     except ValueError:  # impossible effect (a rate beyond 1) or unreachable power
         return None, None
     return at, needed

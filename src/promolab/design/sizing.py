@@ -72,7 +72,9 @@ def standard_errors(
     se1 = math.sqrt(outcome.variance_factor * (var_t / n_treatment + var_c / n_control))
     if not (pooled_null and outcome.is_binary):
         return se1, se1
-    p_pool = (n_control * outcome.mean + n_treatment * (outcome.mean + abs_effect)) / (n_control + n_treatment)
+    p_pool = (n_control * outcome.mean + n_treatment * (outcome.mean + abs_effect)) / (
+        n_control + n_treatment
+    )
     var_pool = p_pool * (1 - p_pool)
     se0 = math.sqrt(outcome.variance_factor * var_pool * (1 / n_treatment + 1 / n_control))
     return se0, se1
@@ -125,8 +127,15 @@ def sample_size(
 
     def shortfall(total: float) -> float:
         return (
-            power(outcome, abs_effect, share_control * total, share_treatment * total, alpha, alternative,
-                  pooled_null)
+            power(
+                outcome,
+                abs_effect,
+                share_control * total,
+                share_treatment * total,
+                alpha,
+                alternative,
+                pooled_null,
+            )
             - target_power
         )
 
@@ -165,7 +174,9 @@ def minimum_detectable_effect(
 
     high = _bracket(outcome, n_control, n_treatment, alpha, target_power, alternative, ceiling)
     if shortfall(high) < 0:
-        raise ValueError(f"no effect reaches power {target_power:g} with {n_control:g} + {n_treatment:g} units")
+        raise ValueError(
+            f"no effect reaches power {target_power:g} with {n_control:g} + {n_treatment:g} units"
+        )
     return sign * float(optimize.brentq(shortfall, 0.0, high, xtol=1e-12, rtol=1e-12))
 
 

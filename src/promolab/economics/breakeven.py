@@ -60,7 +60,9 @@ class BreakEven:
     test_cost: float  # subsidy + contact + fixed + media cost of the arm during the test
 
 
-def arm_economics(variant: AnyVariant, economics: Economics, reference_price: float, units: int) -> ArmEconomics:
+def arm_economics(
+    variant: AnyVariant, economics: Economics, reference_price: float, units: int
+) -> ArmEconomics:
     """Price, per-unit-sold cost and per-randomised-unit cost of ``variant``.
 
     ``units`` spreads the arm's fixed and media costs (``economics.horizon_units`` when given).
@@ -97,7 +99,9 @@ def paid_revenue_lift(arm: ArmEconomics, reference: ArmEconomics, units_lift: fl
     return (1 + units_lift) * (arm.price - arm.price_cut) / (reference.price - reference.price_cut) - 1
 
 
-def break_even(arm: ArmEconomics, reference: ArmEconomics, unit_cost: float, units_sold: float, n_arm: int) -> BreakEven:
+def break_even(
+    arm: ArmEconomics, reference: ArmEconomics, unit_cost: float, units_sold: float, n_arm: int
+) -> BreakEven:
     """Break-even lift of ``arm`` against ``reference`` with ``units_sold`` units per unit (u0).
 
     >>> ref = ArmEconomics(price=40, cost_per_unit_sold=0)
@@ -106,7 +110,9 @@ def break_even(arm: ArmEconomics, reference: ArmEconomics, unit_cost: float, uni
     1.0
     """
     margin = arm.price - arm.cost_per_unit_sold - unit_cost
-    reference_profit = units_sold * (reference.price - reference.cost_per_unit_sold - unit_cost) - reference.cost_per_unit
+    reference_profit = (
+        units_sold * (reference.price - reference.cost_per_unit_sold - unit_cost) - reference.cost_per_unit
+    )
     lift = None if margin <= 0 else (reference_profit + arm.cost_per_unit) / (units_sold * margin) - 1
     below_reference = max(reference.price - arm.price, 0.0)  # a lower price point is a discount too
     subsidy = n_arm * units_sold * (arm.cost_per_unit_sold + below_reference)

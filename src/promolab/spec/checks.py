@@ -14,6 +14,7 @@ from promolab.spec.models import (
     Bundle,
     CountMetric,
     Coupon,
+    OrdinalMetric,
     RatioMetric,
 )
 
@@ -36,6 +37,7 @@ def consistency_problems(spec: ExperimentSpec) -> Iterator[Problem]:
     yield from _variants(spec)
     yield from _metrics(spec)
     yield from _guardrails(spec)
+    yield from _offers(spec)
     yield from _economics(spec)
     yield from _design(spec)
     yield from _decision(spec)
@@ -57,6 +59,8 @@ def _duplicates(ids: list[str], field: str) -> Iterator[Problem]:
 
 
 def _variants(spec: ExperimentSpec) -> Iterator[Problem]:
+    if len(spec.variants) < 2:
+        yield Problem(("variants",), f"needs at least 2 arms to compare, got {len(spec.variants)}")
     yield from _duplicates([v.id for v in spec.variants], "variants")
     controls = [i for i, v in enumerate(spec.variants) if v.kind == "control"]
     flagged = [i for i, v in enumerate(spec.variants) if v.reference and v.kind != "control"]
@@ -82,6 +86,8 @@ def _variants(spec: ExperimentSpec) -> Iterator[Problem]:
 
 
 def _metrics(spec: ExperimentSpec) -> Iterator[Problem]:
+    if not spec.metrics:
+        yield Problem(("metrics",), "needs at least 1 metric, got none")
     yield from _duplicates([m.id for m in spec.metrics], "metrics")
     kinds = {m.id: m.kind for m in spec.metrics}
     if spec.primary not in kinds:
@@ -99,6 +105,11 @@ def _metrics(spec: ExperimentSpec) -> Iterator[Problem]:
             yield Problem((*where, "role"), f"role 'primary' but spec.primary is '{spec.primary}'")
         if metric.role == "guardrail" and metric.id not in guarded:
             yield Problem((*where, "role"), "role 'guardrail' needs a guardrails entry with its margin")
+        if isinstance(metric, OrdinalMetric) and metric.top_box >= len(metric.levels):
+            yield Problem(
+                (*where, "top_box"),
+                f"must be below the number of levels ({len(metric.levels)}), got {metric.top_box}",
+            )
         if isinstance(metric, RatioMetric):
             for part in ("numerator", "denominator"):
                 target = getattr(metric, part)
@@ -144,6 +155,31 @@ def _guardrails(spec: ExperimentSpec) -> Iterator[Problem]:
         yield Problem(("primary",), "a treatment_only metric cannot be primary")
 
 
+def _offers(spec: ExperimentSpec) -> Iterator[Problem]:
+    """Offer parameters against their own minimum spend and, when given, the list price."""
+    unit_price = spec.economics.unit_price if spec.economics is not None else None
+    for index, variant in enumerate(spec.variants):
+        where = ("variants", index)
+        if isinstance(variant, AmountOff | Coupon):
+            ceiling, what = (
+                (variant.min_spend, "min_spend")
+                if variant.min_spend is not None
+                else (unit_price, "economics.unit_price")
+            )
+            if ceiling is not None and variant.value >= ceiling:
+                yield Problem(
+                    (*where, "value"),
+                    f"{variant.mechanic} must be below {what} ({ceiling:g}), got {variant.value:g}",
+                )
+        if isinstance(variant, Bundle) and unit_price is not None:
+            full = variant.items * unit_price
+            if variant.bundle_price >= full:
+                yield Problem(
+                    (*where, "bundle_price"),
+                    f"must be below items x unit_price ({full:g}), got {variant.bundle_price:g}",
+                )
+
+
 def _economics(spec: ExperimentSpec) -> Iterator[Problem]:
     econ = spec.economics
     if econ is None:
@@ -158,26 +194,6 @@ def _economics(spec: ExperimentSpec) -> Iterator[Problem]:
         for key in getattr(econ, field):
             if key not in ids:
                 yield Problem(("economics", field, key), _unknown("variant", key, ids))
-    for index, variant in enumerate(spec.variants):
-        where = ("variants", index)
-        if isinstance(variant, AmountOff | Coupon):
-            ceiling, what = (
-                (variant.min_spend, "min_spend")
-                if variant.min_spend is not None
-                else (econ.unit_price, "economics.unit_price")
-            )
-            if ceiling is not None and variant.value >= ceiling:
-                yield Problem(
-                    (*where, "value"),
-                    f"{variant.mechanic} must be below {what} ({ceiling:g}), got {variant.value:g}",
-                )
-        if isinstance(variant, Bundle) and econ.unit_price is not None:
-            full = variant.items * econ.unit_price
-            if variant.bundle_price >= full:
-                yield Problem(
-                    (*where, "bundle_price"),
-                    f"must be below items x unit_price ({full:g}), got {variant.bundle_price:g}",
-                )
 
 
 def _design(spec: ExperimentSpec) -> Iterator[Problem]:
@@ -185,7 +201,9 @@ def _design(spec: ExperimentSpec) -> Iterator[Problem]:
     if spec.design.metric is not None and spec.design.metric not in metrics:
         yield Problem(("design", "metric"), _unknown("metric", spec.design.metric, metrics))
     if spec.design.mde is not None and spec.design.total_units is not None:
-        yield Problem(("design",), "give 'mde' (to size the test) or 'total_units' (to get its MDE), not both")
+        yield Problem(
+            ("design",), "give 'mde' (to size the test) or 'total_units' (to get its MDE), not both"
+        )
     for key, baseline in spec.design.baseline.items():
         where = ("design", "baseline", key)
         metric = metrics.get(key)
@@ -210,6 +228,11 @@ def _decision(spec: ExperimentSpec) -> Iterator[Problem]:
 
 def _data(spec: ExperimentSpec) -> Iterator[Problem]:
     data = spec.data
+    if UNITS_SOURCE in data.tables:
+        yield Problem(
+            ("data", "tables", UNITS_SOURCE),
+            f"'{UNITS_SOURCE}' is reserved for the data.units file; name this table otherwise",
+        )
     ids = {v.id: None for v in spec.variants}
     for raw, variant_id in (data.variant_values or {}).items():
         if variant_id not in ids:

@@ -33,8 +33,12 @@ def problems_from_validation(error: ValidationError, root: type[BaseModel]) -> l
 
 def _problem(detail: Any, root: type[BaseModel]) -> Problem:
     loc: tuple[PathPart, ...] = detail["loc"]
-    path = tuple(p for p in loc if not (isinstance(p, str) and _TAG.match(p)))
+    path = tuple(p for p in loc if not (isinstance(p, str) and (_TAG.match(p) or p == "[key]")))
     kind, got = detail["type"], detail.get("input")
+    if "[key]" in loc:
+        return Problem(path, f"keys here must be text: quote them in YAML (e.g. '{got}'), got {got!r}")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return Problem(path, f"must be a mapping of fields (key: value), got {_short(got)}")
     if kind == "extra_forbidden":
         allowed = _fields_at(root, loc[:-1])
         hint = did_you_mean(loc[-1], allowed)
@@ -78,7 +82,7 @@ def _step(annotation: Any, part: PathPart) -> Any:
         return field.annotation if field is not None else None
     args = typing.get_args(_strip(annotation))
     origin = typing.get_origin(_strip(annotation))
-    if origin is list and isinstance(part, int):
+    if origin in (list, tuple) and isinstance(part, int):
         return args[0]
     if origin is dict:
         return args[1]

@@ -33,6 +33,10 @@ def load_spec(path: str | Path) -> ExperimentSpec:
 
 def spec_from_dict(raw: object, source: str | None = None, lines: LineMap | None = None) -> ExperimentSpec:
     """Validate a mapping (as parsed from YAML/TOML/JSON) into a spec."""
+    if raw is None:
+        raise SpecError(
+            [Problem((), "the spec is empty; expected a mapping of fields (id, name, ...)")], source
+        )
     if not isinstance(raw, dict):
         raise SpecError(
             [Problem((), f"a spec must be a mapping of fields, got {type(raw).__name__}")], source
@@ -52,14 +56,35 @@ def spec_to_dict(spec: ExperimentSpec) -> dict[str, Any]:
 
 
 def dump_spec(spec: ExperimentSpec) -> str:
-    """YAML text of the spec; ``load_spec`` of it gives an equal spec."""
-    return yaml.safe_dump(spec_to_dict(spec), sort_keys=False, allow_unicode=True)
+    """YAML text of the spec; ``load_spec`` of it gives an equal spec.
+
+    Non-ASCII text is written as is, unless that would not read back identically (YAML folds
+    characters such as U+0085 NEL into line breaks): then every such character is escaped.
+    """
+    data = spec_to_dict(spec)
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    if yaml.safe_load(text) != data:
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=False)
+    return text
 
 
 def spec_hash(spec: ExperimentSpec) -> str:
-    """sha256 of the spec's canonical JSON (all fields, sorted keys): identifies what produced a result."""
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """sha256 of the spec's canonical JSON (all fields, sorted keys): identifies what produced a result.
+
+    -0.0 is written as 0.0, so specs that compare equal hash equal.
+    """
+    canonical = json.dumps(_canonical(spec.model_dump(mode="json")), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float):
+        return value + 0.0  # -0.0 + 0.0 == 0.0
+    return value
 
 
 def resolve_data_path(spec: ExperimentSpec, path: str, data_dir: str | Path | None = None) -> Path:
@@ -102,6 +127,9 @@ def _read(path: Path) -> tuple[object, LineMap]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise SpecError([Problem((), f"cannot read the file: {error.strerror}")], str(path)) from None
+    except UnicodeDecodeError as error:
+        message = f"the file is not UTF-8 text (byte {error.start}); save it as UTF-8"
+        raise SpecError([Problem((), message)], str(path)) from None
     if path.suffix == ".toml":
         try:
             return tomllib.loads(text), {}
@@ -118,7 +146,13 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     seen: dict[object, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
+        try:
+            duplicate = key in seen
+        except TypeError:  # a list or mapping used as a key
+            raise yaml.constructor.ConstructorError(
+                None, None, "found unhashable key (a list or mapping used as a key)", key_node.start_mark
+            ) from None
+        if duplicate:
             raise yaml.constructor.ConstructorError(
                 None,
                 None,
@@ -142,18 +176,25 @@ def _read_yaml(text: str, source: str) -> tuple[object, LineMap]:
         raise SpecError([Problem((), f"invalid YAML: {error.problem}", line)], source) from None
     lines: LineMap = {}
     if node is not None:
-        _index_lines(node, (), lines)
+        _index_lines(node, (), lines, set())
     return raw, lines
 
 
-def _index_lines(node: yaml.Node, path: tuple[PathPart, ...], lines: LineMap) -> None:
-    """Record the 1-based line of every mapping key and sequence item below ``node``."""
+def _index_lines(node: yaml.Node, path: tuple[PathPart, ...], lines: LineMap, open_nodes: set[int]) -> None:
+    """Record the 1-based line of every mapping key and sequence item below ``node``.
+
+    ``open_nodes`` holds the nodes on the current path, so a self-referencing alias is not followed.
+    """
+    if id(node) in open_nodes:
+        return
+    open_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             child = (*path, key_node.value)
             lines[child] = key_node.start_mark.line + 1
-            _index_lines(value_node, child, lines)
+            _index_lines(value_node, child, lines, open_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[(*path, index)] = item.start_mark.line + 1
-            _index_lines(item, (*path, index), lines)
+            _index_lines(item, (*path, index), lines, open_nodes)
+    open_nodes.discard(id(node))

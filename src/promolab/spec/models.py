@@ -295,21 +295,15 @@ class OrdinalMetric(_SourcedMetric):
 
     kind: Literal["ordinal"]
     column: Column
-    levels: list[int] = Field(min_length=2)
+    levels: tuple[int, ...] = Field(description="At least 2 levels, strictly increasing.")
     top_box: int = Field(default=2, ge=1, description="How many top levels count as 'satisfied'.")
 
     @field_validator("levels")
     @classmethod
-    def _strictly_increasing(cls, levels: list[int]) -> list[int]:
+    def _strictly_increasing(cls, levels: tuple[int, ...]) -> tuple[int, ...]:
         if any(b <= a for a, b in itertools.pairwise(levels)):
-            raise ValueError(f"levels must be strictly increasing, got {levels}")
+            raise ValueError(f"levels must be strictly increasing, got {list(levels)}")
         return levels
-
-    @model_validator(mode="after")
-    def _top_box_fits(self) -> OrdinalMetric:
-        if self.top_box >= len(self.levels):
-            raise ValueError(f"top_box must be below the number of levels ({len(self.levels)})")
-        return self
 
 
 AnyVariant = (
@@ -454,7 +448,7 @@ class Design(SpecModel):
     cluster: ClusterDesign | None = None
     salt: str | None = Field(default=None, description="Assignment salt (default: the spec id).")
     holdout: float = Field(default=0.0, ge=0, lt=1, description="Share of units held out of the test.")
-    strata: list[Column] = Field(default_factory=list, description="Block on these unit columns.")
+    strata: tuple[Column, ...] = Field(default=(), description="Block on these unit columns.")
     rerandomise: int | None = Field(
         default=None, ge=2, description="Try this many salts; keep the best balanced."
     )
@@ -463,8 +457,8 @@ class Design(SpecModel):
 class Analysis(SpecModel):
     """How the analysis runs."""
 
-    covariates: list[Column] = Field(
-        default_factory=list, description="Pre-period columns of the units table for CUPED."
+    covariates: tuple[Column, ...] = Field(
+        default=(), description="Pre-period columns of the units table for CUPED."
     )
     confidence: Probability = 0.95
     method: Literal["frequentist", "bayesian", "both"] = "frequentist"
@@ -580,19 +574,25 @@ class ExperimentSpec(SpecModel):
     start: dt.date
     end: dt.date
     post_days: int = Field(default=0, ge=0, description="Days after 'end' still measured.")
-    variants: list[Variant] = Field(min_length=2)
-    metrics: list[Metric] = Field(min_length=1)
+    variants: tuple[Variant, ...] = Field(description="At least 2 arms.")
+    metrics: tuple[Metric, ...] = Field(description="At least 1 metric.")
     primary: Slug
-    guardrails: list[Guardrail] = Field(default_factory=list)
+    guardrails: tuple[Guardrail, ...] = ()
     economics: Economics | None = None
     design: Design = Field(default_factory=Design)
     analysis: Analysis = Field(default_factory=Analysis)
     decision: Decision | None = None
     data: Data
     simulation: Simulation | None = None
-    tags: list[str] = Field(default_factory=list)
+    tags: tuple[str, ...] = ()
 
     _source: str | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        """Specs are equal when their fields are: where a spec was loaded from does not matter."""
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # dict fields make specs unhashable anyway
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
