@@ -11,9 +11,6 @@ for spec in experiments/*.yaml experiments/*.toml; do
     echo "== $name"
     "$bin/promolab" design "$spec" --json "$dir/design.json" --plot "$dir/power-curve.png"
     "$bin/promolab" simulate "$spec" --units "$units" --seed 1 --out "$dir"
-    units_file=$(find "$dir" -name 'customers.parquet' | head -n 1)
-    if [ -n "$units_file" ]; then
-        "$bin/promolab" assign "$spec" --units "$units_file" --out "$dir/assignment.parquet" --json "$dir/balance.json"
-    fi
+    "$bin/promolab" assign "$spec" --data-dir "$dir" --out "$dir/assignment.parquet" --json "$dir/balance.json"
 done
 echo "Demo outputs are in $out/ (one folder per experiment: design.json, power-curve.png, data/, assignment)."

@@ -7,6 +7,10 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -34,3 +38,11 @@ def write_with(target: str | Path, writer: Callable[[Path], None]) -> None:
     """Call ``writer(tmp_path)`` and move the result onto ``target`` atomically."""
     with atomic_path(target) as tmp:
         writer(tmp)
+
+
+def write_table(target: str | Path, frame: pd.DataFrame) -> None:
+    """Write ``frame`` as Parquet or CSV (by the suffix of ``target``) atomically, without its index."""
+    if Path(target).suffix.lower() == ".csv":
+        write_with(target, lambda tmp: frame.to_csv(tmp, index=False))
+    else:
+        write_with(target, lambda tmp: frame.to_parquet(tmp, index=False))

@@ -179,6 +179,86 @@ def design(
         err.print(f"wrote {plot}")
 
 
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Resolve the spec's relative data paths here (e.g. simulated data)."),
+]
+DataOption = Annotated[
+    list[str] | None,
+    typer.Option("--data", metavar="NAME=PATH", help="Use PATH for the spec's data file NAME (repeatable)."),
+]
+
+
+@app.command()
+def assign(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Experiment spec file.")],
+    out_file: Annotated[
+        Path, typer.Option("--out", "-o", help="Write unit_id, variant, bucket here (.parquet or .csv).")
+    ],
+    units: Annotated[
+        Path | None,
+        typer.Option(help="Units to assign (default: the spec's units file, else its assignments file)."),
+    ] = None,
+    data_dir: DataDirOption = None,
+    data: DataOption = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the balance report here.")] = None,
+) -> None:
+    """Assign every unit of a file to an arm by deterministic hashing; report SRM and covariate balance."""
+    from promolab.cli.output import print_table, write_json
+    from promolab.design.assign_spec import assign_spec, assignment_balance, unit_columns
+    from promolab.io import write_table
+    from promolab.sources import column_names, data_paths, parse_overrides, read_frame
+
+    spec = load_spec(spec_path)
+    if units is None:
+        paths = data_paths(spec, data_dir, parse_overrides(data or []))
+        units = paths.get("units") or paths["assignments"]
+    if out_file.suffix.lower() not in (".parquet", ".csv"):
+        raise PromolabError(f"--out {out_file}: must end in .parquet or .csv")
+    if out_file.resolve() == units.resolve():
+        raise PromolabError(f"--out {out_file}: is the units file; promolab never overwrites its input")
+    available = column_names(units, "units")
+    covariates = [c for c in spec.analysis.covariates if c in available]
+    frame = read_frame(units, "units", unit_columns(spec, covariates))
+    try:
+        assignment = assign_spec(spec, frame)
+    except ValueError as error:
+        raise PromolabError(f"{spec_path}: {error}") from None
+    write_table(out_file, assignment.table)
+    report = assignment_balance(spec, assignment, frame, covariates)
+    title = f"{spec.id}: {len(frame):,} units, method {assignment.method}, salt '{assignment.salt}'"
+    rows = [
+        [
+            r["variant"],
+            r["units"],
+            r["expected_share"],
+            r["observed_share"],
+            r["max_abs_smd"],
+            r["worst_covariate"],
+        ]
+        for r in report.to_dicts()
+    ]
+    print_table(title, ["variant", "count", "expected", "observed", "max_abs_smd", "worst"], rows)
+    srm = report.srm
+    verdict = f"[bold red]{srm.flag}[/bold red]" if srm.flag else "ok"
+    out.print(f"SRM chi2 = {srm.chi2:.3g}, df = {srm.df}, p = {srm.p_value:.3g}: {verdict}")
+    missing = [c for c in spec.analysis.covariates if c not in available]
+    if missing:
+        err.print(f"[dim]covariates not in {units.name}, not checked: {', '.join(missing)}[/dim]")
+    err.print(f"wrote {out_file}")
+    if json_out is not None:
+        payload = {
+            "experiment": spec.id,
+            "units_file": str(units),
+            "salt": assignment.salt,
+            "method": assignment.method,
+            "srm": srm.to_dict(),
+            "arms": report.to_dicts(),
+            "smd": report.smd.to_dict(orient="records"),
+        }
+        write_json(json_out, payload)
+
+
 def _spec_files(paths: list[Path]) -> list[Path]:
     """Expand folders to the spec files inside them (sorted); reject anything else."""
     files: list[Path] = []

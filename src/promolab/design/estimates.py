@@ -15,6 +15,7 @@ import pandas as pd
 
 from promolab.design.sizing import Outcome
 from promolab.errors import DataError
+from promolab.sources import read_frame
 from promolab.spec.models import AnyMetric, Baseline, BinaryMetric, RatioMetric
 
 
@@ -102,10 +103,4 @@ def _column(frame: pd.DataFrame, column: str, source: str) -> np.ndarray:
 
 def read_pre_period(path: str | Path) -> pd.DataFrame:
     """Read a pre-period file (CSV or Parquet, by suffix); clear error when it cannot be read."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: pre-period file not found")
-    try:
-        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path}: cannot read the pre-period file: {error}") from None
+    return read_frame(Path(path), "pre-period")
