@@ -259,6 +259,33 @@ def assign(
         write_json(json_out, payload)
 
 
+class Method(StrEnum):
+    frequentist = "frequentist"
+
+
+@app.command()
+def analyze(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Experiment spec file.")],
+    data_dir: DataDirOption = None,
+    data: DataOption = None,
+    method: Annotated[Method, typer.Option(help="Inference method.")] = Method.frequentist,
+    cuped: Annotated[
+        bool, typer.Option("--cuped/--no-cuped", help="Adjust for the spec's analysis.covariates.")
+    ] = True,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
+) -> None:
+    """Lifts with confidence intervals for every metric and arm, guardrails, SRM check and verdict."""
+    from promolab.analyze import analyze_spec
+    from promolab.cli.output import print_analysis, write_json
+    from promolab.sources import parse_overrides
+
+    spec = load_spec(spec_path)
+    analysis = analyze_spec(spec, data_dir, parse_overrides(data or []), cuped=cuped)
+    print_analysis(analysis)
+    if json_out is not None:
+        write_json(json_out, analysis.to_dict())
+
+
 def _spec_files(paths: list[Path]) -> list[Path]:
     """Expand folders to the spec files inside them (sorted); reject anything else."""
     files: list[Path] = []

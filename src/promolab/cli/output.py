@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from promolab.cli.console import err, out
 from promolab.io import write_text
+
+if TYPE_CHECKING:
+    from promolab.analyze import Analysis
 
 
 def write_json(target: Path, payload: dict[str, Any]) -> None:
@@ -35,6 +38,8 @@ def fmt(value: Any, name: str = "") -> str:
         return "—"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
+    if name.startswith("p_"):
+        return "<0.0001" if value < 1e-4 else f"{value:.4f}"
     if "rel" in name or name.startswith("power") or name.endswith("lift"):
         return f"{value:+.2%}" if "lift" in name or "rel" in name else f"{value:.1%}"
     if isinstance(value, int):
@@ -50,3 +55,56 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for row in rows:
         table.add_row(*(fmt(value, column) for value, column in zip(row, columns, strict=True)))
     out.print(table)
+
+
+def print_analysis(analysis: Analysis) -> None:
+    """The analysis as tables: SRM first (loud when flagged), lifts, guardrails, verdict."""
+    srm = analysis.srm
+    if srm.flag is not None:
+        out.print(
+            f"[bold red]{srm.flag}[/bold red]: arm counts differ from the design (p = {srm.p_value:.2g})"
+        )
+    columns = [
+        "metric",
+        "variant",
+        "control_mean",
+        "variant_mean",
+        "abs_diff",
+        "rel_lift",
+        "rel_ci",
+        "p_value",
+    ]
+    rows = [
+        [
+            r.metric,
+            r.variant,
+            r.control_mean,
+            r.variant_mean,
+            r.abs_diff,
+            r.rel_lift,
+            _interval(r.rel_ci),
+            r.p_value_adjusted,
+        ]
+        for r in analysis.results
+    ]
+    adjusted = f", adjusted for {', '.join(analysis.covariates)}" if analysis.covariates else ""
+    print_table(
+        f"{analysis.experiment}: lifts (p adjusted: Holm primary, BH secondary{adjusted})", columns, rows
+    )
+    if analysis.guardrails:
+        rows = [
+            [g.metric, g.variant, g.margin, g.p_value, "pass" if g.passed else "FAIL"]
+            for g in analysis.guardrails
+        ]
+        print_table(
+            "guardrails (one-sided non-inferiority)",
+            ["metric", "variant", "margin", "p_value", "result"],
+            rows,
+        )
+    out.print(
+        f"SRM p = {srm.p_value:.3g}. Verdict: {'ship ' + analysis.verdict.ship if analysis.verdict.ship else 'do not ship'} ({analysis.verdict.reason})"
+    )
+
+
+def _interval(bounds: tuple[float, float] | None) -> str:
+    return "—" if bounds is None else f"[{bounds[0]:+.2%}, {bounds[1]:+.2%}]"

@@ -1,0 +1,5 @@
+"""``python -m promolab`` runs the command line."""
+
+from promolab.cli import main
+
+main()

@@ -1,0 +1,491 @@
+"""DuckDB aggregation: event rows -> one value per unit and metric -> per-arm sufficient statistics.
+
+Per-unit values (one pass over each event table, ``GROUP BY`` unit):
+
+- binary: 1 when the unit has a row in ``source`` (with ``column``: a row where it is true), else 0;
+- continuous: ``agg`` (sum, mean, max) of ``column`` over the unit's rows, 0 without rows;
+- count: number of rows (with ``column``: its sum), 0 without rows;
+- ordinal: mean of the unit's responses; units without a response are missing, not 0;
+- ratio: no value of its own; the analysis uses its numerator's and denominator's values.
+Metrics with ``source: units`` read the units file's column directly. The per-unit table is kept in
+the connection (for capping thresholds and the regression-adjustment residual pass), then reduced to
+:class:`~promolab.aggregate.moments.ExperimentStats`.
+
+Identifiers from the spec are quoted; file paths, labels and numbers are bound as parameters: no SQL
+is assembled from user strings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from promolab.aggregate.moments import ArmStats, ExperimentStats, Histogram, Moments, ResidualMoments
+from promolab.errors import DataError
+from promolab.sources import require_file
+from promolab.spec import ExperimentSpec
+from promolab.spec.models import (
+    AnyMetric,
+    BinaryMetric,
+    ContinuousMetric,
+    CountMetric,
+    OrdinalMetric,
+    RatioMetric,
+)
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+HOLDOUT_LABEL = "holdout"
+_SQL_AGG = {"sum": "sum", "mean": "avg", "max": "max"}
+_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
+
+
+def quote(identifier: str) -> str:
+    """A SQL identifier, double-quoted with inner quotes doubled."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One input table: its SQL (a table function with a bound path, or a registered view)."""
+
+    name: str
+    sql: str
+    where: str
+    columns: dict[str, str]
+    params: dict[str, Any]
+
+
+def aggregate(
+    spec: ExperimentSpec,
+    paths: Mapping[str, Path] | None = None,
+    frames: Mapping[str, pd.DataFrame] | None = None,
+    covariates: Sequence[str] = (),
+) -> DuckAggregation:
+    """Aggregate the spec's data to per-arm statistics (``.stats``) in an in-memory DuckDB.
+
+    Args:
+        spec: the experiment.
+        paths: file of each data name (``assignments``, ``units``, table names), CSV or Parquet.
+        frames: pandas DataFrames by data name, used instead of files (registered in DuckDB).
+        covariates: units-file columns to keep for regression adjustment.
+
+    Raises:
+        DataError: missing files or columns, wrong types, undeclared variants, units with two
+            variants, empty arms, negative counts, ordinal scores outside the levels.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")
+    sources = _open_sources(con, spec, paths or {}, frames or {})
+    _check_columns(spec, sources, covariates)
+    aggregation = DuckAggregation(spec, con, sources, covariates)
+    aggregation.build_unit_table()
+    aggregation.check_units()
+    aggregation.compute_stats()
+    return aggregation
+
+
+class DuckAggregation:
+    """One experiment's per-unit table in DuckDB and the statistics reduced from it."""
+
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        con: duckdb.DuckDBPyConnection,
+        sources: Mapping[str, _Source],
+        covariates: Sequence[str],
+    ) -> None:
+        self.spec, self.con, self.sources = spec, con, sources
+        self.covariates = tuple(covariates)
+        self.arms = [v.id for v in spec.variants]
+        valued = [m for m in spec.metrics if not isinstance(m, RatioMetric)]
+        self.variables = [m.id for m in valued if not isinstance(m, OrdinalMetric)]
+        self.ordinals = [m for m in valued if isinstance(m, OrdinalMetric)]
+        self.caps: dict[str, float] = {}
+        self.stats = ExperimentStats({})
+
+    def build_unit_table(self) -> None:
+        """Create the temp table ``unit_values``: unit, arm (1-based; 0 = holdout), values, covariates."""
+        spec, sources = self.spec, self.sources
+        labels, label_arms = _label_lists(spec)
+        units_columns = [
+            *(c for m in spec.metrics if _source(m) == "units" and (c := _column(m))),
+            *self.covariates,
+        ]
+        ctes: list[str] = []
+        if "units" in sources:
+            with_variant = "assignments" not in sources
+            ctes.append(_units_cte(spec, sources["units"], units_columns, with_variant))
+        assign_from = "u" if "assignments" not in sources else sources["assignments"].sql
+        unit_id = "unit_id" if "assignments" not in sources else quote(spec.data.unit_id)
+        ctes.append(
+            f"assign AS (SELECT {unit_id} AS unit_id, min(CAST({quote(spec.data.variant_column)} AS VARCHAR))"
+            f" AS label, count(DISTINCT {quote(spec.data.variant_column)}) AS n_labels FROM {assign_from} "
+            "GROUP BY 1)"
+        )
+        joins, values = ["assign a"], []
+        for t, (table, metrics) in enumerate(_metrics_by_table(spec).items()):
+            if table == "units":
+                values += [_units_value(m) for m in metrics]
+                continue
+            alias = f"t{t}"
+            aggregates = ["1 AS present", *(f"{_unit_aggregate(m)} AS {quote(m.id)}" for m in metrics)]
+            aggregates += [
+                f"{check} AS {quote('check:' + m.id)}" for m in metrics if (check := _row_check(m))
+            ]
+            ctes.append(
+                f"{alias} AS (SELECT {quote(spec.data.unit_id)} AS unit_id, {', '.join(aggregates)} "
+                f"FROM {sources[table].sql} GROUP BY 1)"
+            )
+            joins.append(f"LEFT JOIN {alias} USING (unit_id)")
+            values += [_table_value(m, alias) for m in metrics]
+            values += [f"{alias}.{quote('check:' + m.id)}" for m in metrics if _row_check(m)]
+        if "units" in sources:
+            joins.append("LEFT JOIN u USING (unit_id)")
+        values += [f"CAST(u.{quote(c)} AS DOUBLE) AS {quote('cov:' + c)}" for c in self.covariates]
+        arm = "coalesce(list_extract($label_arms, list_position($labels, a.label)), -1)"
+        select = ", ".join(["a.unit_id", f"{arm} AS arm", "a.label", "a.n_labels", *values])
+        sql = (
+            f"CREATE TEMP TABLE unit_values AS WITH {', '.join(ctes)} SELECT {select} FROM {' '.join(joins)}"
+        )
+        self._run(sql, {"labels": labels, "label_arms": label_arms, **_source_params(sources)})
+
+    def check_units(self) -> None:
+        """Undeclared or missing arm labels, units with two arms, empty arms, bad values."""
+        spec = self.spec
+        rows = self._run(
+            "SELECT label, arm, count(*), max(n_labels) FROM unit_values GROUP BY ALL"
+        ).fetchall()
+        column = spec.data.variant_column
+        if any(r[0] is None for r in rows):
+            raise DataError(f"{column}: some units have no variant (a missing value in the assignments)")
+        undeclared = sorted((str(r[0]), r[2]) for r in rows if r[1] == -1)
+        if undeclared:
+            shown = ", ".join(f"'{label}' ({n:,} units)" for label, n in undeclared[:5])
+            raise DataError(
+                f"{column}: label(s) {shown} are not variants of {spec.id}; expected one of "
+                f"{', '.join(map(repr, _label_lists(spec)[0]))} (map raw labels with data.variant_values)"
+            )
+        if any(r[3] > 1 for r in rows):
+            example = [
+                r[0]
+                for r in self._run("SELECT unit_id FROM unit_values WHERE n_labels > 1 LIMIT 3").fetchall()
+            ]
+            raise DataError(f"assignments: units assigned to two variants, e.g. unit_id {example}")
+        present = {r[1] for r in rows}
+        empty = [arm for k, arm in enumerate(self.arms, start=1) if k not in present]
+        if empty:
+            raise DataError(f"arm(s) {', '.join(empty)} have no units in the data (EMPTY_ARM)")
+        for message in self._value_problems():
+            raise DataError(message)
+
+    def compute_stats(self) -> None:
+        """Capping thresholds, then per-arm moments of values and covariates and ordinal histograms."""
+        self.caps = self._caps()
+        names = [*self.variables, *(f"cov:{c}" for c in self.covariates)]
+        exprs = [self._capped(name) for name in names]
+        d = len(names)
+        pairs = [(i, j) for i in range(d) for j in range(i, d)]
+        select = ["arm", "count(*)"]
+        select += [f"avg({e})" for e in exprs]
+        select += [f"covar_pop({exprs[i]}, {exprs[j]})" for i, j in pairs]
+        rows = self._run(
+            f"SELECT {', '.join(select)} FROM unit_values WHERE arm > 0 GROUP BY arm", self._cap_params()
+        ).fetchall()
+        moments: dict[int, Moments] = {}
+        for row in rows:
+            n = int(row[1])
+            mean = np.array(row[2 : 2 + d], dtype=float)
+            comoment = np.zeros((d, d))
+            for (i, j), value in zip(pairs, row[2 + d :], strict=True):
+                comoment[i, j] = comoment[j, i] = float(value) * n
+            moments[int(row[0])] = Moments(tuple(names), n, mean, comoment)
+        histograms = self._histograms()
+        arms = {
+            arm: ArmStats(moments[k], {m.id: histograms.get((k, m.id), Histogram()) for m in self.ordinals})
+            for k, arm in enumerate(self.arms, start=1)
+        }
+        self.stats = ExperimentStats(arms, self.caps, tuple(f"cov:{c}" for c in self.covariates))
+
+    def residual_moments(
+        self,
+        metric: str,
+        arm_means: Mapping[str, Sequence[float]],
+        slopes: Sequence[float],
+        centre: Sequence[float],
+    ) -> dict[str, ResidualMoments]:
+        """Second pass for HC-robust regression adjustment of ``metric``, per arm.
+
+        With ``e = (y - ybar_k) - b'(x - xbar_k)`` (``arm_means[arm] = [ybar_k, *xbar_k]``, ``b`` the
+        slopes) and ``u = x - centre``: ``sum e^2``, ``sum e^2 u`` and ``sum e^2 u u'`` of each arm.
+        """
+        p = len(self.covariates)
+        covs = [quote(f"cov:{c}") for c in self.covariates]
+        params: dict[str, Any] = {"ybar": [float(arm_means[a][0]) for a in self.arms]}
+        fitted = []
+        for j, cov in enumerate(covs):
+            params[f"xbar{j}"] = [float(arm_means[a][1 + j]) for a in self.arms]
+            params[f"b{j}"] = float(slopes[j])
+            params[f"c{j}"] = float(centre[j])
+            fitted.append(f"$b{j} * ({cov} - list_extract($xbar{j}, arm))")
+        e = f"(({self._capped(metric)} - list_extract($ybar, arm)) - ({' + '.join(fitted) or '0'}))"
+        u = [f"({cov} - $c{j})" for j, cov in enumerate(covs)]
+        sums = [f"sum({e} * {e})"]
+        sums += [f"sum({e} * {e} * {u[j]})" for j in range(p)]
+        sums += [f"sum({e} * {e} * {u[j]} * {u[k]})" for j in range(p) for k in range(j, p)]
+        rows = self._run(
+            f"SELECT arm, {', '.join(sums)} FROM unit_values WHERE arm > 0 GROUP BY arm",
+            params | self._cap_params(),
+        ).fetchall()
+        result = {}
+        for row in rows:
+            e2_uu = np.zeros((p, p))
+            k = 2 + p
+            for j in range(p):
+                for m in range(j, p):
+                    e2_uu[j, m] = e2_uu[m, j] = float(row[k])
+                    k += 1
+            result[self.arms[int(row[0]) - 1]] = ResidualMoments(
+                float(row[1]), np.array(row[2 : 2 + p], dtype=float), e2_uu
+            )
+        return result
+
+    # ------------------------------------------------------------------ helpers
+    def _run(self, sql: str, params: Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+        import duckdb
+
+        used = {k: v for k, v in (params or {}).items() if re.search(rf"\${k}\b", sql)}
+        try:
+            return self.con.execute(sql, used or None)
+        except duckdb.Error as error:
+            raise DataError(
+                f"{self.spec.id}: the data could not be aggregated: {_first_line(error)}"
+            ) from None
+
+    def _capped(self, name: str) -> str:
+        column = quote(name)
+        return f"LEAST({column}, $cap{self.variables.index(name)})" if name in self.caps else column
+
+    def _cap_params(self) -> dict[str, float]:
+        return {f"cap{self.variables.index(name)}": value for name, value in self.caps.items()}
+
+    def _caps(self) -> dict[str, float]:
+        caps: dict[str, float] = {}
+        for metric in self.spec.metrics:
+            capping = getattr(metric, "capping", None)
+            if capping is None:
+                continue
+            if capping.absolute is not None:
+                caps[metric.id] = float(capping.absolute)
+            else:
+                row = self._run(
+                    f"SELECT quantile_cont({quote(metric.id)}, $q) FROM unit_values WHERE arm > 0",
+                    {"q": capping.percentile},
+                ).fetchone()
+                caps[metric.id] = float(row[0]) if row and row[0] is not None else 0.0
+        return caps
+
+    def _histograms(self) -> dict[tuple[int, str], Histogram]:
+        found: dict[tuple[int, str], Histogram] = {}
+        for metric in self.ordinals:
+            column = quote(metric.id)
+            rows = self._run(
+                f"SELECT arm, {column}, count(*) FROM unit_values WHERE arm > 0 AND {column} IS NOT NULL "
+                "GROUP BY ALL"
+            ).fetchall()
+            for arm, value, count in rows:
+                key = (int(arm), metric.id)
+                found[key] = found.get(key, Histogram()) + Histogram({float(value): int(count)})
+        return found
+
+    def _value_problems(self) -> list[str]:
+        problems = []
+        for metric in self.spec.metrics:
+            if _row_check(metric) is None or _source(metric) == "units":
+                continue
+            bad = self._run(f"SELECT sum({quote('check:' + metric.id)}) FROM unit_values").fetchone()
+            if bad and bad[0]:
+                table = self.sources[_source(metric) or ""].where
+                problems.append(
+                    f"{table}: {int(bad[0]):,} row(s) of column '{_column(metric)}' are "
+                    f"{_row_check_meaning(metric)} (metric '{metric.id}')"
+                )
+        return problems
+
+
+# ---------------------------------------------------------------------- SQL pieces (no user strings)
+
+
+def _source(metric: AnyMetric) -> str | None:
+    """The table a metric reads (None for ratio metrics)."""
+    return None if isinstance(metric, RatioMetric) else metric.source
+
+
+def _column(metric: AnyMetric) -> str | None:
+    """The column a metric reads, if any."""
+    return None if isinstance(metric, RatioMetric) else metric.column
+
+
+def _metrics_by_table(spec: ExperimentSpec) -> dict[str, list[AnyMetric]]:
+    grouped: dict[str, list[AnyMetric]] = {}
+    for metric in spec.metrics:
+        source = _source(metric)
+        if source is not None:
+            grouped.setdefault(source, []).append(metric)
+    return dict(sorted(grouped.items()))
+
+
+def _unit_aggregate(metric: AnyMetric) -> str:
+    """Aggregate of one unit's rows in an event table."""
+    column = quote(raw) if (raw := _column(metric)) else None
+    match metric:
+        case BinaryMetric():
+            return f"max(CAST({column} AS BOOLEAN)::INTEGER)" if column else "1"
+        case ContinuousMetric():
+            return f"{_SQL_AGG[metric.agg]}(CAST({column} AS DOUBLE))"
+        case CountMetric():
+            return f"sum(CAST({column} AS DOUBLE))" if column else "count(*)"
+        case OrdinalMetric():
+            return f"avg(CAST({column} AS DOUBLE))"
+    raise AssertionError(metric)
+
+
+def _row_check(metric: AnyMetric) -> str | None:
+    """Count of impossible rows: negative counts, ordinal scores outside the levels."""
+    match metric:
+        case CountMetric(column=str(column)):
+            return f"count(*) FILTER (WHERE {quote(column)} < 0)"
+        case OrdinalMetric():
+            levels = ", ".join(str(level) for level in metric.levels)  # ints validated by the spec
+            return f"count(*) FILTER (WHERE {quote(metric.column)} NOT IN ({levels}))"
+    return None
+
+
+def _row_check_meaning(metric: AnyMetric) -> str:
+    if isinstance(metric, OrdinalMetric):
+        return f"not one of the levels {list(metric.levels)}"
+    return "negative"
+
+
+def _table_value(metric: AnyMetric, alias: str) -> str:
+    value = f"{alias}.{quote(metric.id)}"
+    if isinstance(metric, OrdinalMetric):
+        return f"{value} AS {quote(metric.id)}"
+    return f"coalesce(CAST({value} AS DOUBLE), 0) AS {quote(metric.id)}"
+
+
+def _units_value(metric: AnyMetric) -> str:
+    column = f"u.{quote(_column(metric) or '')}"
+    if isinstance(metric, BinaryMetric):
+        return f"coalesce(CAST({column} AS BOOLEAN)::DOUBLE, 0) AS {quote(metric.id)}"
+    if isinstance(metric, OrdinalMetric):
+        return f"CAST({column} AS DOUBLE) AS {quote(metric.id)}"
+    return f"coalesce(CAST({column} AS DOUBLE), 0) AS {quote(metric.id)}"
+
+
+def _units_cte(spec: ExperimentSpec, source: _Source, columns: Sequence[str], with_variant: bool) -> str:
+    """The units table with its id as ``unit_id`` (1-based row number with ``data.row_id``)."""
+    unit_id = "row_number() OVER ()" if spec.data.row_id else quote(spec.data.unit_id)
+    keep = [*columns, spec.data.variant_column] if with_variant else list(columns)
+    selected = "".join(f", {quote(c)}" for c in dict.fromkeys(keep))
+    return f"u AS (SELECT {unit_id} AS unit_id{selected} FROM {source.sql})"
+
+
+def _label_lists(spec: ExperimentSpec) -> tuple[list[str], list[int]]:
+    """Raw labels the data may hold and the 1-based arm of each (0: the holdout)."""
+    position = {v.id: k for k, v in enumerate(spec.variants, start=1)}
+    mapping = spec.data.variant_values or {v.id: v.id for v in spec.variants}
+    labels, arms = [str(raw) for raw in mapping], [position[arm] for arm in mapping.values()]
+    if spec.design.holdout > 0 and HOLDOUT_LABEL not in labels:
+        labels.append(HOLDOUT_LABEL)
+        arms.append(0)
+    return labels, arms
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0]
+
+
+# ---------------------------------------------------------------------- sources and their columns
+
+
+def _open_sources(
+    con: duckdb.DuckDBPyConnection,
+    spec: ExperimentSpec,
+    paths: Mapping[str, Path],
+    frames: Mapping[str, pd.DataFrame],
+) -> dict[str, _Source]:
+    needed = {"assignments"} if spec.data.assignments else set()
+    needed |= {s for m in spec.metrics if (s := _source(m)) is not None}
+    if spec.data.assignments is None or spec.analysis.covariates:
+        needed.add("units")
+    sources = {}
+    for k, name in enumerate(sorted(needed)):
+        param = f"path{k}"
+        if name in frames:
+            view = f"frame_{k}"
+            con.register(view, frames[name])
+            sql, where = quote(view), f"DataFrame '{name}'"
+            params: dict[str, Any] = {}
+        elif name in paths:
+            path = require_file(paths[name], name)
+            reader = "read_parquet" if path.suffix.lower() == ".parquet" else "read_csv"
+            sql, where, params = f"{reader}(${param})", str(path), {param: str(path)}
+        else:
+            raise DataError(
+                f"{spec.id}: no '{name}' data (the spec's data block names none, and none was given)"
+            )
+        try:
+            described = con.execute(f"DESCRIBE SELECT * FROM {sql}", params or None).fetchall()
+        except Exception as error:  # duckdb.Error, but also OS errors surfaced by the reader
+            raise DataError(f"{where}: cannot read the {name} file: {_first_line(error)}") from None
+        sources[name] = _Source(name, sql, where, {str(r[0]): str(r[1]) for r in described}, params)
+    return sources
+
+
+def _source_params(sources: Mapping[str, _Source]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for source in sources.values():
+        params |= source.params
+    return params
+
+
+def _check_columns(spec: ExperimentSpec, sources: Mapping[str, _Source], covariates: Sequence[str]) -> None:
+    """Every column the spec reads exists, with a numeric (or boolean) type where one is needed."""
+    problems: list[str] = []
+    assign = sources.get("assignments") or sources["units"]
+    needed: list[tuple[_Source, str, bool]] = [(assign, spec.data.variant_column, False)]
+    if not (spec.data.row_id and assign.name == "units"):
+        needed.append((assign, spec.data.unit_id, False))
+    for metric in spec.metrics:
+        source = _source(metric)
+        if source is None:
+            continue
+        if source != "units":
+            needed.append((sources[source], spec.data.unit_id, False))
+        if (column := _column(metric)) is not None:
+            needed.append((sources[source], column, True))
+    if covariates:
+        units = sources["units"]
+        if not spec.data.row_id:
+            needed.append((units, spec.data.unit_id, False))
+        needed += [(units, c, True) for c in covariates]
+    for table, name, numeric in {(t.name, c, n): (t, c, n) for t, c, n in needed}.values():
+        kind = table.columns.get(name)
+        if kind is None:
+            problems.append(
+                f"{table.where}: missing column '{name}'; columns are {', '.join(map(repr, table.columns))}"
+            )
+        elif numeric and not (kind == "BOOLEAN" or kind.startswith(_NUMERIC_TYPES) or kind.startswith("U")):
+            problems.append(f"{table.where}: column '{name}' must be numeric, got {kind}")
+    if problems:
+        raise DataError("\n".join(problems))

@@ -1,0 +1,138 @@
+"""Per-arm sufficient statistics: the boundary between data aggregation and analysis.
+
+Everything after aggregation reads these objects only, never rows, so a warehouse or Spark job that
+fills them (same definitions) feeds the same analysis. Every object merges with ``+`` (chunks, days,
+partitions) exactly:
+
+- :class:`Moments`: count ``n``, means ``m`` and the centred co-moment matrix
+  ``C = sum_i (x_i - m)(x_i - m)'`` of unit-level variables. Merging uses the pooled (Chan et al.)
+  update ``C = C_a + C_b + d d' n_a n_b / n`` with ``d = m_b - m_a``: no ``sum_sq - sum^2 / n``
+  cancellation, so revenue shifted by 1e6 keeps full precision.
+- :class:`Histogram`: counts of each distinct value (ordinal scores of responding units).
+- :class:`ResidualMoments`: for regression adjustment, ``sum e^2``, ``sum e^2 u`` and ``sum e^2 u u'``
+  of the residuals ``e`` and centred covariates ``u`` of one arm; plain sums, so ``+`` adds them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+type Vector = npt.NDArray[np.float64]
+type Matrix = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, means and centred co-moments of the named unit-level variables of one arm."""
+
+    names: tuple[str, ...]
+    n: int
+    mean: Vector
+    comoment: Matrix
+
+    @classmethod
+    def from_values(cls, names: Sequence[str], values: npt.ArrayLike) -> Moments:
+        """Moments of rows of ``values`` (shape n x len(names)), computed with centred sums."""
+        x = np.asarray(values, dtype=float).reshape(-1, len(names))
+        mean = x.mean(axis=0) if len(x) else np.zeros(len(names))
+        centred = x - mean
+        return cls(tuple(names), len(x), mean, centred.T @ centred)
+
+    def __add__(self, other: Moments) -> Moments:
+        if self.names != other.names:
+            raise ValueError(f"cannot merge moments of {self.names} with {other.names}")
+        n = self.n + other.n
+        if n == 0:
+            return self
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.n / n)
+        comoment = self.comoment + other.comoment + np.outer(delta, delta) * (self.n * other.n / n)
+        return Moments(self.names, n, mean, comoment)
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def mean_of(self, name: str) -> float:
+        return float(self.mean[self.index(name)])
+
+    def cov(self, a: str, b: str, ddof: int = 1) -> float:
+        """Covariance of two variables, ``C_ab / (n - ddof)``."""
+        return float(self.comoment[self.index(a), self.index(b)]) / (self.n - ddof)
+
+    def var(self, name: str, ddof: int = 1) -> float:
+        return self.cov(name, name, ddof)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """How many responding units had each value (an ordinal metric of one arm)."""
+
+    counts: Mapping[float, int] = field(default_factory=dict)
+
+    def __add__(self, other: Histogram) -> Histogram:
+        return Histogram(dict(Counter(self.counts) + Counter(other.counts)))
+
+    @property
+    def n(self) -> int:
+        return sum(self.counts.values())
+
+    def arrays(self) -> tuple[Vector, npt.NDArray[np.int64]]:
+        """Values (ascending) and their counts."""
+        values = np.array(sorted(self.counts), dtype=float)
+        return values, np.array([self.counts[v] for v in values], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class ResidualMoments:
+    """``sum e^2``, ``sum e^2 u`` and ``sum e^2 u u'`` over one arm's units (HC sandwich meat)."""
+
+    e2: float
+    e2_u: Vector
+    e2_uu: Matrix
+
+    def __add__(self, other: ResidualMoments) -> ResidualMoments:
+        return ResidualMoments(self.e2 + other.e2, self.e2_u + other.e2_u, self.e2_uu + other.e2_uu)
+
+
+@dataclass(frozen=True)
+class ArmStats:
+    """Everything the analysis needs about one arm."""
+
+    moments: Moments
+    histograms: Mapping[str, Histogram] = field(default_factory=dict)
+
+    def __add__(self, other: ArmStats) -> ArmStats:
+        names = self.histograms.keys() | other.histograms.keys()
+        empty = Histogram()
+        merged = {k: self.histograms.get(k, empty) + other.histograms.get(k, empty) for k in sorted(names)}
+        return ArmStats(self.moments + other.moments, merged)
+
+
+@dataclass(frozen=True)
+class ExperimentStats:
+    """Sufficient statistics of every arm (keyed by variant id, in spec order).
+
+    Attributes:
+        arms: per-arm statistics.
+        caps: winsorising threshold applied to each capped metric (pooled over arms).
+        covariates: names (within ``Moments.names``) of the regression-adjustment covariates.
+    """
+
+    arms: Mapping[str, ArmStats]
+    caps: Mapping[str, float] = field(default_factory=dict)
+    covariates: tuple[str, ...] = ()
+
+    def __add__(self, other: ExperimentStats) -> ExperimentStats:
+        if self.caps != other.caps or self.covariates != other.covariates:
+            raise ValueError("cannot merge statistics computed with different caps or covariates")
+        arms = {
+            arm: self.arms[arm] + other.arms[arm] if arm in other.arms else self.arms[arm]
+            for arm in self.arms
+        }
+        arms |= {arm: stats for arm, stats in other.arms.items() if arm not in self.arms}
+        return ExperimentStats(arms, self.caps, self.covariates)

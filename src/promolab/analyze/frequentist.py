@@ -1,0 +1,237 @@
+"""Frequentist uplift of every metric and treatment arm, guardrails and the decision, from statistics only.
+
+Families: Holm across treatment arms on the primary metric (family-wise error), Benjamini-Hochberg
+across all secondary metric x arm results (false discovery rate). Guardrails are one-sided
+non-inferiority tests at ``alpha = 1 - confidence``; each must pass on its own (an intersection-union
+rule needs no adjustment), so their adjusted p-value is the raw one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from promolab.aggregate.moments import ExperimentStats, ResidualMoments
+from promolab.analyze import cuped
+from promolab.analyze.estimators import (
+    ArmSummary,
+    Comparison,
+    compare,
+    histogram_summary,
+    mann_whitney_p,
+    mean_summary,
+    noninferiority_p,
+    proportion_summary,
+    ratio_summary,
+    top_box_summary,
+)
+from promolab.analyze.multiplicity import benjamini_hochberg, holm
+from promolab.design.balance import SrmResult
+from promolab.spec import ExperimentSpec
+from promolab.spec.models import AnyMetric, BinaryMetric, OrdinalMetric, RatioMetric
+
+type ResidualPass = Callable[
+    [str, Mapping[str, list[float]], list[float], list[float]], dict[str, ResidualMoments]
+]
+
+
+@dataclass(frozen=True)
+class LiftResult:
+    """One metric x treatment arm. ``method``: welch-t, z-unpooled, delta-ratio or cuped-ols-hc1."""
+
+    metric: str
+    variant: str
+    role: str
+    n_control: int
+    n_variant: int
+    control_mean: float
+    variant_mean: float
+    abs_diff: float
+    se: float
+    abs_ci: tuple[float, float]
+    rel_lift: float | None
+    rel_ci: tuple[float, float] | None
+    p_value: float
+    p_value_adjusted: float
+    method: str
+    mann_whitney_p_value: float | None = None
+
+
+@dataclass(frozen=True)
+class GuardrailResult:
+    """Non-inferiority of one guardrail metric for one arm."""
+
+    metric: str
+    variant: str
+    margin: str
+    p_value: float | None
+    passed: bool
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision rule's outcome: the arm to ship (or None) and why."""
+
+    ship: str | None
+    reason: str
+
+
+def lift_results(
+    spec: ExperimentSpec, stats: ExperimentStats, residual_pass: ResidualPass | None
+) -> list[tuple[LiftResult, Comparison]]:
+    """Results of every metric and arm (regression-adjusted with covariates and ``residual_pass``)."""
+    confidence = spec.analysis.confidence
+    reference = spec.reference.id
+    raw: list[tuple[LiftResult, Comparison]] = []
+    for metric in spec.metrics:
+        role = spec.role(metric.id)
+        if role == "treatment_only":
+            continue
+        if stats.covariates and residual_pass is not None and _adjustable(metric):
+            raw += _cuped_results(spec, stats, metric, residual_pass)
+            continue
+        for arm in (t.id for t in spec.treatments):
+            for name, summarise, method in _summaries(metric):
+                control, variant = summarise(stats, reference), summarise(stats, arm)
+                comparison = compare(control, variant, confidence)
+                extra = None
+                if isinstance(metric, OrdinalMetric) and name == metric.id:
+                    extra = mann_whitney_p(
+                        stats.arms[reference].histograms[metric.id], stats.arms[arm].histograms[metric.id]
+                    )
+                raw.append((_result(name, arm, role, comparison, method, extra), comparison))
+    return _adjust(spec, raw)
+
+
+def guardrail_results(
+    spec: ExperimentSpec, results: list[tuple[LiftResult, Comparison]]
+) -> list[GuardrailResult]:
+    """One-sided non-inferiority test of every guardrail for every treatment arm."""
+    alpha = 1 - spec.analysis.confidence
+    found = []
+    for guardrail in spec.guardrails:
+        higher = spec.metric(guardrail.metric).direction == "higher"
+        margin = (
+            f"absolute drop <= {guardrail.max_absolute_drop:g}"
+            if guardrail.max_absolute_drop is not None
+            else f"relative drop <= {guardrail.max_relative_drop:.1%}"
+        )
+        for result, comparison in results:
+            if result.metric != guardrail.metric:
+                continue
+            p = noninferiority_p(comparison, higher, guardrail.max_absolute_drop, guardrail.max_relative_drop)
+            found.append(
+                GuardrailResult(result.metric, result.variant, margin, p, p is not None and p < alpha)
+            )
+    return found
+
+
+def decide(
+    spec: ExperimentSpec, results: list[LiftResult], guardrails: list[GuardrailResult], srm: SrmResult
+) -> Verdict:
+    """Ship the best arm whose primary metric improves significantly (Holm) and whose guardrails all pass."""
+    if srm.flag is not None:
+        return Verdict(None, f"sample-ratio mismatch (p = {srm.p_value:.2g}): the data cannot be trusted")
+    alpha = 1 - spec.analysis.confidence
+    sign = 1 if spec.metric(spec.primary).direction == "higher" else -1
+    winners, reasons = [], []
+    for result in (r for r in results if r.metric == spec.primary):
+        failed = [g.metric for g in guardrails if g.variant == result.variant and not g.passed]
+        if result.p_value_adjusted >= alpha or sign * result.abs_diff <= 0:
+            reasons.append(f"{result.variant}: {spec.primary} not significantly better")
+        elif failed:
+            reasons.append(f"{result.variant}: guardrail(s) {', '.join(failed)} not shown non-inferior")
+        else:
+            winners.append(result)
+    if not winners:
+        return Verdict(None, "; ".join(reasons))
+    best = max(winners, key=lambda r: sign * r.abs_diff)
+    return Verdict(
+        best.variant, f"{best.variant}: {spec.primary} significantly better and every guardrail passes"
+    )
+
+
+# ---------------------------------------------------------------------- helpers
+
+type Summarise = Callable[[ExperimentStats, str], ArmSummary]
+
+
+def _summaries(metric: AnyMetric) -> list[tuple[str, Summarise, str]]:
+    """(result name, per-arm summary, method) of a metric."""
+    match metric:
+        case BinaryMetric():
+            return [(metric.id, lambda s, a: proportion_summary(s.arms[a].moments, metric.id), "z-unpooled")]
+        case RatioMetric():
+            num, den = metric.numerator, metric.denominator
+            return [(metric.id, lambda s, a: ratio_summary(s.arms[a].moments, num, den), "delta-ratio")]
+        case OrdinalMetric():
+            threshold = float(metric.levels[-metric.top_box])
+            return [
+                (metric.id, lambda s, a: histogram_summary(s.arms[a].histograms[metric.id]), "welch-t"),
+                (
+                    f"{metric.id}:top_box",
+                    lambda s, a: top_box_summary(s.arms[a].histograms[metric.id], threshold),
+                    "z-unpooled",
+                ),
+            ]
+    return [(metric.id, lambda s, a: mean_summary(s.arms[a].moments, metric.id), "welch-t")]
+
+
+def _adjustable(metric: AnyMetric) -> bool:
+    return not isinstance(metric, RatioMetric | OrdinalMetric)
+
+
+def _cuped_results(
+    spec: ExperimentSpec, stats: ExperimentStats, metric: AnyMetric, residual_pass: ResidualPass
+) -> list[tuple[LiftResult, Comparison]]:
+    moments = {arm: s.moments for arm, s in stats.arms.items()}
+    fitted = cuped.fit(moments, metric.id, stats.covariates)
+    residuals = residual_pass(metric.id, fitted.arm_means, fitted.slopes.tolist(), fitted.centre.tolist())
+    covariance = cuped.hc1_covariance(moments, stats.covariates, fitted, residuals)
+    index = {arm: k for k, arm in enumerate(fitted.arms)}
+    reference = spec.reference.id
+    c = index[reference]
+    control = ArmSummary(moments[reference].n, float(fitted.adjusted_means[c]), float(covariance[c, c]), None)
+    found = []
+    for arm in (t.id for t in spec.treatments):
+        k = index[arm]
+        variant = ArmSummary(moments[arm].n, float(fitted.adjusted_means[k]), float(covariance[k, k]), None)
+        comparison = compare(control, variant, spec.analysis.confidence, float(covariance[c, k]))
+        found.append((_result(metric.id, arm, spec.role(metric.id), comparison, "cuped-ols-hc1"), comparison))
+    return found
+
+
+def _result(
+    name: str, arm: str, role: str, comparison: Comparison, method: str, mann_whitney: float | None = None
+) -> LiftResult:
+    return LiftResult(
+        metric=name,
+        variant=arm,
+        role=role,
+        n_control=comparison.control.n,
+        n_variant=comparison.variant.n,
+        control_mean=comparison.control.mean,
+        variant_mean=comparison.variant.mean,
+        abs_diff=comparison.abs_diff,
+        se=comparison.se,
+        abs_ci=comparison.abs_ci,
+        rel_lift=comparison.rel_lift,
+        rel_ci=comparison.rel_ci,
+        p_value=comparison.p_value,
+        p_value_adjusted=comparison.p_value,
+        method=method,
+        mann_whitney_p_value=mann_whitney,
+    )
+
+
+def _adjust(
+    spec: ExperimentSpec, raw: list[tuple[LiftResult, Comparison]]
+) -> list[tuple[LiftResult, Comparison]]:
+    """Holm on the primary metric's arms, Benjamini-Hochberg across secondary results."""
+    adjusted = [result for result, _ in raw]
+    for role, method in (("primary", holm), ("secondary", benjamini_hochberg)):
+        members = [i for i, r in enumerate(adjusted) if r.role == role]
+        if members:
+            for i, p in zip(members, method([adjusted[i].p_value for i in members]), strict=True):
+                adjusted[i] = replace(adjusted[i], p_value_adjusted=p)
+    return [(result, comparison) for result, (_, comparison) in zip(adjusted, raw, strict=True)]
