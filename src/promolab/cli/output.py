@@ -101,9 +101,9 @@ def print_analysis(analysis: Analysis) -> None:
             ["metric", "variant", "margin", "p_value", "result"],
             rows,
         )
-    out.print(
-        f"SRM p = {srm.p_value:.3g}. Verdict: {'ship ' + analysis.verdict.ship if analysis.verdict.ship else 'do not ship'} ({analysis.verdict.reason})"
-    )
+    verdict = analysis.verdict
+    decision = "do not ship" if verdict.ship is None else f"ship {verdict.ship}"
+    out.print(f"SRM p = {srm.p_value:.3g}. Verdict: {decision} ({verdict.reason})")
 
 
 def _interval(bounds: tuple[float, float] | None) -> str:
