@@ -1,5 +1,5 @@
 #!/bin/sh
-# The demo: every example spec validated, designed, simulated and assigned.
+# The demo: every example spec validated, designed, simulated, assigned and analysed.
 # Usage: scripts/demo.sh BIN_DIR OUT_DIR UNITS
 set -eu
 bin=$1 out=$2 units=$3
@@ -12,5 +12,6 @@ for spec in experiments/*.yaml experiments/*.toml; do
     "$bin/promolab" design "$spec" --json "$dir/design.json" --plot "$dir/power-curve.png"
     "$bin/promolab" simulate "$spec" --units "$units" --seed 1 --out "$dir"
     "$bin/promolab" assign "$spec" --data-dir "$dir" --out "$dir/assignment.parquet" --json "$dir/balance.json"
+    "$bin/promolab" analyze "$spec" --data-dir "$dir" --json "$dir/analysis.json"
 done
-echo "Demo outputs are in $out/ (one folder per experiment: design.json, power-curve.png, data/, assignment)."
+echo "Demo outputs are in $out/ (one folder per experiment: design.json, power-curve.png, data/, assignment, analysis.json)."

@@ -26,7 +26,7 @@ from promolab.analyze.estimators import (
     top_box_summary,
 )
 from promolab.analyze.multiplicity import benjamini_hochberg, holm
-from promolab.design.balance import SrmResult
+from promolab.design.srm import SrmResult
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import AnyMetric, BinaryMetric, OrdinalMetric, RatioMetric
 

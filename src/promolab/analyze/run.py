@@ -17,7 +17,7 @@ from promolab.analyze.frequentist import (
     guardrail_results,
     lift_results,
 )
-from promolab.design.balance import SrmResult, srm_test
+from promolab.design.srm import SrmResult, srm_test
 from promolab.sources import data_paths
 from promolab.spec import ExperimentSpec, spec_hash
 
