@@ -153,7 +153,7 @@ def test_real_data_specs_validate():
     assert [v.id for v in spec.treatments] == ["promo2", "promo3"]
     assert sum(v.weight for v in spec.variants) == pytest.approx(1, abs=1e-6)
     assert spec.data.unit_id == "LocationID"
-    assert spec.data.assignments == spec.data.tables["sales"]  # one file: assignments and events
+    assert spec.data.assignments != spec.data.tables["sales"]  # two names, so simulated data can fill both
 
 
 # --------------------------------------------------------------------------- Hillstrom

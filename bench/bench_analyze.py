@@ -1,0 +1,322 @@
+"""Time ``promolab analyze`` end to end against two baselines: ``python bench/bench_analyze.py``.
+
+Options: ``--sizes 1000000 10000000`` (order rows; both by default), ``--repeats 3``.
+
+Workload: 2,000,000 units in 4 equal arms, 4 order metrics (conversion, revenue, orders, items) and one
+covariate (pre_revenue), as in ``bench/analyze-spec.yaml``; the Parquet files are generated once per size
+into ``build/bench-analyze/<rows>/`` and reused. Contenders, each a whole fresh process (imports count):
+
+- bare DuckDB, the floor: one SQL query from order rows to per-arm count, mean and variance of the four
+  per-unit metrics and their covariance with pre_revenue (all any correct analysis needs);
+- pandas: read, group by unit, merge, fill 0, group by arm, Welch t-tests (scipy) per arm and metric;
+- promolab: ``python -m promolab analyze bench/analyze-spec.yaml --data-dir DIR --json OUT``.
+
+The baselines run the source of one function below in ``python -c``, so they pay for their own imports
+only. Wall time is the median of the repeats, measured around the subprocess; peak RSS is the child's own
+(``os.wait4``), the largest over the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "bench" / "analyze-spec.yaml"
+CACHE = ROOT / "build" / "bench-analyze"
+SIZES = [1_000_000, 10_000_000]
+UNITS = 2_000_000
+ARMS = ["control", "pct15", "save10", "bogo"]
+METRICS = ["conversion", "revenue", "orders", "items"]
+# True relative effects per arm: P(buying), order amount, extra items per order.
+EFFECTS = {
+    "control": {"conversion": 0.0, "basket": 0.0, "items": 0.0},
+    "pct15": {"conversion": 0.04, "basket": -0.02, "items": 0.0},
+    "save10": {"conversion": 0.02, "basket": 0.05, "items": 0.0},
+    "bogo": {"conversion": 0.03, "basket": 0.0, "items": 0.25},
+}
+SEED = 20260301
+DATA_VERSION = 1  # bump when the generator changes: cached folders with another version are rebuilt
+CONTENDERS = ["bare DuckDB", "pandas", "promolab"]
+
+
+@dataclass
+class Run:
+    """One finished child process."""
+
+    seconds: float
+    peak_mb: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+# ---- data ----------------------------------------------------------------------------------------------
+
+
+def _write(table: object, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp)  # type: ignore[arg-type]
+    tmp.replace(path)
+
+
+def generate(rows: int, folder: Path) -> None:
+    """Write assignments, customers and ``rows`` orders for ``UNITS`` units into ``folder``.
+
+    A latent log-propensity per unit drives both the pre-period revenue and buying in the test, so
+    pre_revenue predicts revenue (CUPED has something to do). About 15% of units buy; each buyer gets at
+    least one order, the remaining rows are spread over buyers by heavy-tailed (log-normal) weights.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    folder.mkdir(parents=True, exist_ok=True)
+    units = np.random.default_rng([SEED, 0])  # same units in every size
+    unit_id = np.arange(1, UNITS + 1, dtype=np.int64)
+    arm = units.integers(0, len(ARMS), UNITS)
+    effect = {key: np.array([EFFECTS[a][key] for a in ARMS])[arm] for key in ("conversion", "basket", "items")}
+    latent = units.standard_normal(UNITS)
+
+    pre_z = 0.8 * latent + 0.6 * units.standard_normal(UNITS)
+    pre_buyer = units.random(UNITS) < np.minimum(0.3 * np.exp(0.7 * pre_z - 0.245), 0.95)
+    pre_spend = units.lognormal(np.log(60) + 0.5 * pre_z, 1.0)
+    pre_revenue = np.where(pre_buyer, np.round(pre_spend, 2), 0.0)
+
+    p_buy = np.minimum(0.15 * np.exp(0.8 * latent - 0.32) * (1 + effect["conversion"]), 0.95)
+    buyers = np.flatnonzero(units.random(UNITS) < p_buy)
+    weight = np.exp(0.8 * latent[buyers] + 1.0 * units.standard_normal(len(buyers)))
+    if rows < len(buyers):
+        raise ValueError(f"{rows:,} order rows are fewer than the {len(buyers):,} buyers")
+
+    draw = np.random.default_rng([SEED, rows])
+    counts = 1 + draw.multinomial(rows - len(buyers), weight / weight.sum())
+    order_unit = np.repeat(buyers, counts)
+    draw.shuffle(order_unit)  # orders arrive in time order, not grouped by unit
+    amount = draw.lognormal(np.log(35), 0.8, rows) * (1 + effect["basket"][order_unit])
+    quantity = 1 + draw.poisson(0.6 * (1 + effect["items"][order_unit]))
+
+    variant = pa.DictionaryArray.from_arrays(pa.array(arm.astype(np.int32)), pa.array(ARMS))
+    _write(pa.table({"unit_id": unit_id, "variant": variant.cast(pa.string())}), folder / "assignments.parquet")
+    _write(pa.table({"unit_id": unit_id, "pre_revenue": pre_revenue}), folder / "customers.parquet")
+    orders = {
+        "unit_id": unit_id[order_unit],
+        "amount": np.maximum(np.round(amount, 2), 0.01),
+        "quantity": quantity.astype(np.int64),
+    }
+    _write(pa.table(orders), folder / "orders.parquet")
+
+
+def ensure_data(rows: int) -> Path:
+    """The cache folder for ``rows`` order rows, generated first unless a matching one is there."""
+    folder = CACHE / str(rows)
+    meta = folder / "meta.json"
+    wanted = {"version": DATA_VERSION, "seed": SEED, "units": UNITS, "rows": rows}
+    if meta.exists() and json.loads(meta.read_text()) == wanted:
+        print(f"data: {folder.relative_to(ROOT)} (cached)", file=sys.stderr, flush=True)
+        return folder
+    start = time.perf_counter()
+    generate(rows, folder)
+    meta.write_text(json.dumps(wanted))
+    seconds = time.perf_counter() - start
+    print(f"data: {folder.relative_to(ROOT)} (generated in {seconds:.1f} s)", file=sys.stderr, flush=True)
+    return folder
+
+
+# ---- contenders ----------------------------------------------------------------------------------------
+
+
+def bare_sql(folder: Path) -> str:
+    """The one query of the floor: order rows -> per-unit metrics -> per-arm moments."""
+    columns = ["count(*) AS n", "avg(pre_revenue) AS mean_pre", "var_samp(pre_revenue) AS var_pre"]
+    for m in METRICS:
+        columns += [
+            f"avg({m}) AS mean_{m}",
+            f"var_samp({m}) AS var_{m}",
+            f"covar_samp({m}, pre_revenue) AS cov_{m}",
+        ]
+    select = ",\n       ".join(columns)
+    return f"""
+WITH per_unit AS (
+  SELECT unit_id, count(*) AS orders, sum(amount) AS revenue, sum(quantity) AS items
+  FROM read_parquet('{folder / "orders.parquet"}') GROUP BY unit_id
+), units AS (
+  SELECT a.variant, c.pre_revenue,
+         CASE WHEN p.orders IS NULL THEN 0 ELSE 1 END AS conversion,
+         coalesce(p.revenue, 0) AS revenue, coalesce(p.orders, 0) AS orders, coalesce(p.items, 0) AS items
+  FROM read_parquet('{folder / "assignments.parquet"}') a
+  JOIN read_parquet('{folder / "customers.parquet"}') c USING (unit_id)
+  LEFT JOIN per_unit p USING (unit_id)
+)
+SELECT variant,
+       {select}
+FROM units GROUP BY variant ORDER BY variant"""
+
+
+def bare_duckdb(sql: str) -> None:
+    """Child process of the floor: import duckdb, run the query, print the rows."""
+    import duckdb
+
+    print(duckdb.sql(sql).fetchall())
+
+
+def pandas_baseline(folder: str) -> None:
+    """Child process of the pandas baseline; prints revenue means and the 12 Welch p-values as JSON."""
+    import json
+
+    import pandas as pd
+    from scipy import stats
+
+    metrics = ["conversion", "revenue", "orders", "items"]
+    orders = pd.read_parquet(f"{folder}/orders.parquet")
+    per_unit = orders.groupby("unit_id").agg(
+        orders=("amount", "size"), revenue=("amount", "sum"), items=("quantity", "sum")
+    )
+    units = pd.read_parquet(f"{folder}/assignments.parquet").merge(
+        pd.read_parquet(f"{folder}/customers.parquet"), on="unit_id"
+    )
+    units = units.merge(per_unit, left_on="unit_id", right_index=True, how="left").fillna(0)
+    units["conversion"] = (units["orders"] > 0).astype(float)
+    arms = units.groupby("variant")[metrics].agg(["count", "mean", "var"])
+    p_values = {}
+    for arm in ["pct15", "save10", "bogo"]:
+        for m in metrics:
+            t, c = arms.loc[arm, m], arms.loc["control", m]
+            test = stats.ttest_ind_from_stats(
+                t["mean"], t["var"] ** 0.5, t["count"], c["mean"], c["var"] ** 0.5, c["count"], equal_var=False
+            )
+            p_values[f"{arm}/{m}"] = float(test.pvalue)
+    revenue = {str(arm): float(v) for arm, v in arms[("revenue", "mean")].items()}
+    print(json.dumps({"revenue_mean": revenue, "p_values": p_values}))
+
+
+def _python_c(function: object, argument: str) -> list[str]:
+    """``python -c`` running only ``function``'s source on ``argument``: no imports but its own."""
+    source = inspect.getsource(function)  # type: ignore[arg-type]
+    return [sys.executable, "-c", f"{source}\n{function.__name__}({argument!r})\n"]  # type: ignore[attr-defined]
+
+
+def command(contender: str, folder: Path) -> list[str]:
+    """The argv of one contender on the data in ``folder``."""
+    if contender == "bare DuckDB":
+        return _python_c(bare_duckdb, bare_sql(folder))
+    if contender == "pandas":
+        return _python_c(pandas_baseline, str(folder))
+    out = folder / "promolab-analysis.json"
+    return [sys.executable, "-m", "promolab", "analyze", str(SPEC), "--data-dir", str(folder), "--json", str(out)]
+
+
+def measure(argv: list[str]) -> Run:
+    """Run ``argv`` to the end; wall time around the whole process and its own peak RSS."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    return Run(seconds, usage.ru_maxrss / 1024, proc.returncode, stdout, stderr)  # Linux: KiB
+
+
+# ---- checks and table ----------------------------------------------------------------------------------
+
+Summary = dict[str, dict[str, float]]  # {"n": units per arm, "revenue": mean revenue per arm}
+
+
+def summary(contender: str, run: Run, folder: Path) -> Summary:
+    """Units and mean revenue per arm as a contender found them, to check that the contenders agree."""
+    if contender == "bare DuckDB":
+        rows = ast.literal_eval(run.stdout.strip())
+        column = 4 + 3 * METRICS.index("revenue")  # variant, n, mean_pre, var_pre, then 3 per metric
+        return {"n": {r[0]: r[1] for r in rows}, "revenue": {r[0]: r[column] for r in rows}}
+    if contender == "pandas":
+        return json.loads(run.stdout)
+    result = json.loads((folder / "promolab-analysis.json").read_text())
+    revenue = {}
+    for row in result["results"]:
+        if row["metric"] == "revenue":
+            revenue[row["variant"]] = row["variant_mean"]
+            revenue["control"] = row["control_mean"]
+    return {"n": result["srm"]["counts"], "revenue": revenue}
+
+
+def disagreement(contender: str, found: Summary, floor: Summary) -> str | None:
+    """What ``found`` gets wrong against the floor's numbers, or None.
+
+    promolab's means are CUPED-adjusted (its JSON has no raw means), so they only need to be within 1%.
+    """
+    tolerance = 0.01 if contender == "promolab" else 1e-9
+    if found["n"] != floor["n"]:
+        return f"units per arm {found['n']} != bare DuckDB {floor['n']}"
+    revenue = found["revenue"]
+    if any(abs(revenue.get(a, float("nan")) - floor["revenue"][a]) <= tolerance * floor["revenue"][a] is False
+           for a in ARMS):
+        return f"mean revenue {revenue} != bare DuckDB {floor['revenue']} (tolerance {tolerance:g})"
+    return None
+
+
+def _failure(run: Run) -> str:
+    lines = [line for line in run.stderr.strip().splitlines() if line.strip()]
+    return f"FAILED (exit {run.returncode}): {lines[-1].strip() if lines else 'no error output'}"
+
+
+def bench_size(rows: int, folder: Path, repeats: int) -> tuple[list[str], list[str]]:
+    """Run every contender ``repeats`` times (interleaved) on ``folder``; table lines and problems."""
+    runs: dict[str, list[Run]] = {c: [] for c in CONTENDERS}
+    for _ in range(repeats):
+        for contender in CONTENDERS:
+            if not runs[contender] or runs[contender][-1].returncode == 0:  # do not repeat a failure
+                runs[contender].append(measure(command(contender, folder)))
+    lines: list[str] = []
+    problems: list[str] = []
+    bare = statistics.median(r.seconds for r in runs["bare DuckDB"])
+    reference = revenue_means("bare DuckDB", runs["bare DuckDB"][-1], folder)
+    for contender in CONTENDERS:
+        done = runs[contender]
+        if done[-1].returncode != 0:
+            lines.append(f"{rows:>12,} {contender:<12} {_failure(done[-1])}")
+            problems.append(f"{rows:,} {contender}: {done[-1].stderr.strip()[-2000:]}")
+            continue
+        wall = statistics.median(r.seconds for r in done)
+        peak = max(r.peak_mb for r in done)
+        lines.append(f"{rows:>12,} {contender:<12} {wall:>8.2f} {wall / bare:>14.2f} {peak:>12,.0f}")
+        means = revenue_means(contender, done[-1], folder)
+        if means is None or reference is None:
+            problems.append(f"{rows:,} {contender}: could not read per-arm revenue means to cross-check")
+        elif any(abs(means.get(a, float("nan")) - reference[a]) > 1e-6 * abs(reference[a]) for a in ARMS):
+            problems.append(f"{rows:,} {contender}: revenue means {means} differ from bare DuckDB {reference}")
+    return lines, problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=SIZES, help="order rows per case")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per case (the median is shown)")
+    args = parser.parse_args(argv)
+    folders = {rows: ensure_data(rows) for rows in args.sizes}
+    print(f"{'order rows':>12} {'contender':<12} {'wall s':>8} {'ratio to bare':>14} {'peak RSS MB':>12}")
+    problems: list[str] = []
+    for rows, folder in folders.items():
+        lines, found = bench_size(rows, folder, args.repeats)
+        print("\n".join(lines), flush=True)
+        problems += found
+    for problem in problems:
+        print(f"\n{problem}", file=sys.stderr)
+    return 1 if any("FAILED" in line for line in problems) or problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
