@@ -136,6 +136,11 @@ class DuckAggregation:
         for t, (table, metrics) in enumerate(_metrics_by_table(spec).items()):
             if table == "units":
                 values += [_units_value(m) for m in metrics]
+                values += [
+                    f"CAST({bad} AS INTEGER) AS {quote('check:' + m.id)}"
+                    for m in metrics
+                    if (bad := _bad_value(m, "u."))
+                ]
                 continue
             alias = f"t{t}"
             aggregates = ["1 AS present", *(f"{_unit_aggregate(m)} AS {quote(m.id)}" for m in metrics)]
@@ -185,8 +190,29 @@ class DuckAggregation:
         empty = [arm for k, arm in enumerate(self.arms, start=1) if k not in present]
         if empty:
             raise DataError(f"arm(s) {', '.join(empty)} have no units in the data (EMPTY_ARM)")
-        for message in self._value_problems():
-            raise DataError(message)
+        problems = self._value_problems() + self._unit_problems()
+        if problems:
+            raise DataError("\n".join(problems))
+
+    def _unit_problems(self) -> list[str]:
+        """Units repeated by the join (repeated ids in the units file) and missing covariates."""
+        counts = [f"count(*) FILTER (WHERE {quote('cov:' + c)} IS NULL)" for c in self.covariates]
+        row = self._run(
+            f"SELECT count(*) - count(DISTINCT unit_id){''.join(', ' + c for c in counts)} FROM unit_values"
+        ).fetchone()
+        assert row is not None
+        problems = []
+        if row[0]:
+            problems.append(
+                f"{self.sources['units'].where}: {row[0]:,} repeated unit id(s); "
+                "the units file needs one row per unit"
+            )
+        problems += [
+            f"units: covariate '{c}' is missing for {n:,} assigned unit(s); every analysed unit needs a value"
+            for c, n in zip(self.covariates, row[1:], strict=True)
+            if n
+        ]
+        return problems
 
     def compute_stats(self) -> None:
         """Capping thresholds, then per-arm moments of values and covariates and ordinal histograms."""
@@ -310,7 +336,7 @@ class DuckAggregation:
     def _value_problems(self) -> list[str]:
         problems = []
         for metric in self.spec.metrics:
-            if _row_check(metric) is None or _source(metric) == "units":
+            if _row_check(metric) is None:
                 continue
             bad = self._run(f"SELECT sum({quote('check:' + metric.id)}) FROM unit_values").fetchone()
             if bad and bad[0]:
@@ -359,15 +385,21 @@ def _unit_aggregate(metric: AnyMetric) -> str:
     raise AssertionError(metric)
 
 
-def _row_check(metric: AnyMetric) -> str | None:
-    """Count of impossible rows: negative counts, ordinal scores outside the levels."""
+def _bad_value(metric: AnyMetric, prefix: str = "") -> str | None:
+    """Predicate of an impossible value: a negative count, an ordinal score outside the levels."""
     match metric:
         case CountMetric(column=str(column)):
-            return f"count(*) FILTER (WHERE {quote(column)} < 0)"
+            return f"{prefix}{quote(column)} < 0"
         case OrdinalMetric():
             levels = ", ".join(str(level) for level in metric.levels)  # ints validated by the spec
-            return f"count(*) FILTER (WHERE {quote(metric.column)} NOT IN ({levels}))"
+            return f"{prefix}{quote(metric.column)} NOT IN ({levels})"
     return None
+
+
+def _row_check(metric: AnyMetric) -> str | None:
+    """Per-unit count of impossible rows of an event table."""
+    bad = _bad_value(metric)
+    return None if bad is None else f"count(*) FILTER (WHERE {bad})"
 
 
 def _row_check_meaning(metric: AnyMetric) -> str:
