@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 
 HOLDOUT_LABEL = "holdout"
 _SQL_AGG = {"sum": "sum", "mean": "avg", "max": "max"}
-_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
+_SIGNED = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
+_NUMERIC_TYPES = (*_SIGNED, *(f"U{t}" for t in _SIGNED), "FLOAT", "DOUBLE", "DECIMAL", "BOOLEAN")
 
 
 def quote(identifier: str) -> str:
@@ -517,7 +518,7 @@ def _check_columns(spec: ExperimentSpec, sources: Mapping[str, _Source], covaria
             problems.append(
                 f"{table.where}: missing column '{name}'; columns are {', '.join(map(repr, table.columns))}"
             )
-        elif numeric and not (kind == "BOOLEAN" or kind.startswith(_NUMERIC_TYPES) or kind.startswith("U")):
+        elif numeric and not kind.startswith(_NUMERIC_TYPES):
             problems.append(f"{table.where}: column '{name}' must be numeric, got {kind}")
     if problems:
         raise DataError("\n".join(problems))
