@@ -1,10 +1,12 @@
 """Time ``promolab analyze`` end to end against two baselines: ``python bench/bench_analyze.py``.
 
-Options: ``--sizes 1000000 10000000`` (order rows; both by default), ``--repeats 3``.
+Options: ``--sizes 1000000 10000000`` (order rows; both by default), ``--formats parquet csv`` (file
+format of the inputs; both by default), ``--repeats 3``.
 
 Workload: 2,000,000 units in 4 equal arms, 4 order metrics (conversion, revenue, orders, items) and one
 covariate (pre_revenue), as in ``bench/analyze-spec.yaml``; the Parquet files are generated once per size
-into ``build/bench-analyze/<rows>/`` and reused. Contenders, each a whole fresh process (imports count):
+into ``build/bench-analyze/<rows>/`` (with CSV copies) and reused. Contenders, each a whole fresh
+process (imports count):
 
 - bare DuckDB, the floor: one SQL query from order rows to per-arm count, mean and variance of the four
   per-unit metrics and their covariance with pre_revenue (all any correct analysis needs);
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,8 +54,10 @@ EFFECTS = {
     "bogo": {"conversion": 0.03, "basket": 0.0, "items": 0.25},
 }
 SEED = 20260301
-DATA_VERSION = 1  # bump when the generator changes: cached folders with another version are rebuilt
+DATA_VERSION = 2  # bump when the generator changes: cached folders with another version are rebuilt
 CONTENDERS = ["bare DuckDB", "pandas", "promolab"]
+FORMATS = ["parquet", "csv"]
+TABLES = ["assignments", "customers", "orders"]
 PROMOLAB_JSON = "promolab-analysis.json"  # promolab's --json output, in the data folder
 
 
@@ -117,6 +122,10 @@ def generate(rows: int, folder: Path) -> None:
         "quantity": quantity.astype(np.int64),
     }
     _write(pa.table(orders), folder / "orders.parquet")
+    for name in TABLES:
+        tmp = folder / f"{name}.csv.tmp"
+        pacsv.write_csv(pq.read_table(folder / f"{name}.parquet"), tmp)
+        tmp.replace(folder / f"{name}.csv")
 
 
 def ensure_data(rows: int) -> Path:
@@ -138,7 +147,7 @@ def ensure_data(rows: int) -> Path:
 # ---- contenders ----------------------------------------------------------------------------------------
 
 
-def bare_sql(folder: Path) -> str:
+def bare_sql(folder: Path, fmt: str) -> str:
     """The one query of the floor: order rows -> per-unit metrics -> per-arm moments."""
     columns = ["count(*) AS n", "avg(pre_revenue) AS mean_pre", "var_samp(pre_revenue) AS var_pre"]
     for m in METRICS:
@@ -151,13 +160,13 @@ def bare_sql(folder: Path) -> str:
     return f"""
 WITH per_unit AS (
   SELECT unit_id, count(*) AS orders, sum(amount) AS revenue, sum(quantity) AS items
-  FROM read_parquet('{folder / "orders.parquet"}') GROUP BY unit_id
+  FROM read_{fmt}('{folder / f"orders.{fmt}"}') GROUP BY unit_id
 ), units AS (
   SELECT a.variant, c.pre_revenue,
          CASE WHEN p.orders IS NULL THEN 0 ELSE 1 END AS conversion,
          coalesce(p.revenue, 0) AS revenue, coalesce(p.orders, 0) AS orders, coalesce(p.items, 0) AS items
-  FROM read_parquet('{folder / "assignments.parquet"}') a
-  JOIN read_parquet('{folder / "customers.parquet"}') c USING (unit_id)
+  FROM read_{fmt}('{folder / f"assignments.{fmt}"}') a
+  JOIN read_{fmt}('{folder / f"customers.{fmt}"}') c USING (unit_id)
   LEFT JOIN per_unit p USING (unit_id)
 )
 SELECT variant,
@@ -172,7 +181,7 @@ def bare_duckdb(sql: str) -> None:
     print(duckdb.sql(sql).fetchall())
 
 
-def pandas_baseline(folder: str) -> None:
+def pandas_baseline(folder: str, fmt: str) -> None:
     """Child process of the pandas baseline; prints units and revenue per arm, the 12 Welch p-values."""
     import json
 
@@ -180,13 +189,12 @@ def pandas_baseline(folder: str) -> None:
     from scipy import stats
 
     metrics = ["conversion", "revenue", "orders", "items"]
-    orders = pd.read_parquet(f"{folder}/orders.parquet")
+    read = pd.read_parquet if fmt == "parquet" else pd.read_csv
+    orders = read(f"{folder}/orders.{fmt}")
     per_unit = orders.groupby("unit_id").agg(
         orders=("amount", "size"), revenue=("amount", "sum"), items=("quantity", "sum")
     )
-    units = pd.read_parquet(f"{folder}/assignments.parquet").merge(
-        pd.read_parquet(f"{folder}/customers.parquet"), on="unit_id"
-    )
+    units = read(f"{folder}/assignments.{fmt}").merge(read(f"{folder}/customers.{fmt}"), on="unit_id")
     units = units.merge(per_unit, left_on="unit_id", right_index=True, how="left").fillna(0)
     units["conversion"] = (units["orders"] > 0).astype(float)
     arms = units.groupby("variant")[metrics].agg(["count", "mean", "var"])
@@ -227,13 +235,15 @@ def _python_c(function: Callable[..., None], *arguments: str) -> list[str]:
     return [sys.executable, "-c", f"{source}\n{function.__name__}(*{list(arguments)!r})\n"]
 
 
-def command(contender: str, folder: Path) -> list[str]:
-    """The argv of one contender on the data in ``folder``."""
+def command(contender: str, folder: Path, fmt: str) -> list[str]:
+    """The argv of one contender on the ``fmt`` files in ``folder``."""
     if contender == "bare DuckDB":
-        return _python_c(bare_duckdb, bare_sql(folder))
+        return _python_c(bare_duckdb, bare_sql(folder, fmt))
     if contender == "pandas":
-        return _python_c(pandas_baseline, str(folder))
+        return _python_c(pandas_baseline, str(folder), fmt)
     analyze = ["analyze", str(SPEC), "--data-dir", str(folder), "--json", str(folder / PROMOLAB_JSON)]
+    for name, table in zip(["assignments", "units", "orders"], TABLES, strict=True):
+        analyze += ["--data", f"{name}={folder / f'{table}.{fmt}'}"]
     return [sys.executable, "-m", "promolab", *analyze]
 
 
@@ -293,8 +303,9 @@ def _failure(run: Run) -> str:
     return f"FAILED (exit {run.returncode}): {lines[-1].strip() if lines else 'no error output'}"
 
 
-def bench_size(rows: int, folder: Path, repeats: int) -> tuple[list[str], list[str]]:
-    """Run every contender ``repeats`` times (interleaved) on ``folder``; table lines and problems."""
+def bench_case(rows: int, folder: Path, fmt: str, repeats: int) -> tuple[list[str], list[str]]:
+    """Run every contender ``repeats`` times (interleaved) on ``folder``'s ``fmt`` files; table lines and
+    problems."""
     runs: dict[str, list[Run]] = {c: [] for c in CONTENDERS}
     for _ in range(repeats):
         for contender in CONTENDERS:
@@ -302,7 +313,7 @@ def bench_size(rows: int, folder: Path, repeats: int) -> tuple[list[str], list[s
                 continue  # a failure is not repeated
             if contender == "promolab":
                 (folder / PROMOLAB_JSON).unlink(missing_ok=True)  # never check a stale result
-            runs[contender].append(measure(command(contender, folder)))
+            runs[contender].append(measure(command(contender, folder, fmt)))
     lines: list[str] = []
     problems: list[str] = []
     floor = runs["bare DuckDB"][-1]
@@ -310,12 +321,12 @@ def bench_size(rows: int, folder: Path, repeats: int) -> tuple[list[str], list[s
     for contender in CONTENDERS:
         done = runs[contender]
         if done[-1].returncode != 0:
-            lines.append(f"{rows:>12,} {contender:<12} {_failure(done[-1])}")
-            problems.append(f"{rows:,} {contender} failed:\n{done[-1].stderr.strip()[-3000:]}")
+            lines.append(f"{rows:>12,} {fmt:<8} {contender:<12} {_failure(done[-1])}")
+            problems.append(f"{rows:,} {fmt} {contender} failed:\n{done[-1].stderr.strip()[-3000:]}")
             continue
         wall = statistics.median(r.seconds for r in done)
         peak = max(r.peak_mb for r in done)
-        lines.append(f"{rows:>12,} {contender:<12} {wall:>8.2f} {wall / bare:>14.2f} {peak:>12,.0f}")
+        lines.append(f"{rows:>12,} {fmt:<8} {contender:<12} {wall:>8.2f} {wall / bare:>14.2f} {peak:>12,.0f}")
         if floor.returncode == 0:
             try:
                 expected = summary("bare DuckDB", floor, folder)
@@ -323,24 +334,27 @@ def bench_size(rows: int, folder: Path, repeats: int) -> tuple[list[str], list[s
             except (ValueError, KeyError, TypeError, OSError, SyntaxError) as exc:
                 wrong = f"unreadable output ({exc!r})"
             if wrong:
-                problems.append(f"{rows:,} {contender}: {wrong}")
+                problems.append(f"{rows:,} {fmt} {contender}: {wrong}")
     return lines, problems
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=SIZES, help="order rows per case")
+    parser.add_argument("--formats", nargs="+", choices=FORMATS, default=FORMATS, help="input file formats")
     parser.add_argument("--repeats", type=int, default=3, help="runs per case (the median is shown)")
     args = parser.parse_args(argv)
     if args.repeats < 1 or min(args.sizes) < 1:
         parser.error("--sizes and --repeats must be positive")
     folders = {rows: ensure_data(rows) for rows in args.sizes}
-    print(f"{'order rows':>12} {'contender':<12} {'wall s':>8} {'ratio to bare':>14} {'peak RSS MB':>12}")
+    header = f"{'order rows':>12} {'format':<8} {'contender':<12} {'wall s':>8} {'ratio to bare':>14}"
+    print(f"{header} {'peak RSS MB':>12}")
     problems: list[str] = []
     for rows, folder in folders.items():
-        lines, found = bench_size(rows, folder, args.repeats)
-        print("\n".join(lines), flush=True)
-        problems += found
+        for fmt in args.formats:
+            lines, found = bench_case(rows, folder, fmt, args.repeats)
+            print("\n".join(lines), flush=True)
+            problems += found
     for problem in problems:
         print(f"\n{problem}", file=sys.stderr)
     return 1 if problems else 0

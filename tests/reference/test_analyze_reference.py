@@ -721,6 +721,8 @@ def _bad(case: str, small: dict[str, pd.DataFrame]) -> tuple[dict, dict[str, pd.
         orders.loc[orders.index[:2], "qty"] = -1
     elif case == "ordinal outside levels":
         survey.loc[survey.index[:2], "score"] = [6, 0]
+    elif case == "repeated units rows":
+        frames["units"] = pd.concat([frames["units"], frames["units"].iloc[:2]])
     elif case == "missing variant":
         frames["assignments"] = assign.astype({"variant": object})
         frames["assignments"].loc[assign.index[0], "variant"] = None
@@ -746,6 +748,7 @@ BAD_CASES = {
         "metric 'satisfaction'",
     ],
     "missing variant": ["variant: some units have no variant"],
+    "repeated units rows": ["DataFrame 'units': 2 repeated unit id(s)", "one row per unit"],
 }
 
 
@@ -759,6 +762,23 @@ def test_bad_data_raises_data_error_with_a_specific_message(small, case):
         assert fragment in message, message
     if case == "two variants":
         assert str(small["assignments"]["unit_id"].iloc[0]) in message
+
+
+def test_repeated_assignment_rows_with_the_same_variant_count_once(small):
+    """An exposure log lists a unit once per exposure: the analysis equals the one on unique rows."""
+    raw = spec_dict()
+    frames = {name: frame.copy() for name, frame in small.items()}
+    assign = frames["assignments"]
+    logged = frames | {"assignments": pd.concat([assign, assign.iloc[::3], assign.iloc[::7]])}
+    once = analyze_spec(spec_from_dict(raw), frames=frames, cuped=True).to_dict()
+    repeated = analyze_spec(spec_from_dict(raw), frames=logged, cuped=True).to_dict()
+    assert repeated["srm"] == once["srm"]
+    for got, want in zip(repeated["results"], once["results"], strict=True):
+        assert [got[k] for k in ("metric", "variant", "n_control", "n_variant")] == [
+            want[k] for k in ("metric", "variant", "n_control", "n_variant")
+        ]
+        for key in ("control_mean", "variant_mean", "abs_diff", "se", "p_value"):
+            assert got[key] == pytest.approx(want[key], rel=1e-9), key  # summation order only
 
 
 def _write_case(tmp_path, raw: dict, frames: dict[str, pd.DataFrame]) -> list[str]:

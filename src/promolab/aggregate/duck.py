@@ -89,7 +89,7 @@ def aggregate(
     sources = _open_sources(con, spec, paths or {}, frames or {})
     _check_columns(spec, sources, covariates)
     aggregation = DuckAggregation(spec, con, sources, covariates)
-    aggregation.build_unit_table()
+    aggregation.build_unit_table(distinct_assignments=False)
     aggregation.check_units()
     aggregation.compute_stats()
     return aggregation
@@ -114,10 +114,14 @@ class DuckAggregation:
         self.caps: dict[str, float] = {}
         self.stats = ExperimentStats({})
 
-    def build_unit_table(self) -> None:
-        """Create the temp table ``unit_values``: unit, arm (1-based; 0 = holdout), values, covariates."""
+    def build_unit_table(self, distinct_assignments: bool) -> None:
+        """Create the temp table ``unit_values``: unit, arm (1-based; 0 = holdout; -1 = undeclared), label,
+        values, checks, covariates.
+
+        Assignment rows are joined as they are (fast); with ``distinct_assignments`` repeated rows of a
+        unit with the same variant (an exposure log) are collapsed first.
+        """
         spec, sources = self.spec, self.sources
-        labels, label_arms = _label_lists(spec)
         units_columns = [
             *(c for m in spec.metrics if _source(m) == "units" and (c := _column(m))),
             *self.covariates,
@@ -126,12 +130,10 @@ class DuckAggregation:
         if "units" in sources:
             with_variant = "assignments" not in sources
             ctes.append(_units_cte(spec, sources["units"], units_columns, with_variant))
-        assign_from = "u" if "assignments" not in sources else sources["assignments"].sql
-        unit_id = "unit_id" if "assignments" not in sources else quote(spec.data.unit_id)
+        distinct = "DISTINCT " if distinct_assignments else ""
         ctes.append(
-            f"assign AS (SELECT {unit_id} AS unit_id, min(CAST({quote(spec.data.variant_column)} AS VARCHAR))"
-            f" AS label, count(DISTINCT {quote(spec.data.variant_column)}) AS n_labels FROM {assign_from} "
-            "GROUP BY 1)"
+            f"assign AS (SELECT {distinct}{self._assign_unit_id()} AS unit_id, "
+            f"CAST({quote(spec.data.variant_column)} AS VARCHAR) AS label FROM {self._assign_from()})"
         )
         joins, values = ["assign a"], []
         for t, (table, metrics) in enumerate(_metrics_by_table(spec).items()):
@@ -159,18 +161,29 @@ class DuckAggregation:
             joins.append("LEFT JOIN u USING (unit_id)")
         values += [f"CAST(u.{quote(c)} AS DOUBLE) AS {quote('cov:' + c)}" for c in self.covariates]
         arm = "coalesce(list_extract($label_arms, list_position($labels, a.label)), -1)"
-        select = ", ".join(["a.unit_id", f"{arm} AS arm", "a.label", "a.n_labels", *values])
+        select = ", ".join(["a.unit_id", f"{arm} AS arm", "a.label", *values])
         sql = (
-            f"CREATE TEMP TABLE unit_values AS WITH {', '.join(ctes)} SELECT {select} FROM {' '.join(joins)}"
+            "CREATE OR REPLACE TEMP TABLE unit_values AS "
+            f"WITH {', '.join(ctes)} SELECT {select} FROM {' '.join(joins)}"
         )
+        labels, label_arms = _label_lists(spec)
         self._run(sql, {"labels": labels, "label_arms": label_arms, **_source_params(sources)})
+        self.distinct_assignments = distinct_assignments
+
+    def _assign_from(self) -> str:
+        return self.sources["assignments"].sql if "assignments" in self.sources else "u"
+
+    def _assign_unit_id(self) -> str:
+        return quote(self.spec.data.unit_id) if "assignments" in self.sources else "unit_id"
 
     def check_units(self) -> None:
-        """Undeclared or missing arm labels, units with two arms, empty arms, bad values."""
+        """Missing or undeclared arm labels, units with two arms, repeated units, empty arms, bad values.
+
+        Fast path: one query per check over ``unit_values``; the slower diagnosis of repeated units runs
+        only when there are some.
+        """
         spec = self.spec
-        rows = self._run(
-            "SELECT label, arm, count(*), max(n_labels) FROM unit_values GROUP BY ALL"
-        ).fetchall()
+        rows = self._run("SELECT label, arm, count(*) FROM unit_values GROUP BY ALL").fetchall()
         column = spec.data.variant_column
         if any(r[0] is None for r in rows):
             raise DataError(f"{column}: some units have no variant (a missing value in the assignments)")
@@ -181,39 +194,54 @@ class DuckAggregation:
                 f"{column}: label(s) {shown} are not variants of {spec.id}; expected one of "
                 f"{', '.join(map(repr, _label_lists(spec)[0]))} (map raw labels with data.variant_values)"
             )
-        if any(r[3] > 1 for r in rows):
-            example = [
-                r[0]
-                for r in self._run("SELECT unit_id FROM unit_values WHERE n_labels > 1 LIMIT 3").fetchall()
-            ]
-            raise DataError(f"assignments: units assigned to two variants, e.g. unit_id {example}")
+        repeated, *counts = self._unit_totals()
+        if repeated and "assignments" in self.sources and not self.distinct_assignments:
+            self._raise_on_units_with_two_variants()
+            self.build_unit_table(distinct_assignments=True)
+            self.check_units()
+            return
+        if repeated:
+            raise DataError(
+                f"{self.sources['units'].where}: {repeated:,} repeated unit id(s); "
+                "the units file needs one row per unit"
+            )
         present = {r[1] for r in rows}
         empty = [arm for k, arm in enumerate(self.arms, start=1) if k not in present]
         if empty:
             raise DataError(f"arm(s) {', '.join(empty)} have no units in the data (EMPTY_ARM)")
-        problems = self._value_problems() + self._unit_problems()
+        problems = self._value_problems(counts[: len(self._checked)])
+        problems += [
+            f"units: covariate '{c}' is missing for {n:,} assigned unit(s); every analysed unit needs a value"
+            for c, n in zip(self.covariates, counts[len(self._checked) :], strict=True)
+            if n
+        ]
         if problems:
             raise DataError("\n".join(problems))
 
-    def _unit_problems(self) -> list[str]:
-        """Units repeated by the join (repeated ids in the units file) and missing covariates."""
-        counts = [f"count(*) FILTER (WHERE {quote('cov:' + c)} IS NULL)" for c in self.covariates]
-        row = self._run(
-            f"SELECT count(*) - count(DISTINCT unit_id){''.join(', ' + c for c in counts)} FROM unit_values"
-        ).fetchone()
+    @property
+    def _checked(self) -> list[AnyMetric]:
+        """Metrics with a per-row value check (a ``check:<id>`` column in ``unit_values``)."""
+        return [m for m in self.spec.metrics if _bad_value(m) is not None]
+
+    def _unit_totals(self) -> list[int]:
+        """One pass: repeated unit ids, impossible values per checked metric, missing covariates."""
+        totals = ["count(*) - count(DISTINCT unit_id)"]
+        totals += [f"coalesce(sum({quote('check:' + m.id)}), 0)" for m in self._checked]
+        totals += [f"count(*) FILTER (WHERE {quote('cov:' + c)} IS NULL)" for c in self.covariates]
+        row = self._run(f"SELECT {', '.join(totals)} FROM unit_values").fetchone()
         assert row is not None
-        problems = []
-        if row[0]:
-            problems.append(
-                f"{self.sources['units'].where}: {row[0]:,} repeated unit id(s); "
-                "the units file needs one row per unit"
-            )
-        problems += [
-            f"units: covariate '{c}' is missing for {n:,} assigned unit(s); every analysed unit needs a value"
-            for c, n in zip(self.covariates, row[1:], strict=True)
-            if n
-        ]
-        return problems
+        return [int(v) for v in row]
+
+    def _raise_on_units_with_two_variants(self) -> None:
+        column = quote(self.spec.data.variant_column)
+        example = self._run(
+            f"SELECT {self._assign_unit_id()} FROM {self._assign_from()} GROUP BY 1 "
+            f"HAVING count(DISTINCT {column}) > 1 LIMIT 3",
+            _source_params(self.sources),
+        ).fetchall()
+        if example:
+            ids = [r[0] for r in example]
+            raise DataError(f"assignments: units assigned to two variants, e.g. unit_id {ids}")
 
     def compute_stats(self) -> None:
         """Capping thresholds, then per-arm moments of values and covariates and ordinal histograms."""
@@ -334,19 +362,13 @@ class DuckAggregation:
                 found[key] = found.get(key, Histogram()) + Histogram({float(value): int(count)})
         return found
 
-    def _value_problems(self) -> list[str]:
-        problems = []
-        for metric in self.spec.metrics:
-            if _row_check(metric) is None:
-                continue
-            bad = self._run(f"SELECT sum({quote('check:' + metric.id)}) FROM unit_values").fetchone()
-            if bad and bad[0]:
-                table = self.sources[_source(metric) or ""].where
-                problems.append(
-                    f"{table}: {int(bad[0]):,} row(s) of column '{_column(metric)}' are "
-                    f"{_row_check_meaning(metric)} (metric '{metric.id}')"
-                )
-        return problems
+    def _value_problems(self, bad_rows: Sequence[int]) -> list[str]:
+        return [
+            f"{self.sources[_source(metric) or ''].where}: {bad:,} row(s) of column '{_column(metric)}' are "
+            f"{_row_check_meaning(metric)} (metric '{metric.id}')"
+            for metric, bad in zip(self._checked, bad_rows, strict=True)
+            if bad
+        ]
 
 
 # ---------------------------------------------------------------------- SQL pieces (no user strings)
