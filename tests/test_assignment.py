@@ -126,7 +126,8 @@ def test_bucket_ranges_tile_the_buckets_with_rounded_cumulative_weights(arms, ho
     assert len(ranges.get(HOLDOUT, range(0))) == held
     cumulative = np.cumsum([w for _, w in arms])
     for (name, weight), c in zip(arms, cumulative, strict=True):
-        assert ranges[name].stop == np.floor(kept * c / cumulative[-1] + 0.5)
+        share = c / cumulative[-1]  # the documented c_k first, then B x c_k: ties at .5 depend on it
+        assert ranges[name].stop == np.floor(kept * share + 0.5)
         assert abs(len(ranges[name]) - kept * weight) <= 1
 
 

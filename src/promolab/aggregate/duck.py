@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from promolab.aggregate.moments import ArmStats, ExperimentStats, Histogram, Moments, ResidualMoments
+from promolab.aggregate.moments import (
+    ArmStats,
+    ExperimentStats,
+    Histogram,
+    LogMoments,
+    Moments,
+    ResidualMoments,
+)
 from promolab.errors import DataError
 from promolab.sources import require_file
 from promolab.spec import ExperimentSpec
@@ -36,6 +43,8 @@ from promolab.spec.models import (
     CountMetric,
     OrdinalMetric,
     RatioMetric,
+    Rfm,
+    Segmentation,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +78,7 @@ def aggregate(
     paths: Mapping[str, Path] | None = None,
     frames: Mapping[str, pd.DataFrame] | None = None,
     covariates: Sequence[str] = (),
+    segments: Sequence[Segmentation] = (),
 ) -> DuckAggregation:
     """Aggregate the spec's data to per-arm statistics (``.stats``) in an in-memory DuckDB.
 
@@ -77,6 +87,7 @@ def aggregate(
         paths: file of each data name (``assignments``, ``units``, table names), CSV or Parquet.
         frames: pandas DataFrames by data name, used instead of files (registered in DuckDB).
         covariates: units-file columns to keep for regression adjustment.
+        segmentations: ways to slice units (units-file columns, RFM scores) for per-segment moments.
 
     Raises:
         DataError: missing files or columns, wrong types, undeclared variants, units with two
@@ -86,9 +97,9 @@ def aggregate(
 
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = false")
-    sources = _open_sources(con, spec, paths or {}, frames or {})
-    _check_columns(spec, sources, covariates)
-    aggregation = DuckAggregation(spec, con, sources, covariates)
+    sources = _open_sources(con, spec, paths or {}, frames or {}, segments)
+    _check_columns(spec, sources, covariates, segments)
+    aggregation = DuckAggregation(spec, con, sources, covariates, segments)
     aggregation.build_unit_table(distinct_assignments=False)
     aggregation.check_units()
     aggregation.compute_stats()
@@ -104,9 +115,11 @@ class DuckAggregation:
         con: duckdb.DuckDBPyConnection,
         sources: Mapping[str, _Source],
         covariates: Sequence[str],
+        segments: Sequence[Segmentation] = (),
     ) -> None:
         self.spec, self.con, self.sources = spec, con, sources
         self.covariates = tuple(covariates)
+        self.segments = tuple(segments)
         self.arms = [v.id for v in spec.variants]
         valued = [m for m in spec.metrics if not isinstance(m, RatioMetric)]
         self.variables = [m.id for m in valued if not isinstance(m, OrdinalMetric)]
@@ -125,6 +138,7 @@ class DuckAggregation:
         units_columns = [
             *(c for m in spec.metrics if _source(m) == "units" and (c := _column(m))),
             *self.covariates,
+            *(s.column for s in self.segments if s.column is not None),
         ]
         ctes: list[str] = []
         if "units" in sources:
@@ -160,6 +174,16 @@ class DuckAggregation:
         if "units" in sources:
             joins.append("LEFT JOIN u USING (unit_id)")
         values += [f"CAST(u.{quote(c)} AS DOUBLE) AS {quote('cov:' + c)}" for c in self.covariates]
+        for k, segmentation in enumerate(self.segments):
+            label = quote("seg:" + segmentation.name)
+            if segmentation.rfm is not None:
+                ctes.append(_rfm_cte(f"rfm{k}", segmentation.rfm, sources[segmentation.rfm.source], spec))
+                joins.append(f"LEFT JOIN rfm{k} USING (unit_id)")
+                values.append(f"coalesce(rfm{k}.segment, 'new') AS {label}")
+            else:
+                values.append(
+                    f"coalesce(CAST(u.{quote(str(segmentation.column))} AS VARCHAR), '') AS {label}"
+                )
         arm = "coalesce(list_extract($label_arms, list_position($labels, a.label)), -1)"
         select = ", ".join(["a.unit_id", f"{arm} AS arm", "a.label", *values])
         sql = (
@@ -167,7 +191,8 @@ class DuckAggregation:
             f"WITH {', '.join(ctes)} SELECT {select} FROM {' '.join(joins)}"
         )
         labels, label_arms = _label_lists(spec)
-        self._run(sql, {"labels": labels, "label_arms": label_arms, **_source_params(sources)})
+        params = {"labels": labels, "label_arms": label_arms, "start": spec.start, **_source_params(sources)}
+        self._run(sql, params)
         self.distinct_assignments = distinct_assignments
 
     def _assign_from(self) -> str:
@@ -244,32 +269,79 @@ class DuckAggregation:
             raise DataError(f"assignments: units assigned to two variants, e.g. unit_id {ids}")
 
     def compute_stats(self) -> None:
-        """Capping thresholds, then per-arm moments of values and covariates and ordinal histograms."""
+        """Capping thresholds, then per-arm moments of values and covariates, log-moments of continuous
+        metrics, ordinal histograms and per-segment moments."""
         self.caps = self._caps()
         names = [*self.variables, *(f"cov:{c}" for c in self.covariates)]
+        moments = {key[0]: m for key, m in self._moments(names, ["arm"]).items()}
+        histograms = self._histograms()
+        logs = self._log_moments()
+        arms = {
+            arm: ArmStats(
+                moments[k],
+                {m.id: histograms.get((k, m.id), Histogram()) for m in self.ordinals},
+                {name: found[k] for name, found in logs.items()},
+            )
+            for k, arm in enumerate(self.arms, start=1)
+        }
+        segments: dict[str, dict[str, dict[str, Moments]]] = {}
+        for segmentation in self.segments:
+            column = f"seg:{segmentation.name}"
+            found = segments.setdefault(segmentation.name, {})
+            for (segment, k), m in sorted(self._moments(self.variables, [column, "arm"]).items()):
+                found.setdefault(str(segment), {})[self.arms[int(k) - 1]] = m
+        covariates = tuple(f"cov:{c}" for c in self.covariates)
+        self.stats = ExperimentStats(arms, self.caps, covariates, segments)
+
+    def _moments(self, names: Sequence[str], keys: Sequence[str]) -> dict[tuple[Any, ...], Moments]:
+        """Moments of the (capped) ``names`` in each group of ``keys`` (assigned arms only)."""
         exprs = [self._capped(name) for name in names]
         d = len(names)
         pairs = [(i, j) for i in range(d) for j in range(i, d)]
-        select = ["arm", "count(*)"]
+        select = [*map(quote, keys), "count(*)"]
         select += [f"avg({e})" for e in exprs]
         select += [f"covar_pop({exprs[i]}, {exprs[j]})" for i, j in pairs]
         rows = self._run(
+            f"SELECT {', '.join(select)} FROM unit_values WHERE arm > 0 GROUP BY ALL", self._cap_params()
+        ).fetchall()
+        found = {}
+        width = len(keys)
+        for row in rows:
+            n = int(row[width])
+            mean = np.array(row[width + 1 : width + 1 + d], dtype=float)
+            comoment = np.zeros((d, d))
+            for (i, j), value in zip(pairs, row[width + 1 + d :], strict=True):
+                comoment[i, j] = comoment[j, i] = float(value) * n
+            found[tuple(row[:width])] = Moments(tuple(names), n, mean, comoment)
+        return found
+
+    def _log_moments(self) -> dict[str, dict[int, LogMoments]]:
+        """Per continuous metric and arm: moments of ``log(y)`` over ``y > 0``, and the count of ``y < 0``."""
+        continuous = [m.id for m in self.spec.metrics if isinstance(m, ContinuousMetric)]
+        if not continuous:
+            return {}
+        select = ["arm"]
+        for name in continuous:
+            value = self._capped(name)
+            only_positive = f"FILTER (WHERE {value} > 0)"
+            select += [
+                f"count(*) {only_positive}",
+                f"avg(ln({value})) {only_positive}",
+                f"var_pop(ln({value})) {only_positive}",
+                f"count(*) FILTER (WHERE {value} < 0)",
+            ]
+        rows = self._run(
             f"SELECT {', '.join(select)} FROM unit_values WHERE arm > 0 GROUP BY arm", self._cap_params()
         ).fetchall()
-        moments: dict[int, Moments] = {}
+        found: dict[str, dict[int, LogMoments]] = {name: {} for name in continuous}
         for row in rows:
-            n = int(row[1])
-            mean = np.array(row[2 : 2 + d], dtype=float)
-            comoment = np.zeros((d, d))
-            for (i, j), value in zip(pairs, row[2 + d :], strict=True):
-                comoment[i, j] = comoment[j, i] = float(value) * n
-            moments[int(row[0])] = Moments(tuple(names), n, mean, comoment)
-        histograms = self._histograms()
-        arms = {
-            arm: ArmStats(moments[k], {m.id: histograms.get((k, m.id), Histogram()) for m in self.ordinals})
-            for k, arm in enumerate(self.arms, start=1)
-        }
-        self.stats = ExperimentStats(arms, self.caps, tuple(f"cov:{c}" for c in self.covariates))
+            for j, name in enumerate(continuous):
+                k, mean, var, negative = row[1 + 4 * j : 5 + 4 * j]
+                positive = Moments(
+                    ("log",), int(k), np.array([mean or 0.0]), np.array([[(var or 0.0) * int(k)]])
+                )
+                found[name][int(row[0])] = LogMoments(positive, int(negative))
+        return found
 
     def residual_moments(
         self,
@@ -455,6 +527,32 @@ def _units_cte(spec: ExperimentSpec, source: _Source, columns: Sequence[str], wi
     return f"u AS (SELECT {unit_id} AS unit_id{selected} FROM {source.sql})"
 
 
+def _rfm_cte(name: str, rfm: Rfm, source: _Source, spec: ExperimentSpec) -> str:
+    """RFM cell of each unit with pre-period orders (before ``spec.start``), e.g. ``R5F3M2``.
+
+    recency = days from the last order to the start, frequency = orders, monetary = their sum. Each
+    score is 1 + the number of the ``bins - 1`` quantile cuts (``quantile_disc`` at ``1/bins``, ...)
+    the value beats: below a recency cut, above a frequency or monetary cut. Ties share a score.
+    """
+    cuts = ", ".join(f"{k / rfm.bins!r}" for k in range(1, rfm.bins))
+    date = f"CAST({quote(rfm.date)} AS DATE)"
+    units = (
+        f"SELECT {quote(spec.data.unit_id)} AS unit_id, date_diff('day', max({date}), $start) AS r, "
+        f"count(*) AS f, sum(CAST({quote(rfm.amount)} AS DOUBLE)) AS m "
+        f"FROM {source.sql} WHERE {date} < $start GROUP BY 1"
+    )
+    quantiles = "SELECT " + ", ".join(f"quantile_disc({v}, [{cuts}]) AS q{v}" for v in "rfm") + " FROM x"
+
+    def score(v: str, beats: str) -> str:
+        return "(1" + "".join(f" + ({v} {beats} q{v}[{k}])::INTEGER" for k in range(1, rfm.bins)) + ")"
+
+    label = " || ".join(f"'{v.upper()}' || {score(v, '<' if v == 'r' else '>')}" for v in "rfm")
+    return (
+        f"{name} AS (WITH x AS ({units}), q AS ({quantiles}) SELECT unit_id, {label} AS segment "
+        "FROM x CROSS JOIN q)"
+    )
+
+
 def _label_lists(spec: ExperimentSpec) -> tuple[list[str], list[int]]:
     """Raw labels the data may hold and the 1-based arm of each (0: the holdout)."""
     position = {v.id: k for k, v in enumerate(spec.variants, start=1)}
@@ -478,10 +576,12 @@ def _open_sources(
     spec: ExperimentSpec,
     paths: Mapping[str, Path],
     frames: Mapping[str, pd.DataFrame],
+    segments: Sequence[Segmentation] = (),
 ) -> dict[str, _Source]:
     needed = {"assignments"} if spec.data.assignments else set()
     needed |= {s for m in spec.metrics if (s := _source(m)) is not None}
-    if spec.data.assignments is None or spec.analysis.covariates:
+    needed |= {s.rfm.source for s in segments if s.rfm is not None}
+    if spec.data.assignments is None or spec.analysis.covariates or any(s.column for s in segments):
         needed.add("units")
     sources = {}
     for k, name in enumerate(sorted(needed)):
@@ -514,7 +614,12 @@ def _source_params(sources: Mapping[str, _Source]) -> dict[str, Any]:
     return params
 
 
-def _check_columns(spec: ExperimentSpec, sources: Mapping[str, _Source], covariates: Sequence[str]) -> None:
+def _check_columns(
+    spec: ExperimentSpec,
+    sources: Mapping[str, _Source],
+    covariates: Sequence[str],
+    segments: Sequence[Segmentation] = (),
+) -> None:
     """Every column the spec reads exists, with a numeric (or boolean) type where one is needed."""
     problems: list[str] = []
     assign = sources.get("assignments") or sources["units"]
@@ -534,6 +639,12 @@ def _check_columns(spec: ExperimentSpec, sources: Mapping[str, _Source], covaria
         if not spec.data.row_id:
             needed.append((units, spec.data.unit_id, False))
         needed += [(units, c, True) for c in covariates]
+    for segmentation in segments:
+        if segmentation.column is not None:
+            needed.append((sources["units"], segmentation.column, False))
+        if (rfm := segmentation.rfm) is not None:
+            table = sources[rfm.source]
+            needed += [(table, spec.data.unit_id, False), (table, rfm.date, False), (table, rfm.amount, True)]
     for table, name, numeric in {(t.name, c, n): (t, c, n) for t, c, n in needed}.values():
         kind = table.columns.get(name)
         if kind is None:

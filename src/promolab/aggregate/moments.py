@@ -9,6 +9,8 @@ partitions) exactly:
   update ``C = C_a + C_b + d d' n_a n_b / n`` with ``d = m_b - m_a``: no ``sum_sq - sum^2 / n``
   cancellation, so revenue shifted by 1e6 keeps full precision.
 - :class:`Histogram`: counts of each distinct value (ordinal scores of responding units).
+- :class:`LogMoments`: moments of ``log(y)`` over the units with ``y > 0`` and the count of ``y < 0``
+  (hurdle models of revenue: purchase probability x log-normal amount).
 - :class:`ResidualMoments`: for regression adjustment, ``sum e^2``, ``sum e^2 u`` and ``sum e^2 u u'``
   of the residuals ``e`` and centred covariates ``u`` of one arm; plain sums, so ``+`` adds them.
 """
@@ -100,17 +102,36 @@ class ResidualMoments:
 
 
 @dataclass(frozen=True)
+class LogMoments:
+    """``positive.n`` units with ``y > 0``, the mean and co-moment of their ``log(y)``; ``negative``: units
+    with ``y < 0`` (where a hurdle model does not apply)."""
+
+    positive: Moments
+    negative: int = 0
+
+    def __add__(self, other: LogMoments) -> LogMoments:
+        return LogMoments(self.positive + other.positive, self.negative + other.negative)
+
+
+def _merged[T: (Moments, Histogram, LogMoments)](a: Mapping[str, T], b: Mapping[str, T]) -> dict[str, T]:
+    """Per-key ``+`` of two mappings; a key in only one of them keeps its value."""
+    return {k: (a[k] + b[k] if k in b else a[k]) if k in a else b[k] for k in sorted(a.keys() | b.keys())}
+
+
+@dataclass(frozen=True)
 class ArmStats:
     """Everything the analysis needs about one arm."""
 
     moments: Moments
     histograms: Mapping[str, Histogram] = field(default_factory=dict)
+    logs: Mapping[str, LogMoments] = field(default_factory=dict)
 
     def __add__(self, other: ArmStats) -> ArmStats:
-        names = self.histograms.keys() | other.histograms.keys()
-        empty = Histogram()
-        merged = {k: self.histograms.get(k, empty) + other.histograms.get(k, empty) for k in sorted(names)}
-        return ArmStats(self.moments + other.moments, merged)
+        return ArmStats(
+            self.moments + other.moments,
+            _merged(self.histograms, other.histograms),
+            _merged(self.logs, other.logs),
+        )
 
 
 @dataclass(frozen=True)
@@ -121,11 +142,13 @@ class ExperimentStats:
         arms: per-arm statistics.
         caps: winsorising threshold applied to each capped metric (pooled over arms).
         covariates: names (within ``Moments.names``) of the regression-adjustment covariates.
+        segments: segmentation -> segment -> arm -> moments of the metric values (no covariates).
     """
 
     arms: Mapping[str, ArmStats]
     caps: Mapping[str, float] = field(default_factory=dict)
     covariates: tuple[str, ...] = ()
+    segments: Mapping[str, Mapping[str, Mapping[str, Moments]]] = field(default_factory=dict)
 
     def __add__(self, other: ExperimentStats) -> ExperimentStats:
         if self.caps != other.caps or self.covariates != other.covariates:
@@ -135,4 +158,14 @@ class ExperimentStats:
             for arm in self.arms
         }
         arms |= {arm: stats for arm, stats in other.arms.items() if arm not in self.arms}
-        return ExperimentStats(arms, self.caps, self.covariates)
+        segments = {
+            name: {
+                segment: _merged(
+                    self.segments.get(name, {}).get(segment, {}), other_segments.get(segment, {})
+                )
+                for segment in self.segments.get(name, {}).keys() | other_segments.keys()
+            }
+            for name in self.segments.keys() | other.segments.keys()
+            for other_segments in [other.segments.get(name, {})]
+        }
+        return ExperimentStats(arms, self.caps, self.covariates, segments)

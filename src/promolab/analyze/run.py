@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from promolab import __version__
 from promolab.aggregate.moments import ExperimentStats
@@ -24,6 +24,10 @@ from promolab.spec import ExperimentSpec, spec_hash
 if TYPE_CHECKING:
     import pandas as pd
 
+    from promolab.analyze.bayesian import BayesAnalysis
+
+type Method = Literal["frequentist", "bayesian", "both"]
+
 
 @dataclass(frozen=True)
 class Analysis:
@@ -38,10 +42,28 @@ class Analysis:
     verdict: Verdict
     caps: dict[str, float]
     covariates: tuple[str, ...]
+    method: Method = "frequentist"
+    bayes: BayesAnalysis | None = None
+    bayes_verdict: Verdict | None = None
+
+    @property
+    def decision(self) -> Verdict:
+        """The verdict of the spec's method (the Bayesian rule for ``bayesian``, else the frequentist)."""
+        if self.method == "bayesian" and self.bayes_verdict is not None:
+            return self.bayes_verdict
+        return self.verdict
 
     def to_dicts(self) -> list[dict[str, Any]]:
-        """One mapping per metric x treatment arm (the JSON ``results``)."""
-        return [asdict(result) for result in self.results]
+        """One mapping per metric x treatment arm (the JSON ``results``), with a ``bayes`` object when
+        the Bayesian engine ran."""
+        bayes = {(b.metric, b.variant): b.to_json() for b in (self.bayes.results if self.bayes else [])}
+        rows = []
+        for result in self.results:
+            row = asdict(result)
+            if self.bayes is not None:
+                row["bayes"] = bayes.get((result.metric, result.variant))
+            rows.append(row)
+        return rows
 
     def to_frame(self) -> pd.DataFrame:
         import pandas as pd
@@ -59,7 +81,25 @@ class Analysis:
             "caps": self.caps,
             "results": self.to_dicts(),
             "guardrails": [asdict(g) for g in self.guardrails],
-            "decision": asdict(self.verdict),
+            "method": self.method,
+            "decision": asdict(self.decision),
+            **({"frequentist_decision": asdict(self.verdict)} if self.method == "bayesian" else {}),
+            **(self._bayes_dict() if self.bayes is not None else {}),
+        }
+
+    def _bayes_dict(self) -> dict[str, Any]:
+        assert self.bayes is not None
+        assert self.bayes_verdict is not None
+        return {
+            "bayes": {
+                "hdi_prob": self.bayes.hdi_prob,
+                "rope": self.bayes.rope,
+                "threshold": self.bayes.threshold,
+                "flagged": self.bayes.flagged,
+                "guardrails": [asdict(g) for g in self.bayes.guardrails],
+                "segments": [asdict(s) for s in self.bayes.segments],
+                "decision": asdict(self.bayes_verdict),
+            }
         }
 
 
@@ -69,6 +109,7 @@ def analyze_spec(
     overrides: Mapping[str, Path] | None = None,
     frames: Mapping[str, pd.DataFrame] | None = None,
     cuped: bool = True,
+    method: Method | None = None,
 ) -> Analysis:
     """Analyse the spec's data (files, or pandas DataFrames by data name in ``frames``).
 
@@ -77,23 +118,35 @@ def analyze_spec(
         data_dir: folder the spec's relative data paths resolve against.
         overrides: data name -> file, replacing the spec's path.
         frames: data name -> DataFrame, used instead of files.
-        cuped: adjust for ``analysis.covariates`` when the spec declares some.
+        cuped: adjust for ``analysis.covariates`` when the spec declares some (frequentist engine).
+        method: ``frequentist``, ``bayesian`` or ``both`` (default: the spec's ``analysis.method``).
     """
     from promolab.aggregate.duck import aggregate
 
+    method = method or spec.analysis.method
     covariates = spec.analysis.covariates if cuped else ()
+    segments = spec.analysis.segments if method != "frequentist" else ()
     paths = data_paths(spec, data_dir, overrides)
-    aggregation = aggregate(spec, paths, frames, covariates)
-    return analyze_stats(spec, aggregation.stats, aggregation.residual_moments)
+    aggregation = aggregate(spec, paths, frames, covariates, segments)
+    return analyze_stats(spec, aggregation.stats, aggregation.residual_moments, method)
 
 
-def analyze_stats(spec: ExperimentSpec, stats: ExperimentStats, residual_pass: Any = None) -> Analysis:
+def analyze_stats(
+    spec: ExperimentSpec, stats: ExperimentStats, residual_pass: Any = None, method: Method | None = None
+) -> Analysis:
     """The analysis from per-arm statistics alone (``residual_pass`` enables regression adjustment)."""
+    method = method or spec.analysis.method
     counts = {arm: s.moments.n for arm, s in stats.arms.items()}
     srm = srm_test(counts, {v.id: v.weight for v in spec.variants})
     paired = lift_results(spec, stats, residual_pass)
     guardrails = guardrail_results(spec, paired)
     results = [result for result, _ in paired]
+    bayes, bayes_verdict = None, None
+    if method != "frequentist":
+        from promolab.analyze.bayesian import bayes_decide, bayes_results
+
+        bayes = bayes_results(spec, stats)
+        bayes_verdict = Verdict(*bayes_decide(spec, bayes, srm.flag))
     return Analysis(
         experiment=spec.id,
         spec_hash=spec_hash(spec),
@@ -104,4 +157,7 @@ def analyze_stats(spec: ExperimentSpec, stats: ExperimentStats, residual_pass: A
         verdict=decide(spec, results, guardrails, srm),
         caps=dict(stats.caps),
         covariates=tuple(c.removeprefix("cov:") for c in stats.covariates),
+        method=method,
+        bayes=bayes,
+        bayes_verdict=bayes_verdict,
     )

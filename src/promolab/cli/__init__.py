@@ -261,6 +261,8 @@ def assign(
 
 class Method(StrEnum):
     frequentist = "frequentist"
+    bayesian = "bayesian"
+    both = "both"
 
 
 @app.command()
@@ -268,11 +270,17 @@ def analyze(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Experiment spec file.")],
     data_dir: DataDirOption = None,
     data: DataOption = None,
-    method: Annotated[Method, typer.Option(help="Inference method.")] = Method.frequentist,
+    method: Annotated[
+        Method | None, typer.Option(help="Inference method (default: the spec's analysis.method).")
+    ] = None,
     cuped: Annotated[
         bool, typer.Option("--cuped/--no-cuped", help="Adjust for the spec's analysis.covariates.")
     ] = True,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
+    draws_out: Annotated[
+        Path | None,
+        typer.Option("--draws", help="Write the posterior draws of every arm's mean here (Parquet or CSV)."),
+    ] = None,
 ) -> None:
     """Lifts with confidence intervals for every metric and arm, guardrails, SRM check and verdict."""
     from promolab.analyze import analyze_spec
@@ -280,10 +288,19 @@ def analyze(
     from promolab.sources import parse_overrides
 
     spec = load_spec(spec_path)
-    analysis = analyze_spec(spec, data_dir, parse_overrides(data or []), cuped=cuped)
+    chosen = spec.analysis.method if method is None else method.value
+    if draws_out is not None and chosen == "frequentist":
+        raise PromolabError("--draws needs the Bayesian engine: add --method bayesian (or both)")
+    if draws_out is not None and draws_out.suffix.lower() not in (".parquet", ".csv"):
+        raise PromolabError(f"--draws {draws_out}: must end in .parquet or .csv")
+    analysis = analyze_spec(spec, data_dir, parse_overrides(data or []), cuped=cuped, method=chosen)
     print_analysis(analysis)
     if json_out is not None:
         write_json(json_out, analysis.to_dict())
+    if draws_out is not None and analysis.bayes is not None:
+        from promolab.io import write_table
+
+        write_table(draws_out, analysis.bayes.draws_frame())
 
 
 def _spec_files(paths: list[Path]) -> list[Path]:

@@ -64,6 +64,22 @@ def print_analysis(analysis: Analysis) -> None:
         out.print(
             f"[bold red]{srm.flag}[/bold red]: arm counts differ from the design (p = {srm.p_value:.2g})"
         )
+    if analysis.method != "bayesian":
+        _print_frequentist(analysis)
+    if analysis.bayes is not None:
+        _print_bayes(analysis)
+    verdict = analysis.verdict
+    decision = "do not ship" if verdict.ship is None else f"ship {verdict.ship}"
+    if analysis.method != "bayesian":
+        out.print(f"SRM p = {srm.p_value:.3g}. Verdict: {decision} ({verdict.reason})")
+    if analysis.bayes_verdict is not None:
+        bayes = analysis.bayes_verdict
+        decision = "do not ship" if bayes.ship is None else f"ship {bayes.ship}"
+        out.print(f"SRM p = {srm.p_value:.3g}. Bayesian verdict: {decision} ({bayes.reason})")
+
+
+def _print_frequentist(analysis: Analysis) -> None:
+    """Lifts and guardrails of the frequentist engine."""
     columns = [
         "metric",
         "variant",
@@ -101,9 +117,61 @@ def print_analysis(analysis: Analysis) -> None:
             ["metric", "variant", "margin", "p_value", "result"],
             rows,
         )
-    verdict = analysis.verdict
-    decision = "do not ship" if verdict.ship is None else f"ship {verdict.ship}"
-    out.print(f"SRM p = {srm.p_value:.3g}. Verdict: {decision} ({verdict.reason})")
+
+
+def _print_bayes(analysis: Analysis) -> None:
+    """Posterior table, flagged fits first, then segment lifts."""
+    bayes = analysis.bayes
+    assert bayes is not None
+    if bayes.flagged:
+        out.print(
+            f"[bold red]MODEL_DIAGNOSTICS_FAILED[/bold red]: {', '.join(bayes.flagged)} "
+            "(r-hat > 1.01, low ESS or divergences): do not trust these rows"
+        )
+    level = f"{bayes.hdi_prob:.0%}"
+    columns = ["metric", "variant", "model", "rel_lift_mean", f"rel {level} HDI", "P(beat)", "P(best)"]
+    columns += ["exp. loss", "decision"]
+    rows = [
+        [
+            r.metric,
+            r.variant,
+            r.model,
+            r.rel_lift_mean,
+            _interval(r.rel_hdi),
+            r.prob_beat_control,
+            r.prob_best,
+            r.expected_loss,
+            r.decision,
+        ]
+        for r in bayes.results
+    ]
+    rope = f", ROPE ±{bayes.rope:.1%}" if bayes.rope else ""
+    print_table(f"{analysis.experiment}: Bayesian uplift{rope}", columns, rows)
+    if bayes.segments:
+        columns = [
+            "segmentation",
+            "segment",
+            "variant",
+            "n",
+            "raw diff",
+            "pooled diff",
+            f"{level} HDI",
+            "P(>0)",
+        ]
+        rows = [
+            [
+                s.segmentation,
+                s.segment,
+                s.variant,
+                s.n_control + s.n_variant,
+                s.raw_abs_diff,
+                s.abs_mean,
+                f"[{s.abs_hdi[0]:.4g}, {s.abs_hdi[1]:.4g}]",
+                s.prob_positive,
+            ]
+            for s in bayes.segments
+        ]
+        print_table("segment-level uplift of the primary metric (partial pooling)", columns, rows)
 
 
 def _interval(bounds: tuple[float, float] | None) -> str:

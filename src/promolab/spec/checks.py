@@ -41,6 +41,7 @@ def consistency_problems(spec: ExperimentSpec) -> Iterator[Problem]:
     yield from _economics(spec)
     yield from _design(spec)
     yield from _decision(spec)
+    yield from _bayes(spec)
     yield from _data(spec)
     yield from _simulation(spec)
 
@@ -224,6 +225,34 @@ def _decision(spec: ExperimentSpec) -> Iterator[Problem]:
         yield Problem(("decision", "metric"), _unknown("metric or economic quantity", target, allowed))
     elif target in ECONOMIC_QUANTITIES and spec.economics is None:
         yield Problem(("decision", "metric"), f"'{target}' needs an economics block")
+
+
+def _bayes(spec: ExperimentSpec) -> Iterator[Problem]:
+    metrics = {m.id: m for m in spec.metrics}
+    for key, prior in spec.analysis.bayes.priors.items():
+        where = ("analysis", "bayes", "priors", key)
+        metric = metrics.get(key)
+        if metric is None:
+            yield Problem(where, _unknown("metric", key, metrics))
+        elif (prior.a is not None or prior.b is not None) and not isinstance(
+            metric, BinaryMetric | CountMetric
+        ):
+            yield Problem(
+                where, f"'a'/'b' set Beta (binary) or Gamma (count) priors; '{key}' is {metric.kind}"
+            )
+        elif isinstance(metric, BinaryMetric) and prior.b == 0:
+            yield Problem((*where, "b"), "a Beta prior needs b > 0")
+    tables = dict.fromkeys(spec.data.tables)
+    for index, segmentation in enumerate(spec.analysis.segments):
+        at: tuple[str | int, ...] = ("analysis", "segments", index)
+        if segmentation.column is not None and spec.data.units is None and spec.data.assignments:
+            yield Problem((*at, "column"), "segment columns are read from data.units, which is not set")
+        if segmentation.rfm is not None and segmentation.rfm.source not in tables:
+            yield Problem((*at, "rfm", "source"), _unknown("data table", segmentation.rfm.source, tables))
+    names = [s.name for s in spec.analysis.segments]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            yield Problem(("analysis", "segments", index), f"segmentation '{name}' is listed twice")
 
 
 def _data(spec: ExperimentSpec) -> Iterator[Problem]:

@@ -454,6 +454,62 @@ class Design(SpecModel):
     )
 
 
+class LiftPrior(SpecModel):
+    """Normal prior on every treatment arm's relative lift, e.g. from past experiments."""
+
+    mean: float = Field(default=0.0, gt=-1, description="Prior mean relative lift (0.02 = +2%).")
+    sd: float = Field(gt=0, description="Prior sd of the relative lift.")
+
+
+class Prior(SpecModel):
+    """Prior of one metric (defaults: Beta(1, 1) rates, Gamma(0.5, 0) Poisson rates, flat lift)."""
+
+    a: float | None = Field(default=None, gt=0, description="Beta a (binary) or Gamma shape (count).")
+    b: float | None = Field(default=None, ge=0, description="Beta b (binary, > 0) or Gamma rate (count).")
+    lift: LiftPrior | None = None
+
+
+class Rfm(SpecModel):
+    """Recency, frequency and monetary quantile scores from pre-period orders."""
+
+    source: Slug = Field(description="A table in data.tables: one row per pre-period order.")
+    date: Column = Field(default="date", description="Order date column.")
+    amount: Column = Field(default="amount", description="Order amount column.")
+    bins: int = Field(default=5, ge=2, le=10, description="Quantile bins per score (5: quintiles).")
+
+
+class Segmentation(SpecModel):
+    """A way to slice units: a units-file column (channel, region) or built-in RFM scores."""
+
+    column: Column | None = Field(default=None, description="Units-file column naming the segment.")
+    rfm: Rfm | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Segmentation:
+        if (self.column is None) == (self.rfm is None):
+            raise ValueError("give exactly one of 'column' or 'rfm'")
+        return self
+
+    @property
+    def name(self) -> str:
+        return "rfm" if self.rfm is not None else str(self.column)
+
+
+class Bayes(SpecModel):
+    """Settings of the Bayesian analysis (``analysis.method: bayesian`` or ``both``)."""
+
+    rope: float = Field(
+        default=0.0, ge=0, description="Half-width of the region of practical equivalence (relative lift)."
+    )
+    priors: dict[Slug, Prior] = Field(default_factory=dict, description="Priors by metric id.")
+    draws: int = Field(default=2000, ge=100, le=100_000, description="Posterior draws per chain.")
+    tune: int = Field(default=1000, ge=100, description="MCMC tuning steps per chain.")
+    chains: int = Field(default=2, ge=1, le=16)
+    target_accept: float = Field(default=0.9, gt=0.5, lt=1)
+    sampler: Literal["pymc", "nutpie"] = Field(default="pymc", description="NUTS implementation.")
+    seed: int = Field(default=20260101, ge=0, description="Random seed of every draw.")
+
+
 class Analysis(SpecModel):
     """How the analysis runs."""
 
@@ -462,6 +518,10 @@ class Analysis(SpecModel):
     )
     confidence: Probability = 0.95
     method: Literal["frequentist", "bayesian", "both"] = "frequentist"
+    bayes: Bayes = Field(default_factory=Bayes)
+    segments: tuple[Segmentation, ...] = Field(
+        default=(), description="Segmentations for partially pooled segment-level uplift."
+    )
 
 
 class Decision(SpecModel):
