@@ -34,3 +34,19 @@ def test_validate_never_imports_pymc_or_analysis_libraries():
     )
     loaded = _modules_after(code)
     assert not loaded & {"pymc", "pytensor", "arviz", "duckdb"}, loaded & set(HEAVY)
+
+
+def test_frequentist_analyze_never_imports_pymc(tmp_path):
+    code = (
+        "from promolab.cli import app\n"
+        "try:\n"
+        f"    app(['simulate', 'experiments/channel.yaml', '--out', {str(tmp_path)!r}, '--units', '2000'],"
+        " standalone_mode=False)\n"
+        f"    app(['analyze', 'experiments/channel.yaml', '--data-dir', {str(tmp_path)!r},"
+        " '--method', 'frequentist'], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+    )
+    loaded = _modules_after(code)
+    assert "duckdb" in loaded  # the analysis did run
+    assert not loaded & {"pymc", "pytensor", "arviz", "arviz_stats"}, loaded & set(HEAVY)

@@ -28,6 +28,8 @@ the region of practical equivalence ``|relative lift| <= rope``: better, worse, 
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +59,7 @@ from promolab.spec.models import (
 )
 
 MIN_IMPORTANCE_ESS = 400  # fewer effective draws after a lift prior reweighting: flagged
+MIN_SEGMENT_UNITS = 30  # per arm: below this a segment's normal approximation is not trusted
 DEFAULT_PROB = 0.95  # P(beat control) and P(non-inferior) needed to ship, unless decision.prob_positive
 
 
@@ -141,12 +144,15 @@ class BayesAnalysis:
 
     @property
     def flagged(self) -> list[str]:
-        """Entries whose sampler diagnostics failed."""
-        return [
+        """Entries (``metric/variant``) and segment fits (``segments:name/variant``) whose sampler
+        diagnostics failed."""
+        entries = [
             f"{r.metric}/{r.variant}"
             for r in self.results
             if r.diagnostics is not None and not r.diagnostics.get("ok", True)
         ]
+        fits = {f"segments:{s.segmentation}/{s.variant}" for s in self.segments if not s.diagnostics["ok"]}
+        return entries + sorted(fits)
 
     def draws_frame(self) -> Any:
         """Long table of the draws: metric, arm, draw, mean."""
@@ -297,16 +303,16 @@ def _fit_metric(
                 arm: conjugate.gamma_poisson(m.n * m.mean_of(metric.id), m.n, shape0, rate0, d)
                 for arm, m in moments.items()
             }
-            return [(metric.id, _closed(f"gamma-poisson (dispersion {d:.3g})", closed, size, rng))]
+            return [(metric.id, _closed(f"gamma-poisson d={d:.3g}", closed, size, rng))]
         case ContinuousMetric() if all(stats.arms[a].logs[metric.id].negative == 0 for a in arms):
             return [(metric.id, _hurdle(spec, metric, stats, arms))]
         case ContinuousMetric():
             closed = {arm: _normal(mean_summary(m, metric.id)) for arm, m in moments.items()}
-            return [(metric.id, _closed("normal (values below 0)", closed, size, rng))]
+            return [(metric.id, _closed("normal (has y < 0)", closed, size, rng))]
         case RatioMetric():
             num, den = metric.numerator, metric.denominator
             closed = {arm: _normal(ratio_summary(m, num, den)) for arm, m in moments.items()}
-            return [(metric.id, _closed("normal (delta method)", closed, size, rng))]
+            return [(metric.id, _closed("normal (delta)", closed, size, rng))]
         case OrdinalMetric():
             histograms = {arm: stats.arms[arm].histograms[metric.id] for arm in arms}
             closed = {arm: _normal(histogram_summary(h)) for arm, h in histograms.items()}
@@ -314,7 +320,7 @@ def _fit_metric(
             boxes = {arm: top_box_summary(h, threshold) for arm, h in histograms.items()}
             top = {arm: conjugate.beta_binomial(round(b.n * b.mean), b.n) for arm, b in boxes.items()}
             return [
-                (metric.id, _closed("normal (mean score)", closed, size, rng)),
+                (metric.id, _closed("normal (mean)", closed, size, rng)),
                 (f"{metric.id}:top_box", _closed("beta-binomial", dict(top), size, rng)),
             ]
     raise AssertionError(metric)
@@ -452,14 +458,21 @@ def _segment_results(
     arms: list[str],
     hdi_prob: float,
 ) -> list[SegmentResult]:
-    """Partially pooled lift of the primary metric in every segment with at least 2 units per arm."""
+    """Partially pooled lift of the primary metric in every segment with ``MIN_SEGMENT_UNITS`` units
+    and some variation in every arm (smaller segments have no trustworthy standard error: skipped)."""
     metric, control = spec.primary, arms[0]
     if isinstance(spec.metric(metric), RatioMetric | OrdinalMetric):
         return []  # segment moments hold per-unit values only
-    usable = {s: found[s] for s in found if all(a in found[s] and found[s][a].n >= 2 for a in arms)}
+    usable = {
+        s: found[s]
+        for s in found
+        if all(
+            a in found[s] and found[s][a].n >= MIN_SEGMENT_UNITS and found[s][a].var(metric) > 0 for a in arms
+        )
+    }
     if len(usable) < 2:
         return []
-    overall = sum((arms[control] for arms in usable.values()), start=Moments.from_values([metric], []))
+    overall = functools.reduce(operator.add, (arms[control] for arms in usable.values()))
     scale = abs(overall.mean_of(metric)) or 1.0
     segments = sorted(usable)
     results = []
@@ -469,7 +482,7 @@ def _segment_results(
             c, t = usable[s][control], usable[s][arm]
             diffs.append(t.mean_of(metric) - c.mean_of(metric))
             errors.append((t.var(metric) / t.n + c.var(metric) / c.n) ** 0.5)
-        d, e = np.array(diffs), np.maximum(np.array(errors), 1e-12 * scale)
+        d, e = np.array(diffs), np.array(errors)
         fit = fit_partial_pooling(d / scale, e / scale, spec.analysis.bayes)
         theta = fit.draws.reshape(-1, len(segments)) * scale
         for j, s in enumerate(segments):

@@ -12,8 +12,11 @@ from rich.table import Table
 from promolab.cli.console import err, out
 from promolab.io import write_text
 
+MAX_SEGMENTS_SHOWN = 12  # larger segmentations (RFM cells) are in the JSON only
+
 if TYPE_CHECKING:
     from promolab.analyze import Analysis
+    from promolab.analyze.bayesian import SegmentResult
 
 
 def write_json(target: Path, payload: dict[str, Any]) -> None:
@@ -147,7 +150,15 @@ def _print_bayes(analysis: Analysis) -> None:
     ]
     rope = f", ROPE ±{bayes.rope:.1%}" if bayes.rope else ""
     print_table(f"{analysis.experiment}: Bayesian uplift{rope}", columns, rows)
-    if bayes.segments:
+    shown = [
+        s for s in bayes.segments if _segment_count(bayes.segments, s.segmentation) <= MAX_SEGMENTS_SHOWN
+    ]
+    hidden = sorted({s.segmentation for s in bayes.segments} - {s.segmentation for s in shown})
+    if hidden:
+        out.print(
+            f"segment lifts of {', '.join(hidden)}: more than {MAX_SEGMENTS_SHOWN} segments, see --json"
+        )
+    if shown:
         columns = [
             "segmentation",
             "segment",
@@ -169,9 +180,13 @@ def _print_bayes(analysis: Analysis) -> None:
                 f"[{s.abs_hdi[0]:.4g}, {s.abs_hdi[1]:.4g}]",
                 s.prob_positive,
             ]
-            for s in bayes.segments
+            for s in shown
         ]
         print_table("segment-level uplift of the primary metric (partial pooling)", columns, rows)
+
+
+def _segment_count(segments: list[SegmentResult], segmentation: str) -> int:
+    return len({s.segment for s in segments if s.segmentation == segmentation})
 
 
 def _interval(bounds: tuple[float, float] | None) -> str:

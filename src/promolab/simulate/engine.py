@@ -86,7 +86,7 @@ def simulate(spec: ExperimentSpec, units: int, seed: int) -> SimulatedData:
         len(spec.variants), size=units, p=[v.weight for v in spec.variants]
     )
     z_pre, propensity, store_id = _latent(params, units, _stream(seed, "latent"))
-    covariates = _covariates(spec, params, z_pre, store_id, _stream(seed, "pre-period"))
+    covariates, pre_orders = _covariates(spec, params, z_pre, store_id, _stream(seed, "pre-period"))
     buyer = _stream(seed, "purchase").random(units) < np.clip(
         params.purchase_prob * propensity * arms.purchase_mult[arm], 0, 1
     )
@@ -94,7 +94,9 @@ def simulate(spec: ExperimentSpec, units: int, seed: int) -> SimulatedData:
     per_unit = _per_unit_outcomes(spec, params, arms, arm, propensity, buyer, orders, seed)
     event_counts: dict[str, np.ndarray] = {}
     tables = {
-        name: _table(spec, name, kind, orders, event_counts, arm, arms, params, seed)
+        name: pre_orders
+        if kind.kind == "pre_orders"
+        else _table(spec, name, kind, orders, event_counts, arm, arms, params, seed)
         for name, kind in _table_kinds(spec, params).items()
     }
     tables["units"] = _units_table(spec, arm, covariates, per_unit, units)
@@ -159,7 +161,8 @@ def _covariates(
     z_pre: np.ndarray,
     store_id: np.ndarray,
     rng: np.random.Generator,
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], pa.Table]:
+    """Pre-period covariates of every unit, and the pre-period order rows they summarise."""
     n, h = len(z_pre), params.heterogeneity
     pre_propensity = np.exp(h * z_pre - h**2 / 2)
     frequency = rng.poisson(PRE_ORDERS_MEAN * pre_propensity)
@@ -178,7 +181,19 @@ def _covariates(
     for name in spec.analysis.covariates:  # covariates the spec names but the standard set lacks
         if name not in covariates:
             covariates[name] = np.round(pre_revenue * rng.lognormal(0.0, 0.25, size=n), 2)
-    return covariates
+    return covariates, _pre_orders(spec, owner, values, covariates["recency_days"], rng)
+
+
+def _pre_orders(
+    spec: ExperimentSpec, owner: np.ndarray, values: np.ndarray, recency: np.ndarray, rng: np.random.Generator
+) -> pa.Table:
+    """Rows (unit id, date, amount) of the pre-period orders: a unit's first row is its last order,
+    ``recency_days`` before the start; the others fall uniformly between that and 365 days before."""
+    days = recency[owner] + np.floor(rng.random(len(owner)) * (366 - recency[owner])).astype(np.int64)
+    first = np.r_[True, owner[1:] != owner[:-1]] if len(owner) else np.zeros(0, dtype=bool)
+    days[first] = recency[owner[first]]
+    dates = np.datetime64(spec.start, "D") - days.astype("timedelta64[D]")
+    return pa.table({spec.data.unit_id: owner + 1, "date": dates, "amount": np.round(values, 2)})
 
 
 def _item_price(spec: ExperimentSpec, params: Simulation) -> float:

@@ -583,7 +583,9 @@ class SimEffect(SpecModel):
 class SimTable(SpecModel):
     """How one data table is simulated."""
 
-    kind: Literal["orders", "survey", "events"]
+    kind: Literal["orders", "survey", "events", "pre_orders"] = Field(
+        description="pre_orders: the pre-period orders behind pre_revenue/frequency/recency_days."
+    )
     rate: float | None = Field(default=None, gt=0, description="events: mean rows per unit.")
     per: Slug | None = Field(default=None, description="events: thin this table's rows instead.")
     prob: Probability | None = Field(default=None, description="events with 'per': keep prob.")
