@@ -14,4 +14,10 @@ for spec in experiments/*.yaml experiments/*.toml; do
     "$bin/promolab" assign "$spec" --data-dir "$dir" --out "$dir/assignment.parquet" --json "$dir/balance.json"
     "$bin/promolab" analyze "$spec" --data-dir "$dir" --json "$dir/analysis.json"
 done
+real=../shared/data/hillstrom.csv  # a real test, when the shared datasets are beside the project
+if [ -f "$real" ]; then
+    echo "== hillstrom on the real data ($real)"
+    "$bin/promolab" analyze experiments/hillstrom.yaml --data units="$real" --method both \
+        --json "$out/hillstrom-real/analysis.json"
+fi
 echo "Demo outputs are in $out/ (one folder per experiment: design.json, power-curve.png, data/, assignment, analysis.json)."

@@ -431,7 +431,7 @@ CASES = [
     pytest.param(
         put("metrics.0.source", "ordrs"),
         "metrics[0].source",
-        "unknown table 'ordrs' (did you mean 'orders'?); declared: 'orders', 'survey', 'units'",
+        "unknown table 'ordrs' (did you mean 'orders'?); declared: 'orders', 'survey', 'pre_orders', 'units'",
         id="metric-source-not-a-table",
     ),
     pytest.param(
@@ -539,10 +539,16 @@ CASES = [
         id="data-without-assignments-or-units",
     ),
     pytest.param(
-        drop("data.units"),
+        both(drop("data.units"), drop("analysis.segments")),
         "analysis.covariates",
         "covariates are read from data.units, which is not set",
         id="covariates-without-data-units",
+    ),
+    pytest.param(
+        both(drop("data.units"), drop("analysis.covariates")),
+        "analysis.segments[0].column",
+        "segment columns are read from data.units, which is not set",
+        id="segment-column-without-data-units",
     ),
     pytest.param(
         put("data.variant_values", {"c": "control", "p": "pct15", "s": "save10", "b": "bgo"}),

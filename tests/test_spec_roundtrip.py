@@ -141,6 +141,9 @@ baseline = { conversion = { rate = 0.08 }, revenue = { mean = 4.1, sd = 19.0 } }
 
 [analysis]
 covariates = ["pre_revenue"]
+method = "both"
+bayes = { rope = 0.01 }
+segments = [{ column = "channel" }, { rfm = { source = "pre_orders" } }]
 
 [decision]
 metric = "profit"
@@ -149,11 +152,16 @@ prob_positive = 0.95
 [data]
 assignments = "data/spring/assignments.parquet"
 units = "data/spring/customers.parquet"
-tables = { orders = "data/spring/orders.parquet", survey = "data/spring/survey.parquet" }
+
+[data.tables]
+orders = "data/spring/orders.parquet"
+survey = "data/spring/survey.parquet"
+pre_orders = "data/spring/pre_orders.parquet"
 
 [simulation]
 purchase_prob = 0.08
 units_median = 1.2
+tables = { pre_orders = { kind = "pre_orders" } }
 
 [simulation.effects]
 pct15 = { conversion = 0.18, basket = 0.04, redemption = 0.9, score = 0.05 }

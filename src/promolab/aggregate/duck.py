@@ -79,6 +79,7 @@ def aggregate(
     frames: Mapping[str, pd.DataFrame] | None = None,
     covariates: Sequence[str] = (),
     segments: Sequence[Segmentation] = (),
+    log_moments: bool = False,
 ) -> DuckAggregation:
     """Aggregate the spec's data to per-arm statistics (``.stats``) in an in-memory DuckDB.
 
@@ -87,7 +88,8 @@ def aggregate(
         paths: file of each data name (``assignments``, ``units``, table names), CSV or Parquet.
         frames: pandas DataFrames by data name, used instead of files (registered in DuckDB).
         covariates: units-file columns to keep for regression adjustment.
-        segmentations: ways to slice units (units-file columns, RFM scores) for per-segment moments.
+        segments: ways to slice units (units-file columns, RFM scores) for per-segment moments.
+        log_moments: also compute the log-moments of continuous metrics (Bayesian hurdle models).
 
     Raises:
         DataError: missing files or columns, wrong types, undeclared variants, units with two
@@ -102,7 +104,7 @@ def aggregate(
     aggregation = DuckAggregation(spec, con, sources, covariates, segments)
     aggregation.build_unit_table(distinct_assignments=False)
     aggregation.check_units()
-    aggregation.compute_stats()
+    aggregation.compute_stats(log_moments)
     return aggregation
 
 
@@ -268,14 +270,14 @@ class DuckAggregation:
             ids = [r[0] for r in example]
             raise DataError(f"assignments: units assigned to two variants, e.g. unit_id {ids}")
 
-    def compute_stats(self) -> None:
+    def compute_stats(self, log_moments: bool = False) -> None:
         """Capping thresholds, then per-arm moments of values and covariates, log-moments of continuous
         metrics, ordinal histograms and per-segment moments."""
         self.caps = self._caps()
         names = [*self.variables, *(f"cov:{c}" for c in self.covariates)]
         moments = {key[0]: m for key, m in self._moments(names, ["arm"]).items()}
         histograms = self._histograms()
-        logs = self._log_moments()
+        logs = self._log_moments() if log_moments else {}
         arms = {
             arm: ArmStats(
                 moments[k],

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from promolab.aggregate.moments import ExperimentStats, Moments
+from promolab.aggregate.moments import ExperimentStats, LogMoments, Moments
 from promolab.analyze import conjugate
 from promolab.analyze.conjugate import Posterior
 from promolab.analyze.estimators import (
@@ -304,7 +304,7 @@ def _fit_metric(
                 for arm, m in moments.items()
             }
             return [(metric.id, _closed(f"gamma-poisson d={d:.3g}", closed, size, rng))]
-        case ContinuousMetric() if all(stats.arms[a].logs[metric.id].negative == 0 for a in arms):
+        case ContinuousMetric() if all(_logs(stats, a, metric.id).negative == 0 for a in arms):
             return [(metric.id, _hurdle(spec, metric, stats, arms))]
         case ContinuousMetric():
             closed = {arm: _normal(mean_summary(m, metric.id)) for arm, m in moments.items()}
@@ -343,6 +343,15 @@ def _hurdle(spec: ExperimentSpec, metric: AnyMetric, stats: ExperimentStats, arm
     return _Fitted(
         "hurdle (pymc)", {a: flat[:, k] for k, a in enumerate(arms)}, None, fit.diagnostics.to_dict()
     )
+
+
+def _logs(stats: ExperimentStats, arm: str, metric: str) -> LogMoments:
+    found = stats.arms[arm].logs.get(metric)
+    if found is None:
+        raise ValueError(
+            f"the statistics lack the log-moments of '{metric}' (aggregate with log_moments=True)"
+        )
+    return found
 
 
 def _normal(summary: ArmSummary) -> conjugate.NormalPosterior:

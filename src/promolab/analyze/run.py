@@ -127,7 +127,7 @@ def analyze_spec(
     covariates = spec.analysis.covariates if cuped else ()
     segments = spec.analysis.segments if method != "frequentist" else ()
     paths = data_paths(spec, data_dir, overrides)
-    aggregation = aggregate(spec, paths, frames, covariates, segments)
+    aggregation = aggregate(spec, paths, frames, covariates, segments, log_moments=method != "frequentist")
     return analyze_stats(spec, aggregation.stats, aggregation.residual_moments, method)
 
 
