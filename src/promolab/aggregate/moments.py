@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +69,19 @@ class Moments:
 
     def var(self, name: str, ddof: int = 1) -> float:
         return self.cov(name, name, ddof)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form: names, n, means and the centred co-moment matrix (exact round trip)."""
+        return {
+            "names": list(self.names),
+            "n": self.n,
+            "mean": self.mean.tolist(),
+            "comoment": self.comoment.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Moments:
+        return cls(tuple(data["names"]), int(data["n"]), np.array(data["mean"]), np.array(data["comoment"]))
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ def fit_hurdle(stats: HurdleStats, settings: Bayes) -> Fit:
         "mu": stats.mean_log,
         "sigma": np.sqrt(np.maximum(stats.var_log, 1e-6)),
     }
-    return _sample(model, start, settings, ["p", "mu", "sigma", "mean"], "mean")
+    return sample(model, start, settings, ["p", "mu", "sigma", "mean"], "mean")
 
 
 def fit_partial_pooling(estimates: Array, errors: Array, settings: Bayes) -> Fit:
@@ -126,12 +126,13 @@ def fit_partial_pooling(estimates: Array, errors: Array, settings: Bayes) -> Fit
     pooled = float(np.sum(weights * estimates) / np.sum(weights))
     start = {"mu": pooled, "tau": 0.1, "z": np.zeros(len(estimates))}
     cautious = settings.model_copy(update={"target_accept": max(settings.target_accept, HIERARCHY_ACCEPT)})
-    return _sample(model, start, cautious, ["mu", "tau", "theta"], "theta")
+    return sample(model, start, cautious, ["mu", "tau", "theta"], "theta")
 
 
-def _sample(
+def sample(
     model: object, start: Mapping[str, object], settings: Bayes, checked: list[str], target: str
 ) -> Fit:
+    """NUTS draws of ``target`` (chains, draws, k) and diagnostics over the variables in ``checked``."""
     import arviz_stats
     import pymc as pm
 

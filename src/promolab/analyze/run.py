@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from promolab import __version__
-from promolab.aggregate.moments import ExperimentStats
+from promolab.aggregate.moments import ExperimentStats, Moments
 from promolab.analyze.frequentist import (
     GuardrailResult,
     LiftResult,
@@ -45,6 +45,7 @@ class Analysis:
     method: Method = "frequentist"
     bayes: BayesAnalysis | None = None
     bayes_verdict: Verdict | None = None
+    arms: dict[str, Moments] = field(default_factory=dict)  # per-arm moments (economics reads them)
 
     @property
     def decision(self) -> Verdict:
@@ -80,6 +81,7 @@ class Analysis:
             "covariates": list(self.covariates),
             "caps": self.caps,
             "results": self.to_dicts(),
+            "arms": {arm: moments.to_dict() for arm, moments in self.arms.items()},
             "guardrails": [asdict(g) for g in self.guardrails],
             "method": self.method,
             "decision": asdict(self.decision),
@@ -160,4 +162,5 @@ def analyze_stats(
         method=method,
         bayes=bayes,
         bayes_verdict=bayes_verdict,
+        arms={arm: s.moments for arm, s in stats.arms.items()},
     )

@@ -303,6 +303,65 @@ def analyze(
         write_table(draws_out, analysis.bayes.draws_frame())
 
 
+@app.command()
+def report(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Experiment spec file.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for <id>.html, .md and .json.")],
+    results: Annotated[
+        Path | None,
+        typer.Option(help="Analysis JSON from `promolab analyze --json` (else the data is analysed now)."),
+    ] = None,
+    data_dir: DataDirOption = None,
+    data: DataOption = None,
+    method: Annotated[
+        Method | None, typer.Option(help="Inference method (default: the spec's analysis.method).")
+    ] = None,
+) -> None:
+    """Promotion-effect and ROI report of one experiment: HTML (plots embedded), Markdown and JSON."""
+    from promolab.report import load_results, write_report
+
+    spec = load_spec(spec_path)
+    draws = None
+    if results is not None:
+        payload = load_results(results, spec)
+    else:
+        from promolab.analyze import analyze_spec
+        from promolab.sources import parse_overrides
+
+        chosen = spec.analysis.method if method is None else method.value
+        analysis = analyze_spec(spec, data_dir, parse_overrides(data or []), method=chosen)
+        payload = analysis.to_dict()
+        draws = analysis.bayes.draws if analysis.bayes is not None else None
+    paths = write_report(spec, payload, out_dir, draws)
+    decision = json.loads(paths["json"].read_text(encoding="utf-8"))["decision"]
+    chosen_arm = f" {decision['variant']}" if decision["variant"] else ""
+    out.print(
+        f"{decision['action'].upper()}{chosen_arm}: {decision['reason']}", markup=False, highlight=False
+    )
+    for path in paths.values():
+        err.print(f"wrote {path}", markup=False, highlight=False)
+
+
+@app.command()
+def review(
+    specs: SpecsArg,
+    quarter: Annotated[str, typer.Option(help="Quarter as YYYYQn, e.g. 2026Q1 (by the specs' end dates).")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for review-<quarter>.html, .md, .json.")
+    ],
+    reports: Annotated[
+        Path | None, typer.Option(help="Folder of the <id>.json reports (default: the --out folder).")
+    ] = None,
+) -> None:
+    """Quarterly promotion review: portfolio, totals, ROI ranking and pooled mechanic effects."""
+    from promolab.report import write_review
+
+    loaded = [load_spec(path) for path in _spec_files(specs)]
+    paths = write_review(loaded, quarter, reports or out_dir, out_dir)
+    for path in paths.values():
+        err.print(f"wrote {path}", markup=False, highlight=False)
+
+
 def _spec_files(paths: list[Path]) -> list[Path]:
     """Expand folders to the spec files inside them (sorted); reject anything else."""
     files: list[Path] = []

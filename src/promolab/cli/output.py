@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from promolab.cli.console import err, out
-from promolab.io import write_text
+from promolab.io import json_text, write_text
 
 MAX_SEGMENTS_SHOWN = 12  # larger segmentations (RFM cells) are in the JSON only
 
@@ -21,18 +19,8 @@ if TYPE_CHECKING:
 
 def write_json(target: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` as JSON (NaN/inf become null) atomically, and say where on stderr."""
-    write_text(target, json.dumps(_clean(payload), indent=2) + "\n")
+    write_text(target, json_text(payload))
     err.print(f"wrote {target}")
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def fmt(value: Any, name: str = "") -> str:

@@ -195,6 +195,28 @@ def _economics(spec: ExperimentSpec) -> Iterator[Problem]:
         for key in getattr(econ, field):
             if key not in ids:
                 yield Problem(("economics", field, key), _unknown("variant", key, ids))
+    metrics = {m.id: m for m in spec.metrics}
+    for field, kinds in ECONOMIC_METRICS.items():
+        name = getattr(econ, field)
+        if name is None:
+            continue
+        if name not in metrics:
+            yield Problem(("economics", field), _unknown("metric", name, metrics))
+        elif metrics[name].kind not in kinds:
+            yield Problem(
+                ("economics", field),
+                f"'{name}' is a {metrics[name].kind} metric; expected {' or '.join(kinds)}",
+            )
+
+
+ECONOMIC_METRICS = {  # economics field -> metric kinds it may name
+    "revenue": ("continuous",),
+    "units": ("count", "continuous"),
+    "orders": ("count",),
+    "redemptions": ("count",),
+    "discount": ("continuous",),
+    "conversion": ("binary",),
+}
 
 
 def _design(spec: ExperimentSpec) -> Iterator[Problem]:

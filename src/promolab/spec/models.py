@@ -381,6 +381,24 @@ class Economics(SpecModel):
     horizon_units: int | None = Field(
         default=None, gt=0, description="Units a shipped promotion reaches (amortises fixed costs)."
     )
+    revenue: Slug | None = Field(
+        default=None, description="Continuous metric of revenue paid (default: 'revenue', else primary)."
+    )
+    units: Slug | None = Field(
+        default=None, description="Count metric of units sold (default: revenue at list price)."
+    )
+    orders: Slug | None = Field(
+        default=None, description="Count metric of orders (default: units / units_per_order)."
+    )
+    redemptions: Slug | None = Field(
+        default=None, description="Count metric of orders that redeemed the offer (default: every order)."
+    )
+    discount: Slug | None = Field(
+        default=None, description="Continuous metric of discount given (default: nominal cut x units)."
+    )
+    conversion: Slug | None = Field(
+        default=None, description="Binary metric of converting units (default: 'conversion')."
+    )
 
 
 # --------------------------------------------------------------------------- design, analysis

@@ -1,0 +1,132 @@
+"""The spec's decision rule as ship / iterate / stop, with the reason in one sentence.
+
+- ``decision.metric: profit`` (or ``roi``): ship the arm with the highest net profit (or ROI) among
+  those with P(net profit > 0) >= ``decision.prob_positive`` (default: the analysis confidence) whose
+  guardrails pass; **iterate** when an arm lifts the primary metric but does not pay for itself (change
+  the offer); **stop** when nothing lifts the primary metric.
+- ``decision.metric`` a declared metric (or no decision block): the analysis verdict decides; an arm
+  that improved the primary metric but failed a guardrail means **iterate**.
+- A sample-ratio mismatch always means **iterate**: the data cannot be trusted until it is explained.
+
+It reads the analysis JSON payload (``promolab analyze --json``), so a saved result can be decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from promolab.economics.promotion import PromotionEconomics
+from promolab.spec.models import ExperimentSpec
+
+ECONOMIC = ("profit", "roi")
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    action: Literal["ship", "iterate", "stop"]
+    variant: str | None
+    reason: str
+
+
+def promotion_decision(
+    spec: ExperimentSpec, payload: Mapping[str, Any], economics: PromotionEconomics | None
+) -> PromotionDecision:
+    """Apply the spec's decision rule to an analysis payload and its economics."""
+    if payload["srm"]["flag"]:
+        return PromotionDecision(
+            "iterate", None, "Sample-ratio mismatch: explain it and rerun the test before deciding."
+        )
+    target = spec.decision.metric if spec.decision is not None else spec.primary
+    lifted = _primary_improved(spec, payload)
+    if target in ECONOMIC and economics is not None:
+        return _economic_decision(spec, payload, economics, target, lifted)
+    verdict = payload["decision"]
+    if verdict["ship"] is not None:
+        return PromotionDecision("ship", verdict["ship"], f"{verdict['reason']}.")
+    if lifted:
+        return PromotionDecision(
+            "iterate", None, f"{', '.join(lifted)} lift {spec.primary}, but {verdict['reason']}."
+        )
+    return PromotionDecision("stop", None, f"{verdict['reason']}.")
+
+
+def _economic_decision(
+    spec: ExperimentSpec,
+    payload: Mapping[str, Any],
+    economics: PromotionEconomics,
+    target: str,
+    lifted: list[str],
+) -> PromotionDecision:
+    threshold = _threshold(spec, payload)
+    passed = _guardrails_passed(payload)
+    paying = [
+        arm
+        for arm in economics.arms
+        if (arm.quantities["net_profit"].prob_positive or 0.0) >= threshold and passed.get(arm.variant, True)
+    ]
+    key = "net_profit" if target == "profit" else "roi"
+    if paying:
+        best = max(paying, key=lambda a: a.quantities[key].value or float("-inf"))
+        profit = best.quantities["net_profit"]
+        return PromotionDecision(
+            "ship",
+            best.variant,
+            f"{best.variant} pays for itself: P(net profit > 0) = {profit.prob_positive:.3f} "
+            f">= {threshold:g}, net profit {profit.value:,.0f} {economics.currency}; every guardrail passes.",
+        )
+    if lifted:
+        arm = economics.arm(lifted[0])
+        profit = arm.quantities["net_profit"]
+        units = (
+            ""
+            if arm.observed_units_lift is None
+            else f"; units {arm.observed_units_lift:+.1%} against a break-even of "
+            + ("never" if arm.break_even_lift is None else f"{arm.break_even_lift:+.1%}")
+        )
+        return PromotionDecision(
+            "iterate",
+            None,
+            f"{lifted[0]} lifts {spec.primary} but does not pay for itself "
+            f"(P(net profit > 0) = {profit.prob_positive or 0.0:.3f}{units}).",
+        )
+    return PromotionDecision(
+        "stop", None, f"No arm lifts {spec.primary}, and none pays for itself with P >= {threshold:g}."
+    )
+
+
+def _threshold(spec: ExperimentSpec, payload: Mapping[str, Any]) -> float:
+    if spec.decision is not None and spec.decision.prob_positive is not None:
+        return spec.decision.prob_positive
+    return spec.analysis.confidence
+
+
+def _guardrails_passed(payload: Mapping[str, Any]) -> dict[str, bool]:
+    """Variant -> every guardrail passed (the Bayesian checks when the method is Bayesian)."""
+    rows = payload["guardrails"]
+    if payload.get("method") == "bayesian":
+        rows = payload["bayes"]["guardrails"]
+    passed: dict[str, bool] = {}
+    for row in rows:
+        passed[row["variant"]] = passed.get(row["variant"], True) and bool(row["passed"])
+    return passed
+
+
+def _primary_improved(spec: ExperimentSpec, payload: Mapping[str, Any]) -> list[str]:
+    """Arms whose primary metric improved: significantly (Holm), or with P(beat) >= the threshold."""
+    alpha = 1 - spec.analysis.confidence
+    sign = 1 if spec.metric(spec.primary).direction == "higher" else -1
+    threshold = _threshold(spec, payload)
+    improved = []
+    for row in payload["results"]:
+        if row["metric"] != spec.primary:
+            continue
+        bayes = row.get("bayes")
+        if payload.get("method") == "bayesian" and bayes is not None:
+            better = bayes["prob_beat_control"] >= threshold
+        else:
+            better = row["p_value_adjusted"] < alpha and sign * row["abs_diff"] > 0
+        if better:
+            improved.append(row["variant"])
+    return improved

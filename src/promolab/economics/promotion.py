@@ -1,0 +1,400 @@
+"""Promotion economics of every treatment arm against the reference arm, with uncertainty.
+
+Per randomised unit of arm ``k`` (means over the arm's units; currency of the spec)::
+
+    R_k  revenue paid (net of any discount: what customers paid)
+    U_k  units sold            (the ``economics.units`` metric, else R_k / (p_k - d_k): list price net
+                                of the arm's nominal price cut, every order assumed to redeem)
+    O_k  orders                (``economics.orders``, else U_k / units_per_order)
+    D_k  redeemed orders       (``economics.redemptions``, else O_k: every order redeems)
+    Q_k  discount given        (``economics.discount``, else d_k U_k: nominal cut per unit sold)
+    G_k  gift / shipping cost  = cost per redeemed order x D_k
+    K_k  cost per contact (channels)
+    margin_k  = R_k - c U_k                    (gross margin after the discount; c = unit cost)
+    profit_k  = margin_k - G_k - K_k           (contribution per randomised unit)
+
+Totals over the arm's ``n_k`` units, against the reference arm ``0``::
+
+    incremental revenue / units / conversions / margin = n_k (x_k - x_0)
+    promotion cost   = n_k (Q_k + G_k + K_k) + fixed_k + media_k
+    subsidy          = n_k Q_k U_0 / U_k   (the discount on the units the reference arm shows would
+                                            have sold anyway); cost of incremental sales = n_k Q_k - subsidy
+    net profit       = n_k (profit_k - profit_0) - fixed_k - media_k
+    ROI = net profit / promotion cost;  iROAS = incremental revenue / media spend;
+    cost per incremental conversion = promotion cost / incremental conversions
+
+The discount is already inside ``R_k`` (amounts are what customers paid), so net profit never
+subtracts it again; subsidy and cost of incremental sales decompose it beside the net figure.
+
+Uncertainty comes from draws of every arm's vector of means: ``frequentist``: the normal sampling
+distribution of the means (``N(m, S / n)`` from the per-arm co-moments: the delta method's law,
+simulated so ratios such as ROI need no linearisation); ``bayesian``: the revenue metric's posterior
+draws, with the other means drawn from their normal regression on revenue (so their correlation
+with revenue is kept). Intervals are equal-tailed at the analysis confidence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from promolab.aggregate.moments import Moments
+from promolab.economics.breakeven import arm_economics, break_even
+from promolab.spec.models import (
+    AnyVariant,
+    ChannelVariant,
+    Economics,
+    ExperimentSpec,
+    FreeShipping,
+    Gift,
+    PricePointVariant,
+)
+
+type Array = npt.NDArray[np.float64]
+type Values = Mapping[str, Array]  # variable -> values (one per draw, or a single point)
+
+DRAWS = 20_000
+SEED = 20260101
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A quantity, its interval at the analysis confidence, and P(quantity > 0) when it has draws."""
+
+    value: float | None
+    ci: tuple[float, float] | None = None
+    prob_positive: float | None = None
+
+
+@dataclass(frozen=True)
+class ArmEconomicsResult:
+    """Economics of one treatment arm against the reference (test totals over the arm's units)."""
+
+    variant: str
+    mechanic: str
+    units: int
+    quantities: dict[str, Estimate]
+    break_even_lift: float | None  # relative lift in units sold at which net profit is zero
+    observed_units_lift: float | None  # None when units sold are unknown (no price, no units metric)
+
+
+@dataclass(frozen=True)
+class PromotionEconomics:
+    """Every treatment arm's economics, how uncertainty was computed, and the assumptions made."""
+
+    currency: str
+    reference: str
+    method: str
+    confidence: float
+    arms: list[ArmEconomicsResult]
+    notes: list[str] = field(default_factory=list)
+
+    def arm(self, variant: str) -> ArmEconomicsResult:
+        return next(a for a in self.arms if a.variant == variant)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "currency": self.currency,
+            "reference": self.reference,
+            "method": self.method,
+            "confidence": self.confidence,
+            "notes": self.notes,
+            "arms": [
+                {
+                    "variant": a.variant,
+                    "mechanic": a.mechanic,
+                    "units": a.units,
+                    "break_even_lift": a.break_even_lift,
+                    "observed_units_lift": a.observed_units_lift,
+                    **{
+                        name: {"value": q.value, "ci": q.ci, "prob_positive": q.prob_positive}
+                        for name, q in a.quantities.items()
+                    },
+                }
+                for a in self.arms
+            ],
+        }
+
+
+# ---------------------------------------------------------------------- which metric is what
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """Moment names of the metrics the economics reads (None: derived, see the module docstring)."""
+
+    revenue: str
+    units: str | None
+    orders: str | None
+    redemptions: str | None
+    discount: str | None
+    conversion: str | None
+
+
+def economics_sources(spec: ExperimentSpec) -> tuple[_Sources, list[str]]:
+    """The metrics behind R, U, O, D, Q and conversions, and a note for every derived one."""
+    economics = spec.economics or Economics()
+    declared = {m.id: m.kind for m in spec.metrics}
+    revenue = economics.revenue or _default(declared, "revenue", "continuous") or spec.primary
+    conversion = economics.conversion or _default(declared, "conversion", "binary")
+    orders = economics.orders or _default(declared, "orders", "count")
+    cuts = any(_price_cut(spec, v) != 0 for v in spec.variants)  # NaN (no price known) counts
+    gifts = any(isinstance(v, Gift | FreeShipping) for v in spec.variants)
+    notes = [f"Revenue is the metric '{revenue}': what customers paid, net of every discount."]
+    if economics.units is None and math.isnan(_reference_price(spec)):
+        notes.append(
+            "No unit_price and no units metric: units sold, subsidy and break-even lifts are not reported."
+        )
+    elif economics.units is None:
+        notes.append(
+            "Units sold are revenue at list price (revenue / (list price - the arm's nominal price cut)): "
+            "declare economics.units to measure them."
+        )
+    if cuts and economics.discount is None:
+        notes.append(
+            "Discounts are the mechanic's nominal cut per unit sold times units sold (every order "
+            "redeems): an upper bound; declare economics.discount to measure them."
+        )
+    if gifts and economics.redemptions is None:
+        notes.append("Gift and shipping costs are paid on every order of the arm (no redemptions metric).")
+    if economics.unit_cost is None:
+        notes.append("No unit_cost: the cost of goods is taken as zero, so margins equal revenue.")
+    if conversion is None:
+        notes.append("No binary conversion metric: incremental conversions are not reported.")
+    if economics.horizon_units is not None:
+        notes.append(
+            f"Break-even lifts spread fixed and media costs over {economics.horizon_units} units "
+            "(economics.horizon_units); net profit is over the test's own units."
+        )
+    sources = _Sources(
+        revenue, economics.units, orders, economics.redemptions, economics.discount, conversion
+    )
+    return sources, notes
+
+
+def _default(declared: Mapping[str, str], name: str, kind: str) -> str | None:
+    return name if declared.get(name) == kind else None
+
+
+# ---------------------------------------------------------------------- the per-unit book
+
+
+def _per_unit(
+    values: Values, variant: AnyVariant, spec: ExperimentSpec, sources: _Sources
+) -> dict[str, Array]:
+    """R, U, O, D, Q, G, K, margin and profit per randomised unit of one arm (module docstring)."""
+    economics = spec.economics or Economics()
+    reference_price = _reference_price(spec)
+    nominal = arm_economics(variant, economics, reference_price, units=1)
+    price = nominal.price
+    revenue = values[sources.revenue]
+    units = values[sources.units] if sources.units else revenue / (price - nominal.price_cut)
+    orders = values[sources.orders] if sources.orders else units / economics.units_per_order
+    redeemed = values[sources.redemptions] if sources.redemptions else orders
+    discount = values[sources.discount] if sources.discount else _scaled(nominal.price_cut, units)
+    gifts = _scaled(_cost_per_redeemed_order(variant), redeemed)
+    contact = _scaled(variant.cost_per_contact if isinstance(variant, ChannelVariant) else 0.0, revenue, 1.0)
+    margin = revenue - _scaled(economics.unit_cost or 0.0, units)
+    book = {
+        "revenue": revenue,
+        "units": units,
+        "discount": discount,
+        "gifts": gifts,
+        "contact": contact,
+        "margin": margin,
+        "profit": margin - gifts - contact,
+    }
+    if sources.conversion:
+        book["conversions"] = values[sources.conversion]
+    return book
+
+
+def _scaled(rate: float, quantity: Array, per: float | None = None) -> Array:
+    """``rate x quantity`` (or the constant ``rate`` when ``per`` is given), and exactly zero when the
+    rate is zero, even where the quantity is unknown (NaN units without a list price)."""
+    if rate == 0:
+        return np.zeros_like(quantity)
+    return np.full_like(quantity, rate) if per is not None else rate * quantity
+
+
+def _price_cut(spec: ExperimentSpec, variant: AnyVariant) -> float:
+    """The arm's nominal price cut per unit sold (0 for gifts, shipping, channels, creatives)."""
+    economics = spec.economics or Economics()
+    return arm_economics(variant, economics, _reference_price(spec), units=1).price_cut
+
+
+def _cost_per_redeemed_order(variant: AnyVariant) -> float:
+    """What a redeemed gift or free-shipping order costs the company (not a price cut)."""
+    if isinstance(variant, Gift):
+        return variant.gift_cost
+    if isinstance(variant, FreeShipping):
+        return variant.shipping_cost
+    return 0.0
+
+
+def _reference_price(spec: ExperimentSpec) -> float:
+    """List price of the reference arm; NaN when unknown (quantities that need it are then not
+    reported, and a note says so)."""
+    economics = spec.economics or Economics()
+    reference = spec.reference
+    if isinstance(reference, PricePointVariant):
+        return reference.price
+    return math.nan if economics.unit_price is None else economics.unit_price
+
+
+def _arm_totals(
+    arm: dict[str, Array], ref: dict[str, Array], n: int, fixed: float, media: float
+) -> dict[str, Array]:
+    """Test totals of one arm against the reference (module docstring)."""
+    cost = n * (arm["discount"] + arm["gifts"] + arm["contact"]) + fixed + media
+    net = n * (arm["profit"] - ref["profit"]) - fixed - media
+    revenue = n * (arm["revenue"] - ref["revenue"])
+    subsidy = n * arm["discount"] * ref["units"] / arm["units"]
+    totals = {
+        "incremental_revenue": revenue,
+        "incremental_units": n * (arm["units"] - ref["units"]),
+        "incremental_margin": n * (arm["margin"] - ref["margin"]),
+        "discount_cost": n * arm["discount"],
+        "subsidy": subsidy,
+        "incremental_sales_discount": n * arm["discount"] - subsidy,
+        "gift_shipping_cost": n * arm["gifts"],
+        "contact_cost": n * arm["contact"],
+        "fixed_media_cost": np.full_like(net, fixed + media),
+        "promotion_cost": cost,
+        "net_profit": net,
+        "roi": _safe_ratio(net, cost),
+    }
+    if media > 0:
+        totals["iroas"] = revenue / media
+    if "conversions" in arm:
+        conversions = n * (arm["conversions"] - ref["conversions"])
+        totals["incremental_conversions"] = conversions
+        totals["cost_per_incremental_conversion"] = _safe_ratio(cost, conversions)
+    return totals
+
+
+def _safe_ratio(a: Array, b: Array) -> Array:
+    """a / b, NaN where b <= 0 (a ratio to no cost, or to no incremental conversion, is undefined)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
+# ---------------------------------------------------------------------- draws of the means
+
+
+def normal_draws(moments: Moments, names: list[str], size: int, rng: np.random.Generator) -> dict[str, Array]:
+    """Draws of the arm's means of ``names`` from ``N(m, S / n)`` (their large-sample law)."""
+    index = [moments.index(name) for name in names]
+    mean = moments.mean[index]
+    cov = moments.comoment[np.ix_(index, index)] / (moments.n - 1) / moments.n
+    sample = rng.multivariate_normal(mean, cov, size=size, method="eigh")
+    return {name: sample[:, j] for j, name in enumerate(names)}
+
+
+def conditional_draws(
+    moments: Moments, names: list[str], anchor: str, anchor_draws: Array, rng: np.random.Generator
+) -> dict[str, Array]:
+    """Means of ``names`` drawn given posterior draws of the ``anchor`` mean: the normal regression
+    ``m_j | m_a ~ N(m_j + S_ja / S_aa (m_a - m_a_hat), (S_jj - S_ja^2 / S_aa) / n)``, jointly."""
+    others = [name for name in names if name != anchor]
+    a = moments.index(anchor)
+    idx = [moments.index(name) for name in others]
+    cov = moments.comoment / (moments.n - 1) / moments.n
+    s_aa = cov[a, a]
+    beta = cov[idx, a] / s_aa if s_aa > 0 else np.zeros(len(idx))
+    residual = cov[np.ix_(idx, idx)] - np.outer(beta, beta) * s_aa
+    centre = moments.mean[idx] + np.outer(anchor_draws - moments.mean[a], beta)
+    noise = rng.multivariate_normal(np.zeros(len(idx)), residual, size=len(anchor_draws), method="eigh")
+    drawn = centre + noise
+    return {anchor: anchor_draws} | {name: drawn[:, j] for j, name in enumerate(others)}
+
+
+# ---------------------------------------------------------------------- the public function
+
+
+def promotion_economics(
+    spec: ExperimentSpec,
+    arms: Mapping[str, Moments],
+    confidence: float = 0.95,
+    revenue_draws: Mapping[str, Array] | None = None,
+    size: int = DRAWS,
+    seed: int = SEED,
+) -> PromotionEconomics:
+    """Economics of every treatment arm (module docstring); ``revenue_draws`` (posterior draws of the
+    revenue metric's arm means) switch the uncertainty to the Bayesian posterior."""
+    sources, notes = economics_sources(spec)
+    economics = spec.economics or Economics()
+    names = sorted({s for s in vars(sources).values() if s is not None})
+    rng = np.random.default_rng(seed)
+    reference = spec.reference
+    points = {arm: {n: np.array([m.mean_of(n)]) for n in names} for arm, m in arms.items()}
+    if revenue_draws is not None:
+        method = "bayesian"
+        sampled = {
+            arm: conditional_draws(arms[arm], names, sources.revenue, np.asarray(revenue_draws[arm]), rng)
+            for arm in arms
+        }
+    else:
+        method = "frequentist"
+        sampled = {arm: normal_draws(arms[arm], names, size, rng) for arm in arms}
+    books = {
+        key: {arm: _per_unit(values[arm], spec.variant(arm), spec, sources) for arm in arms}
+        for key, values in (("point", points), ("draws", sampled))
+    }
+    tail = (1 - confidence) / 2
+    results = []
+    for variant in spec.treatments:
+        arm = variant.id
+        n = arms[arm].n
+        fixed = economics.fixed_cost.get(arm, 0.0)
+        media = economics.media_cost.get(arm, 0.0)
+        point = _arm_totals(books["point"][arm], books["point"][reference.id], n, fixed, media)
+        drawn = _arm_totals(books["draws"][arm], books["draws"][reference.id], n, fixed, media)
+        centre = drawn if method == "bayesian" else point  # posterior means, or estimates at the means
+        quantities = {name: _estimate(centre[name], drawn[name], tail) for name in point}
+        units0 = float(books["point"][reference.id]["units"][0])
+        lift = float(books["point"][arm]["units"][0]) / units0 - 1
+        results.append(
+            ArmEconomicsResult(
+                variant=arm,
+                mechanic=mechanic_of(variant),
+                units=n,
+                quantities=quantities,
+                break_even_lift=_break_even(spec, variant, units0, n),
+                observed_units_lift=lift if math.isfinite(lift) else None,
+            )
+        )
+    return PromotionEconomics(economics.currency, reference.id, method, confidence, results, notes)
+
+
+def _estimate(centre: Array, drawn: Array, tail: float) -> Estimate:
+    """Value (the mean of ``centre``: one point estimate, or the posterior draws), interval, P(> 0)."""
+    value = float(np.mean(centre))
+    if not np.isfinite(value):
+        return Estimate(None)
+    finite = drawn[np.isfinite(drawn)]
+    if len(finite) < 0.99 * len(drawn):  # the ratio's denominator crosses zero: no interval
+        return Estimate(value)
+    lo, hi = np.quantile(finite, [tail, 1 - tail])
+    return Estimate(value, (float(lo), float(hi)), float(np.mean(finite > 0)))
+
+
+def _break_even(spec: ExperimentSpec, variant: AnyVariant, units0: float, n: int) -> float | None:
+    """Relative lift in units sold at which the arm's net profit equals the reference arm's."""
+    economics = spec.economics or Economics()
+    price = _reference_price(spec)
+    arm = arm_economics(variant, economics, price, n)
+    ref = arm_economics(spec.reference, economics, price, n)
+    if not math.isfinite(price * units0):
+        return None
+    return break_even(arm, ref, economics.unit_cost or 0.0, units0, n).relative_lift
+
+
+def mechanic_of(variant: AnyVariant) -> str:
+    """The promotion mechanic of an arm: a discount mechanic, or the arm's kind."""
+    return str(getattr(variant, "mechanic", variant.kind))

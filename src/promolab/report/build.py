@@ -1,0 +1,145 @@
+"""The per-experiment report's content (``report.json``): everything the HTML and Markdown show.
+
+Built from the analysis payload (``promolab analyze --json``) and the spec, so a saved result can be
+reported without the data: economics from the per-arm moments in the payload (posterior draws of the
+revenue metric when the analysis ran in this process with the Bayesian engine), the decision rule, the
+design recap (planned against achieved sample), and, for price-point tests, the price response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from promolab import __version__
+from promolab.aggregate.moments import Moments
+from promolab.economics.decision import promotion_decision
+from promolab.economics.elasticity import PricePoint, price_response
+from promolab.economics.promotion import economics_sources, mechanic_of, promotion_economics
+from promolab.spec.models import ExperimentSpec, PricePointVariant
+
+type Draws = Mapping[str, Mapping[str, np.ndarray]]  # metric -> arm -> posterior draws of the mean
+
+
+def build_report(
+    spec: ExperimentSpec, payload: Mapping[str, Any], draws: Draws | None = None
+) -> dict[str, Any]:
+    """The report's content as a JSON-ready mapping (see the module docstring)."""
+    arms = {arm: Moments.from_dict(data) for arm, data in payload["arms"].items()}
+    confidence = spec.analysis.confidence
+    economics = None
+    revenue_metric = None
+    notes: list[str] = []
+    if spec.economics is not None:
+        sources, _ = economics_sources(spec)
+        revenue_metric = sources.revenue
+        revenue_draws = (draws or {}).get(sources.revenue)
+        economics = promotion_economics(spec, arms, confidence, revenue_draws)
+        notes += economics.notes
+        notes.append(_uncertainty_note(economics.method, confidence))
+    decision = promotion_decision(spec, payload, economics)
+    notes.append("Cumulative metric over time is not drawn yet: the aggregation keeps no per-day statistics.")
+    return {
+        "experiment": spec.id,
+        "name": spec.name,
+        "hypothesis": spec.hypothesis,
+        "owner": spec.owner,
+        "start": spec.start.isoformat(),
+        "end": spec.end.isoformat(),
+        "primary": spec.primary,
+        "revenue_metric": revenue_metric,
+        "confidence": confidence,
+        "reference": spec.reference.id,
+        "variants": [
+            {"id": v.id, "name": v.name or v.id, "mechanic": mechanic_of(v), "channel": v.channel}
+            for v in spec.variants
+        ],
+        "promolab_version": __version__,
+        "spec_hash": payload["spec_hash"],
+        "decision": asdict(decision),
+        "headline": _headline(spec, payload, decision.variant, economics.to_dict() if economics else None),
+        "analysis_decision": payload["decision"],
+        "method": payload.get("method", "frequentist"),
+        "design": _design_recap(spec, arms),
+        "srm": payload["srm"],
+        "results": payload["results"],
+        "guardrails": payload["guardrails"],
+        "bayes": payload.get("bayes"),
+        "economics": economics.to_dict() if economics is not None else None,
+        "price_response": _price_response(spec, arms),
+        "notes": notes,
+    }
+
+
+def _headline(
+    spec: ExperimentSpec, payload: Mapping[str, Any], chosen: str | None, economics: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Primary lift (and ROI) of the shipped arm, else of the arm with the largest primary lift."""
+    sign = 1 if spec.metric(spec.primary).direction == "higher" else -1
+    rows = [r for r in payload["results"] if r["metric"] == spec.primary]
+    row = next((r for r in rows if r["variant"] == chosen), None) or max(
+        rows, key=lambda r: sign * (r["rel_lift"] if r["rel_lift"] is not None else float("-inf"))
+    )
+    arm = next((a for a in (economics or {}).get("arms", []) if a["variant"] == row["variant"]), None)
+    return {
+        "variant": row["variant"],
+        "rel_lift": row["rel_lift"],
+        "rel_ci": row["rel_ci"],
+        "roi": arm["roi"]["value"] if arm else None,
+        "roi_ci": arm["roi"]["ci"] if arm else None,
+        "net_profit": arm["net_profit"]["value"] if arm else None,
+    }
+
+
+def _uncertainty_note(method: str, confidence: float) -> str:
+    if method == "bayesian":
+        return (
+            f"Intervals ({confidence:.0%}, equal-tailed) and P(> 0) of the economics come from the Bayesian "
+            "posterior draws of revenue, with the other means drawn from their normal regression on revenue."
+        )
+    return (
+        f"Intervals ({confidence:.0%}, equal-tailed) and P(> 0) of the economics come from the normal "
+        "sampling distribution of every arm's means (the delta method's law, simulated with 20,000 draws)."
+    )
+
+
+def _design_recap(spec: ExperimentSpec, arms: Mapping[str, Moments]) -> dict[str, Any]:
+    """Planned units per arm (``promolab design``) against the units analysed."""
+    from promolab.design.plan import plan_design
+    from promolab.errors import PromolabError
+
+    achieved = {arm: m.n for arm, m in arms.items()}
+    try:
+        plan = plan_design(spec)
+    except PromolabError as error:  # no baseline to plan from: report the achieved sample alone
+        return {"planned": None, "achieved": achieved, "note": str(error)}
+    return {
+        "planned": plan.per_arm,
+        "achieved": achieved,
+        "metric": plan.metric,
+        "mde_relative": plan.mde_relative,
+        "power": plan.power,
+        "note": None,
+    }
+
+
+def _price_response(spec: ExperimentSpec, arms: Mapping[str, Moments]) -> dict[str, Any] | None:
+    """Demand, revenue, profit and elasticity at each tested price (price-point tests)."""
+    if not all(isinstance(v, PricePointVariant) for v in spec.variants) or spec.economics is None:
+        return None
+    sources, _ = economics_sources(spec)
+    points = []
+    for variant in spec.variants:
+        assert isinstance(variant, PricePointVariant)
+        moments = arms[variant.id]
+        if sources.units is not None:
+            demand, var = moments.mean_of(sources.units), moments.var(sources.units)
+        else:  # units sold are revenue at list price
+            demand = moments.mean_of(sources.revenue) / variant.price
+            var = moments.var(sources.revenue) / variant.price**2
+        points.append(PricePoint(variant.id, variant.price, moments.n, demand, var))
+    response = price_response(points, spec.economics.unit_cost or 0.0, spec.analysis.confidence)
+    return response.to_dict()

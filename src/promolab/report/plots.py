@@ -1,0 +1,136 @@
+"""Report figures as base64 PNG (embedded in the HTML, so one file holds the whole report).
+
+Each function takes the report content (``report.json`` pieces) and returns a PNG as base64 text, or
+None when the report has nothing to draw.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+WIDTH = 7.5  # inches: fits a laptop screen and an A4 page at 110 dpi
+
+
+def _figure(height: float) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(WIDTH, height), dpi=110)
+    return fig, ax
+
+
+def _encode(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def forest(results: Sequence[Mapping[str, Any]]) -> str | None:
+    """Relative lift and its interval for every metric x arm, one row each."""
+    rows = [r for r in results if r.get("rel_lift") is not None and r.get("rel_ci") is not None]
+    if not rows:
+        return None
+    fig, ax = _figure(0.8 + 0.32 * len(rows))
+    y = np.arange(len(rows))[::-1]
+    lifts = np.array([r["rel_lift"] for r in rows]) * 100
+    lo = np.array([r["rel_ci"][0] for r in rows]) * 100
+    hi = np.array([r["rel_ci"][1] for r in rows]) * 100
+    ax.errorbar(lifts, y, xerr=[lifts - lo, hi - lifts], fmt="o", color="#1f4e79", capsize=3)
+    ax.axvline(0, color="#888", lw=1)
+    ax.set_yticks(y, [f"{r['metric']} · {r['variant']}" for r in rows])
+    ax.set_xlabel("relative lift vs reference (%)")
+    return _encode(fig)
+
+
+def posterior(draws: Mapping[str, np.ndarray], reference: str, metric: str) -> str | None:
+    """Posterior density of each arm's relative lift on ``metric`` (histogram of the draws)."""
+    if reference not in draws or len(draws) < 2:
+        return None
+    fig, ax = _figure(2.8)
+    base = np.asarray(draws[reference])
+    for arm, values in draws.items():
+        if arm != reference:
+            lift = (np.asarray(values) / base - 1) * 100
+            ax.hist(lift, bins=80, density=True, alpha=0.5, label=arm)
+    ax.axvline(0, color="#888", lw=1)
+    ax.set_xlabel(f"relative lift of {metric} vs {reference} (%)")
+    ax.set_yticks([])
+    ax.legend(frameon=False)
+    return _encode(fig)
+
+
+WATERFALL_STEPS = (  # (label, economics quantity, sign)
+    ("subsidy", "subsidy", -1),
+    ("discount on incremental sales", "incremental_sales_discount", -1),
+    ("gifts & shipping", "gift_shipping_cost", -1),
+    ("contact cost", "contact_cost", -1),
+    ("fixed & media", "fixed_media_cost", -1),
+)
+
+
+def waterfall_steps(arm: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """Bars from the incremental margin before promotion costs down to net profit (they sum to it)."""
+    costs = [(label, sign * (arm[key]["value"] or 0.0)) for label, key, sign in WATERFALL_STEPS]
+    start = arm["net_profit"]["value"] - sum(v for _, v in costs)
+    return [("margin before promotion costs", start), *costs]
+
+
+def roi_waterfall(arm: Mapping[str, Any], currency: str) -> str:
+    """Incremental margin -> subsidy -> discounts -> other costs -> net profit, for one arm."""
+    steps = waterfall_steps(arm)
+    fig, ax = _figure(3.0)
+    level = 0.0
+    for i, (_, value) in enumerate(steps):
+        bottom = level if i else 0.0
+        colour = "#2e7d32" if value >= 0 else "#c62828"
+        ax.bar(i, value, bottom=bottom, color=colour)
+        level = bottom + value
+    net = arm["net_profit"]["value"]
+    ax.bar(len(steps), net, color="#1f4e79")
+    ax.axhline(0, color="#888", lw=1)
+    labels = [label for label, _ in steps] + ["net profit"]
+    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(currency)
+    ax.set_title(arm["variant"], fontsize=10)
+    return _encode(fig)
+
+
+def price_profit(response: Mapping[str, Any], currency: str) -> str:
+    """Profit per randomised unit at each tested price, with its interval."""
+    rows = response["rows"]
+    fig, ax = _figure(2.8)
+    prices = np.array([r["price"] for r in rows])
+    profit = np.array([r["profit"] for r in rows])
+    lo = np.array([r["profit_ci"][0] for r in rows])
+    hi = np.array([r["profit_ci"][1] for r in rows])
+    ax.errorbar(prices, profit, yerr=[profit - lo, hi - profit], fmt="o-", color="#1f4e79", capsize=3)
+    ax.set_xlabel(f"price ({currency})")
+    ax.set_ylabel(f"profit per unit ({currency})")
+    return _encode(fig)
+
+
+def mechanics(effects: Sequence[Mapping[str, Any]]) -> str | None:
+    """Pooled typical lift of each mechanic with its HDI."""
+    if not effects:
+        return None
+    fig, ax = _figure(0.8 + 0.35 * len(effects))
+    y = np.arange(len(effects))[::-1]
+    mean = np.array([e["rel_lift_mean"] for e in effects]) * 100
+    lo = np.array([e["rel_hdi"][0] for e in effects]) * 100
+    hi = np.array([e["rel_hdi"][1] for e in effects]) * 100
+    ax.errorbar(mean, y, xerr=[mean - lo, hi - mean], fmt="s", color="#6a1b9a", capsize=3)
+    ax.axvline(0, color="#888", lw=1)
+    ax.set_yticks(y, [f"{e['mechanic']} ({e['arms']})" for e in effects])
+    ax.set_xlabel("typical relative revenue lift (%)")
+    return _encode(fig)

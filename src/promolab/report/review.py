@@ -1,0 +1,161 @@
+"""The quarterly promotion review: every experiment that ended in a quarter, side by side.
+
+Reads the per-experiment report content (``<id>.json`` written by ``promolab report``) and builds:
+
+- the portfolio: one row per treatment arm (mechanic, channel, primary lift, revenue lift, ROI,
+  net profit with its interval, the experiment's decision), ranked by ROI;
+- totals over the quarter's arms (incremental revenue, promotion cost, net profit; ROI of the sum);
+- the mechanic comparison: each arm's relative lift of revenue per randomised unit (the economics'
+  revenue metric, so every experiment measures the same thing; the primary metric when an experiment
+  has no economics) partially pooled across experiments by mechanic (:mod:`promolab.analyze.portfolio`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from promolab import __version__
+from promolab.errors import DataError
+from promolab.spec.models import Bayes, ExperimentSpec
+
+_QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
+
+
+def quarter_bounds(label: str) -> tuple[dt.date, dt.date]:
+    """First and last day of ``YYYYQn`` (``2026Q1`` -> 2026-01-01, 2026-03-31)."""
+    match = _QUARTER.match(label)
+    if match is None:
+        raise DataError(f"--quarter {label!r}: expected YYYYQn, e.g. 2026Q1")
+    year, quarter = int(match[1]), int(match[2])
+    first = dt.date(year, 3 * quarter - 2, 1)
+    after = dt.date(year + quarter // 4, 3 * quarter % 12 + 1, 1)
+    return first, after - dt.timedelta(days=1)
+
+
+def in_quarter(specs: Sequence[ExperimentSpec], label: str) -> list[ExperimentSpec]:
+    """The experiments whose ``end`` falls in the quarter, by end date then id."""
+    first, last = quarter_bounds(label)
+    return sorted((s for s in specs if first <= s.end <= last), key=lambda s: (s.end, s.id))
+
+
+def build_review(
+    reports: Sequence[Mapping[str, Any]], quarter: str, settings: Bayes, confidence: float = 0.95
+) -> dict[str, Any]:
+    """The review's content (module docstring) from the quarter's report contents."""
+    rows = [row for report in reports for row in _portfolio_rows(report)]
+    rows.sort(key=lambda r: -math.inf if r["roi"] is None else -r["roi"])
+    lifts = [_arm_lift(row) for row in rows if row["lift_se"] is not None]
+    pooling = None
+    notes = [
+        "Mechanics are compared on the relative lift of revenue per randomised unit (the primary "
+        "metric for experiments without economics), partially pooled across experiments: "
+        "log(1 + lift) ~ N(mu_mechanic + sigma z, se), mu_mechanic = mu0 + tau w."
+    ]
+    if lifts:
+        from promolab.analyze.portfolio import pool_mechanics
+
+        pooling = pool_mechanics(lifts, settings, confidence).to_dict()
+        if pooling["flags"]:
+            notes.append("The mechanic model's sampler diagnostics failed: treat its estimates with care.")
+    return {
+        "quarter": quarter,
+        "promolab_version": __version__,
+        "experiments": [
+            {
+                "experiment": r["experiment"],
+                "name": r["name"],
+                "end": r["end"],
+                "decision": r["decision"],
+                "primary": r["primary"],
+            }
+            for r in reports
+        ],
+        "portfolio": rows,
+        "totals": _totals(rows),
+        "mechanics": pooling,
+        "notes": notes,
+    }
+
+
+def _portfolio_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    economics = report["economics"] or {"arms": []}
+    by_arm = {a["variant"]: a for a in economics["arms"]}
+    variants = {v["id"]: v for v in report["variants"]}
+    revenue_metric = report["revenue_metric"] or report["primary"]
+    rows = []
+    for variant in (v for v in report["variants"] if v["id"] != report["reference"]):
+        arm = variant["id"]
+        primary = _result(report, report["primary"], arm)
+        compared = _result(report, revenue_metric, arm) or primary
+        money = by_arm.get(arm)
+        rows.append(
+            {
+                "experiment": report["experiment"],
+                "variant": arm,
+                "name": variants[arm]["name"],
+                "mechanic": variants[arm]["mechanic"],
+                "channel": variants[arm]["channel"],
+                "primary": report["primary"],
+                "primary_lift": primary["rel_lift"] if primary else None,
+                "primary_ci": primary["rel_ci"] if primary else None,
+                "lift_metric": compared["metric"] if compared else None,
+                "lift": compared["rel_lift"] if compared else None,
+                "lift_se": _log_se(compared, report["confidence"]),
+                "roi": money["roi"]["value"] if money else None,
+                "net_profit": money["net_profit"]["value"] if money else None,
+                "net_profit_ci": money["net_profit"]["ci"] if money else None,
+                "prob_profit": money["net_profit"]["prob_positive"] if money else None,
+                "incremental_revenue": money["incremental_revenue"]["value"] if money else None,
+                "promotion_cost": money["promotion_cost"]["value"] if money else None,
+                "currency": economics.get("currency"),
+                "decision": report["decision"]["action"],
+                "shipped": report["decision"]["variant"] == arm,
+            }
+        )
+    return rows
+
+
+def _result(report: Mapping[str, Any], metric: str, arm: str) -> Mapping[str, Any] | None:
+    return next((r for r in report["results"] if r["metric"] == metric and r["variant"] == arm), None)
+
+
+def _log_se(result: Mapping[str, Any] | None, confidence: float) -> float | None:
+    """Standard error of ``log(1 + lift)`` from the result's interval (a delta-method interval on the
+    log of the ratio of means, so its half-width is ``z se``)."""
+    if result is None or result.get("rel_ci") is None or result.get("rel_lift") is None:
+        return None
+    from scipy.stats import norm
+
+    low, high = result["rel_ci"]
+    if low <= -1:
+        return None
+    return (math.log1p(high) - math.log1p(low)) / (2 * float(norm.ppf(0.5 + confidence / 2)))
+
+
+def _arm_lift(row: Mapping[str, Any]) -> Any:
+    from promolab.analyze.portfolio import ArmLift
+
+    # ArmLift takes the relative-scale se; pool_mechanics divides it by (1 + lift) again
+    relative_se = row["lift_se"] * (1 + row["lift"])
+    return ArmLift(row["experiment"], row["variant"], row["mechanic"], row["lift"], relative_se)
+
+
+def _totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Sums over the arms with economics, per currency (ROI of the sums)."""
+    totals: dict[str, Any] = {}
+    for currency in sorted({r["currency"] for r in rows if r["net_profit"] is not None}):
+        mine = [r for r in rows if r["currency"] == currency and r["net_profit"] is not None]
+        profit = sum(r["net_profit"] for r in mine)
+        cost = sum(r["promotion_cost"] for r in mine)
+        totals[currency] = {
+            "arms": len(mine),
+            "incremental_revenue": sum(r["incremental_revenue"] for r in mine),
+            "promotion_cost": cost,
+            "net_profit": profit,
+            "roi": profit / cost if cost > 0 else None,
+        }
+    return totals
