@@ -1,5 +1,7 @@
 # promolab: `make demo` runs the pipeline on simulated data; `make test` runs lint, types and tests.
-# Both create .venv with a Python >= 3.12 found by scripts/find-python and install what they need.
+# Both create .venv with a Python >= 3.12 found by scripts/find-python and install what they need;
+# `make test` also needs headless Chromium for the report rendering test (scripts/find-chromium
+# installs Debian's package when run as root).
 .PHONY: demo test bench clean
 
 VENV ?= .venv
@@ -23,7 +25,9 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	@CHROMIUM=$$(sh scripts/find-chromium --install) || exit 1; \
+	echo "CHROMIUM=$$CHROMIUM $(BIN)/python -m pytest -n 2 --dist loadfile"; \
+	CHROMIUM=$$CHROMIUM $(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -190,7 +190,7 @@ CASES = [
     ),
     pytest.param(
         append("metrics", {"id": "conversion", "kind": "binary", "source": "orders"}),
-        "metrics[5].id",
+        "metrics[8].id",
         "duplicate id 'conversion'",
         id="duplicate-metric-id",
     ),
@@ -403,10 +403,22 @@ CASES = [
         id="ratio-numerator-undeclared",
     ),
     pytest.param(
+        put("economics.units", "unit_sold"),
+        "economics.units",
+        "unknown metric 'unit_sold' (did you mean 'units_sold'?)",
+        id="economics-units-undeclared",
+    ),
+    pytest.param(
+        put("economics.discount", "conversion"),
+        "economics.discount",
+        "'conversion' is a binary metric; expected continuous",
+        id="economics-discount-wrong-kind",
+    ),
+    pytest.param(
         append(
             "metrics", {"id": "aov_per_order", "kind": "ratio", "numerator": "aov", "denominator": "orders"}
         ),
-        "metrics[5].numerator",
+        "metrics[8].numerator",
         "must be a binary, continuous or count metric, got ratio 'aov'",
         id="ratio-of-a-ratio",
     ),

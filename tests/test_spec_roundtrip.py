@@ -122,6 +122,26 @@ source = "survey"
 column = "score"
 levels = [1, 2, 3, 4, 5]
 
+[[metrics]]
+id = "units_sold"
+kind = "count"
+source = "orders"
+column = "quantity"
+
+[[metrics]]
+id = "discount"
+kind = "continuous"
+source = "orders"
+column = "discount"
+role = "treatment_only"
+
+[[metrics]]
+id = "redemptions"
+kind = "count"
+source = "orders"
+column = "redeemed"
+role = "treatment_only"
+
 [[guardrails]]
 metric = "satisfaction"
 max_relative_drop = 0.05
@@ -131,6 +151,9 @@ currency = "USD"
 unit_price = 40
 unit_cost = 22
 fixed_cost = { pct15 = 2000, save10 = 2000, bogo = 2000 }
+units = "units_sold"
+discount = "discount"
+redemptions = "redemptions"
 
 [design]
 alpha = 0.05

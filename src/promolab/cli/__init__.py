@@ -311,6 +311,10 @@ def report(
         Path | None,
         typer.Option(help="Analysis JSON from `promolab analyze --json` (else the data is analysed now)."),
     ] = None,
+    draws_in: Annotated[
+        Path | None,
+        typer.Option("--draws", help="Posterior draws from `promolab analyze --draws`, used with --results."),
+    ] = None,
     data_dir: DataDirOption = None,
     data: DataOption = None,
     method: Annotated[
@@ -318,12 +322,15 @@ def report(
     ] = None,
 ) -> None:
     """Promotion-effect and ROI report of one experiment: HTML (plots embedded), Markdown and JSON."""
-    from promolab.report import load_results, write_report
+    from promolab.report import load_draws, load_results, write_report
 
     spec = load_spec(spec_path)
+    if draws_in is not None and results is None:
+        raise PromolabError("--draws goes with --results (without --results the analysis runs now)")
     draws = None
     if results is not None:
         payload = load_results(results, spec)
+        draws = load_draws(draws_in) if draws_in is not None else None
     else:
         from promolab.analyze import analyze_spec
         from promolab.sources import parse_overrides
@@ -345,7 +352,9 @@ def report(
 @app.command()
 def review(
     specs: SpecsArg,
-    quarter: Annotated[str, typer.Option(help="Quarter as YYYYQn, e.g. 2026Q1 (by the specs' end dates).")],
+    quarter: Annotated[
+        str, typer.Option(help="Quarter as YYYYQn, e.g. 2026Q1 (by the specs' end dates), or 'all'.")
+    ],
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for review-<quarter>.html, .md, .json.")
     ],
@@ -355,11 +364,14 @@ def review(
 ) -> None:
     """Quarterly promotion review: portfolio, totals, ROI ranking and pooled mechanic effects."""
     from promolab.report import write_review
+    from promolab.report.review import quarter_of
 
     loaded = [load_spec(path) for path in _spec_files(specs)]
-    paths = write_review(loaded, quarter, reports or out_dir, out_dir)
-    for path in paths.values():
-        err.print(f"wrote {path}", markup=False, highlight=False)
+    quarters = sorted({quarter_of(s.end) for s in loaded}) if quarter == "all" else [quarter]
+    for label in quarters:
+        paths = write_review(loaded, label, reports or out_dir, out_dir)
+        for path in paths.values():
+            err.print(f"wrote {path}", markup=False, highlight=False)
 
 
 def _spec_files(paths: list[Path]) -> list[Path]:

@@ -26,7 +26,15 @@ from promolab.report.render import (
 from promolab.report.review import build_review, in_quarter
 from promolab.spec.models import Bayes, ExperimentSpec
 
-__all__ = ["build_report", "build_review", "in_quarter", "load_results", "write_report", "write_review"]
+__all__ = [
+    "build_report",
+    "build_review",
+    "in_quarter",
+    "load_draws",
+    "load_results",
+    "write_report",
+    "write_review",
+]
 
 
 def write_report(
@@ -72,6 +80,17 @@ def write_review(
     write_text(paths["md"], render_review_markdown(review))
     write_text(paths["html"], render_review_html(review, images))
     return paths
+
+
+def load_draws(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """Posterior draws saved by ``promolab analyze --draws`` (metric, arm, draw, mean), by metric and arm."""
+    from promolab.sources import read_frame
+
+    frame = read_frame(Path(path), "posterior draws", ["metric", "arm", "draw", "mean"])
+    draws: dict[str, dict[str, np.ndarray]] = {}
+    for (metric, arm), rows in frame.sort_values("draw").groupby(["metric", "arm"], sort=False):
+        draws.setdefault(str(metric), {})[str(arm)] = rows["mean"].to_numpy(dtype=float)
+    return draws
 
 
 def load_results(path: str | Path, spec: ExperimentSpec) -> dict[str, Any]:

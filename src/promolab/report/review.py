@@ -36,6 +36,11 @@ def quarter_bounds(label: str) -> tuple[dt.date, dt.date]:
     return first, after - dt.timedelta(days=1)
 
 
+def quarter_of(day: dt.date) -> str:
+    """``YYYYQn`` of a date."""
+    return f"{day.year}Q{(day.month - 1) // 3 + 1}"
+
+
 def in_quarter(specs: Sequence[ExperimentSpec], label: str) -> list[ExperimentSpec]:
     """The experiments whose ``end`` falls in the quarter, by end date then id."""
     first, last = quarter_bounds(label)

@@ -1,0 +1,302 @@
+"""Reports end to end: sections present, numbers in the HTML equal the report JSON, user text
+escaped (HTML and Markdown), the HTML rendered by headless Chromium without console errors, the
+quarterly review's portfolio and totals, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from promolab.cli import app
+from promolab.errors import DataError
+from promolab.report.render import interval, money, pct
+from promolab.report.review import quarter_bounds
+
+from .conftest import EXAMPLES
+
+runner = CliRunner()
+HOSTILE = '<script>console.error("xss")</script> & "co" | *bold*'
+UNITS = "20000"
+
+
+def _run(*args: str) -> None:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+
+
+def _experiment(tmp: Path, name: str, spec_path: Path) -> dict:
+    """Simulate, analyse (frequentist, JSON) and report one spec; return the report JSON."""
+    data = tmp / name
+    results = str(data / "a.json")
+    _run("simulate", str(spec_path), "--units", UNITS, "--seed", "3", "--out", str(data))
+    _run("analyze", str(spec_path), "--data-dir", str(data), "--method", "frequentist", "--json", results)
+    _run("report", str(spec_path), "--results", results, "-o", str(tmp / "reports"))
+    spec_id = yaml.safe_load(spec_path.read_text())["id"]
+    return json.loads((tmp / "reports" / f"{spec_id}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """Spring discounts (with a hostile variant name and hypothesis) and the price test, both Q1 2026."""
+    tmp = tmp_path_factory.mktemp("reports")
+    raw = yaml.safe_load((EXAMPLES / "spring-discount.yaml").read_text())
+    raw["variants"][1]["name"] = HOSTILE
+    raw["hypothesis"] = "<img src=x onerror=alert(1)> pays"
+    hostile = tmp / "spring.yaml"
+    hostile.write_text(yaml.safe_dump(raw))
+    _experiment(tmp, "spring", hostile)
+    _experiment(tmp, "price", EXAMPLES / "price-points.yaml")
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def spring(workspace) -> tuple[dict, str, str]:
+    stem = workspace / "reports" / "spring-discount-2026"
+    return (
+        json.loads(stem.with_suffix(".json").read_text()),
+        stem.with_suffix(".html").read_text(),
+        (stem.with_suffix(".md").read_text()),
+    )
+
+
+class _Cells(HTMLParser):
+    """Text of every element carrying ``data-field``, by field name, in document order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, list[str]] = {}
+        self.sections: list[str] = []
+        self._open: str | None = None
+        self.scripts = 0
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "script":
+            self.scripts += 1
+        if tag == "section":
+            self.sections.append(attributes.get("id") or "")
+        if "data-field" in attributes:
+            self._open = attributes["data-field"]
+            self.fields.setdefault(self._open, []).append("")
+
+    def handle_endtag(self, tag):
+        self._open = None if tag in ("td", "strong", "span") else self._open
+
+    def handle_data(self, data):
+        if self._open is not None:
+            self.fields[self._open][-1] += data
+
+
+def _parse(html: str) -> _Cells:
+    cells = _Cells()
+    cells.feed(html)
+    return cells
+
+
+def test_report_has_every_section_in_order(spring):
+    _, html, markdown = spring
+    assert _parse(html).sections == ["decision", "design", "metrics", "economics", "notes"]
+    for heading in ("## Design recap", "## Metrics", "## Promotion economics", "## Method notes"):
+        assert heading in markdown
+
+
+def test_numbers_in_the_html_equal_the_report_json(spring):
+    report, html, _ = spring
+    cells = _parse(html).fields
+    assert cells["rel_lift"] == [pct(r["rel_lift"], 2) for r in report["results"]]
+    arms = report["economics"]["arms"]
+    assert cells["net_profit"] == [money(a["net_profit"]["value"]) for a in arms]
+    assert cells["roi"] == [pct(a["roi"]["value"]) for a in arms]
+    assert cells["headline-lift"] == [pct(report["headline"]["rel_lift"])]
+    assert cells["decision"] == [report["decision"]["reason"]]
+    assert cells["action"][0].startswith(report["decision"]["action"].upper())
+
+
+def test_decision_and_headline_come_first(spring):
+    report, html, markdown = spring
+    assert html.index('id="decision"') < html.index('id="design"')
+    assert report["decision"]["action"] in ("ship", "iterate", "stop")
+    assert markdown.splitlines()[4].startswith(f"**{report['decision']['action'].upper()}")
+
+
+def test_user_text_is_escaped_in_html_and_markdown(spring):
+    _, html, markdown = spring
+    assert "<script>" not in html
+    assert "&lt;script&gt;console.error(&#34;xss&#34;)&lt;/script&gt; &amp; &#34;co&#34;" in html
+    assert "<img src=x" not in html
+    assert _parse(html).scripts == 0
+    assert "<script>" not in markdown
+    assert "\\<script\\>" in markdown
+    assert "\\| \\*bold\\*" in markdown  # no table column break, no emphasis
+
+
+def test_economics_waterfall_sums_to_net_profit(spring):
+    from promolab.report.plots import waterfall_steps
+
+    for arm in spring[0]["economics"]["arms"]:
+        steps = waterfall_steps(arm)
+        assert sum(v for _, v in steps) == pytest.approx(arm["net_profit"]["value"], rel=1e-12)
+
+
+def test_price_report_has_the_price_response(workspace):
+    report = json.loads((workspace / "reports" / "starter-kit-price-2026q1.json").read_text())
+    response = report["price_response"]
+    assert [row["price"] for row in response["rows"]] == [35, 40, 45]
+    assert sum(row["prob_profit_max"] for row in response["rows"]) == pytest.approx(1.0)
+    low, high = response["loglog_ci"]
+    assert low < response["loglog"] < high
+    html = (workspace / "reports" / "starter-kit-price-2026q1.html").read_text()
+    assert 'id="price"' in html
+    assert interval(response["loglog_ci"], "num") in html
+
+
+def test_html_renders_in_headless_chromium_without_console_errors(spring, workspace, tmp_path):
+    browser = (
+        os.environ.get("CHROMIUM")
+        or subprocess.run(
+            ["sh", str(EXAMPLES.parent / "scripts" / "find-chromium")], capture_output=True, text=True
+        ).stdout.strip()
+    )
+    if not browser:
+        pytest.fail("headless Chromium is needed: run `sh scripts/find-chromium --install` (make test does)")
+
+    def render(page: Path) -> tuple[Path, str]:
+        shot = tmp_path / f"{page.stem}.png"
+        done = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+             "--window-size=1280,2000", f"--screenshot={shot}", page.as_uri()],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return shot, done.stderr
+
+    control = tmp_path / "control.html"  # the console check is not blind: a page that logs is caught
+    control.write_text('<html><body><script>console.error("seen")</script></body></html>')
+    assert "CONSOLE" in render(control)[1]
+    for page in (workspace / "reports").glob("*.html"):
+        shot, log = render(page)
+        assert "CONSOLE" not in log, log
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+# ---------------------------------------------------------------------- the quarterly review
+
+
+@pytest.fixture(scope="module")
+def review(workspace) -> dict:
+    specs = [str(workspace / "spring.yaml"), str(EXAMPLES / "price-points.yaml")]
+    reports = str(workspace / "reports")
+    _run("review", *specs, "--quarter", "2026Q1", "-o", reports)
+    return json.loads((workspace / "reports" / "review-2026Q1.json").read_text())
+
+
+def test_review_portfolio_covers_every_arm_ranked_by_roi(review):
+    rows = review["portfolio"]
+    assert {(r["experiment"], r["variant"]) for r in rows} == {
+        ("spring-discount-2026", "pct15"),
+        ("spring-discount-2026", "save10"),
+        ("spring-discount-2026", "bogo"),
+        ("starter-kit-price-2026q1", "p35"),
+        ("starter-kit-price-2026q1", "p45"),
+    }
+    rois = [r["roi"] for r in rows if r["roi"] is not None]
+    assert rois == sorted(rois, reverse=True)
+
+
+def test_review_totals_are_the_sums_of_the_portfolio(review):
+    usd = review["totals"]["USD"]
+    rows = [r for r in review["portfolio"] if r["currency"] == "USD" and r["net_profit"] is not None]
+    assert usd["net_profit"] == pytest.approx(sum(r["net_profit"] for r in rows), rel=1e-12)
+    assert usd["promotion_cost"] == pytest.approx(sum(r["promotion_cost"] for r in rows), rel=1e-12)
+
+
+def test_review_pools_every_mechanic(review, workspace):
+    effects = review["mechanics"]["effects"]
+    assert {e["mechanic"] for e in effects} == {"percent_off", "amount_off", "bogo", "price_point"}
+    assert sum(e["arms"] for e in effects) == 5
+    for e in effects:
+        assert e["rel_hdi"][0] < e["rel_lift_mean"] < e["rel_hdi"][1]
+    html = (workspace / "reports" / "review-2026Q1.html").read_text()
+    assert 'id="mechanics"' in html
+    assert "<script>" not in html
+
+
+@pytest.mark.parametrize(
+    ("label", "bounds"),
+    [("2026Q1", ("2026-01-01", "2026-03-31")), ("2026Q4", ("2026-10-01", "2026-12-31")),
+     ("2024Q1", ("2024-01-01", "2024-03-31"))],
+)  # fmt: skip
+def test_quarter_bounds(label, bounds):
+    assert tuple(d.isoformat() for d in quarter_bounds(label)) == bounds
+
+
+@pytest.mark.parametrize("label", ["2026Q5", "2026-Q1", "Q1 2026", ""])
+def test_bad_quarter_is_a_clear_error(label):
+    with pytest.raises(DataError, match="expected YYYYQn"):
+        quarter_bounds(label)
+
+
+def test_review_without_reports_or_experiments_exits_2(tmp_path):
+    missing = runner.invoke(app, ["review", str(EXAMPLES), "--quarter", "2026Q1", "-o", str(tmp_path)])
+    assert missing.exit_code == 2
+    assert "no report for" in missing.output
+    assert "Traceback" not in missing.output
+    empty = runner.invoke(app, ["review", str(EXAMPLES), "--quarter", "2030Q1", "-o", str(tmp_path)])
+    assert empty.exit_code == 2
+    assert "no experiment ended in 2030Q1" in empty.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not JSON"),
+        ('{"experiment": "x"}', "not a promolab analysis"),
+        ('{"experiment": "other", "results": [], "arms": {}}', "results of 'other'"),
+    ],
+)
+def test_report_with_a_bad_results_file_exits_2(tmp_path, content, message):
+    results = tmp_path / "r.json"
+    results.write_text(content)
+    before = results.read_text()
+    spec = str(EXAMPLES / "spring-discount.yaml")
+    outcome = runner.invoke(app, ["report", spec, "--results", str(results), "-o", str(tmp_path)])
+    assert outcome.exit_code == 2
+    assert message in outcome.output
+    assert "Traceback" not in outcome.output
+    assert results.read_text() == before  # nothing the user gave is modified
+
+
+def test_report_from_saved_posterior_draws_uses_the_bayesian_law(workspace, tmp_path):
+    data = workspace / "spring"
+    spec = str(workspace / "spring.yaml")
+    results, draws = str(tmp_path / "a.json"), str(tmp_path / "d.parquet")
+    _run(
+        "analyze", spec, "--data-dir", str(data), "--method", "bayesian", "--json", results, "--draws", draws
+    )
+    _run("report", spec, "--results", results, "--draws", draws, "-o", str(tmp_path))
+    report = json.loads((tmp_path / "spring-discount-2026.json").read_text())
+    assert report["economics"]["method"] == "bayesian"
+    assert any("posterior draws of revenue" in note for note in report["notes"])
+    for arm in report["economics"]["arms"]:
+        low, high = arm["net_profit"]["ci"]
+        assert low < arm["net_profit"]["value"] < high
+    html = (tmp_path / "spring-discount-2026.html").read_text()
+    assert 'alt="posterior of the relative lift"' in html
+
+
+def test_draws_without_results_is_a_usage_error(tmp_path):
+    outcome = runner.invoke(
+        app, ["report", str(EXAMPLES / "spring-discount.yaml"), "--draws", "d.parquet", "-o", str(tmp_path)]
+    )
+    assert outcome.exit_code == 2
+    assert "--draws goes with --results" in outcome.output
