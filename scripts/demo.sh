@@ -15,7 +15,7 @@ for spec in experiments/*.yaml experiments/*.toml; do
     "$bin/promolab" assign "$spec" --data-dir "$dir" --out "$dir/assignment.parquet" --json "$dir/balance.json"
     set --  # posterior draws feed the report when the spec runs the Bayesian engine
     if grep -Eq '^ *method: *(both|bayesian)' "$spec"; then set -- --draws "$dir/draws.parquet"; fi
-    "$bin/promolab" analyze "$spec" --data-dir "$dir" --json "$dir/analysis.json" "$@"
+    "$bin/promolab" analyze "$spec" --data-dir "$dir" --daily --json "$dir/analysis.json" "$@"
     "$bin/promolab" report "$spec" --results "$dir/analysis.json" "$@" -o "$out/reports"
 done
 real=../shared/data/hillstrom.csv  # a real test, when the shared datasets are beside the project

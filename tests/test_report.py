@@ -36,7 +36,17 @@ def _experiment(tmp: Path, name: str, spec_path: Path) -> dict:
     data = tmp / name
     results = str(data / "a.json")
     _run("simulate", str(spec_path), "--units", UNITS, "--seed", "3", "--out", str(data))
-    _run("analyze", str(spec_path), "--data-dir", str(data), "--method", "frequentist", "--json", results)
+    _run(
+        "analyze",
+        str(spec_path),
+        "--data-dir",
+        str(data),
+        "--method",
+        "frequentist",
+        "--daily",
+        "--json",
+        results,
+    )
     _run("report", str(spec_path), "--results", results, "-o", str(tmp / "reports"))
     spec_id = yaml.safe_load(spec_path.read_text())["id"]
     return json.loads((tmp / "reports" / f"{spec_id}.json").read_text())
@@ -300,3 +310,25 @@ def test_draws_without_results_is_a_usage_error(tmp_path):
     )
     assert outcome.exit_code == 2
     assert "--draws goes with --results" in outcome.output
+
+
+def test_cumulative_curve_matches_the_orders_day_by_day(spring, workspace):
+    import pandas as pd
+
+    report, html, _ = spring
+    daily = report["daily"]
+    assert daily["metric"] == "revenue"
+    data = workspace / "spring" / "data" / "spring"
+    orders = pd.read_parquet(data / "orders.parquet")
+    assignments = pd.read_parquet(data / "assignments.parquet")
+    joined = orders.merge(assignments, on="unit_id")
+    arms = assignments["variant"].value_counts()
+    day = daily["days"][9]
+    upto = joined[joined["ts"].dt.date <= pd.Timestamp(day).date()]
+    for arm, values in daily["arms"].items():
+        expected = upto.loc[upto["variant"] == arm, "amount"].sum() / arms[arm]
+        assert values[9] == pytest.approx(expected, rel=1e-9)
+        assert values == sorted(values)  # revenue only accumulates
+        total = joined.loc[joined["variant"] == arm, "amount"].sum() / arms[arm]  # every order in the test
+        assert values[-1] == pytest.approx(total, rel=1e-9)
+    assert 'alt="cumulative metric over time"' in html

@@ -173,6 +173,7 @@ metric = "profit"
 prob_positive = 0.95
 
 [data]
+timestamp = "ts"
 assignments = "data/spring/assignments.parquet"
 units = "data/spring/customers.parquet"
 

@@ -80,6 +80,7 @@ def aggregate(
     covariates: Sequence[str] = (),
     segments: Sequence[Segmentation] = (),
     log_moments: bool = False,
+    daily: bool = False,
 ) -> DuckAggregation:
     """Aggregate the spec's data to per-arm statistics (``.stats``) in an in-memory DuckDB.
 
@@ -90,6 +91,8 @@ def aggregate(
         covariates: units-file columns to keep for regression adjustment.
         segments: ways to slice units (units-file columns, RFM scores) for per-segment moments.
         log_moments: also compute the log-moments of continuous metrics (Bayesian hurdle models).
+        daily: also compute the primary metric's cumulative mean by day (``.daily``), when it reads an
+            event table with the ``data.timestamp`` column.
 
     Raises:
         DataError: missing files or columns, wrong types, undeclared variants, units with two
@@ -105,6 +108,8 @@ def aggregate(
     aggregation.build_unit_table(distinct_assignments=False)
     aggregation.check_units()
     aggregation.compute_stats(log_moments)
+    if daily:
+        aggregation.daily = aggregation.daily_curve(spec.metric(spec.primary))
     return aggregation
 
 
@@ -128,6 +133,7 @@ class DuckAggregation:
         self.ordinals = [m for m in valued if isinstance(m, OrdinalMetric)]
         self.caps: dict[str, float] = {}
         self.stats = ExperimentStats({})
+        self.daily: dict[str, Any] | None = None
 
     def build_unit_table(self, distinct_assignments: bool) -> None:
         """Create the temp table ``unit_values``: unit, arm (1-based; 0 = holdout; -1 = undeclared), label,
@@ -294,6 +300,49 @@ class DuckAggregation:
                 found.setdefault(str(segment), {})[self.arms[int(k) - 1]] = m
         covariates = tuple(f"cov:{c}" for c in self.covariates)
         self.stats = ExperimentStats(arms, self.caps, covariates, segments)
+
+    def daily_curve(self, metric: AnyMetric) -> dict[str, Any] | None:
+        """Cumulative mean per randomised unit of ``metric`` at the end of each day, per arm.
+
+        Day ``d`` counts the metric's rows up to ``d``: the value summed (count, continuous ``sum``), or
+        units with a first qualifying row by ``d`` (binary). Uncapped. None when the metric has no
+        event table with the ``data.timestamp`` column, or is not cumulative (``mean``/``max``).
+        """
+        column, table = self.spec.data.timestamp, _source(metric)
+        cumulative = isinstance(metric, BinaryMetric | CountMetric) or (
+            isinstance(metric, ContinuousMetric) and metric.agg == "sum"
+        )
+        if column is None or table in (None, "units") or not cumulative:
+            return None
+        source = self.sources[str(table)]
+        if column not in source.columns:
+            return None
+        day = f"CAST({quote(column)} AS DATE)"
+        unit = quote(self.spec.data.unit_id)
+        raw = _column(metric)
+        if isinstance(metric, BinaryMetric):
+            hit = f"WHERE CAST({quote(raw)} AS BOOLEAN)" if raw else ""
+            first = f"min({day}) AS day"
+            rows = f"SELECT {unit} AS unit_id, {first}, 1.0 AS value FROM {source.sql} {hit} GROUP BY 1"
+        else:
+            value = f"CAST({quote(raw)} AS DOUBLE)" if raw else "1.0"
+            rows = f"SELECT {unit} AS unit_id, {day} AS day, {value} AS value FROM {source.sql}"
+        found = self._run(
+            f"WITH r AS ({rows}), arms AS (SELECT DISTINCT unit_id, arm FROM unit_values WHERE arm > 0) "
+            "SELECT r.day, arms.arm, sum(r.value) FROM r JOIN arms USING (unit_id) "
+            "WHERE r.day IS NOT NULL GROUP BY ALL ORDER BY 1",
+            _source_params(self.sources),
+        ).fetchall()
+        days = sorted({r[0] for r in found})
+        totals = {arm: [0.0] * len(days) for arm in self.arms}
+        for when, k, total in found:
+            totals[self.arms[int(k) - 1]][days.index(when)] = float(total)
+        sizes = {arm: self.stats.arms[arm].moments.n for arm in self.arms}
+        return {
+            "metric": metric.id,
+            "days": [d.isoformat() for d in days],
+            "arms": {arm: (np.cumsum(t) / sizes[arm]).tolist() for arm, t in totals.items()},
+        }
 
     def _moments(self, names: Sequence[str], keys: Sequence[str]) -> dict[tuple[Any, ...], Moments]:
         """Moments of the (capped) ``names`` in each group of ``keys`` (assigned arms only)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -46,6 +46,7 @@ class Analysis:
     bayes: BayesAnalysis | None = None
     bayes_verdict: Verdict | None = None
     arms: dict[str, Moments] = field(default_factory=dict)  # per-arm moments (economics reads them)
+    daily: dict[str, Any] | None = None  # the primary metric's cumulative mean by day (reports)
 
     @property
     def decision(self) -> Verdict:
@@ -82,6 +83,7 @@ class Analysis:
             "caps": self.caps,
             "results": self.to_dicts(),
             "arms": {arm: moments.to_dict() for arm, moments in self.arms.items()},
+            "daily": self.daily,
             "guardrails": [asdict(g) for g in self.guardrails],
             "method": self.method,
             "decision": asdict(self.decision),
@@ -112,6 +114,7 @@ def analyze_spec(
     frames: Mapping[str, pd.DataFrame] | None = None,
     cuped: bool = True,
     method: Method | None = None,
+    daily: bool = False,
 ) -> Analysis:
     """Analyse the spec's data (files, or pandas DataFrames by data name in ``frames``).
 
@@ -122,6 +125,7 @@ def analyze_spec(
         frames: data name -> DataFrame, used instead of files.
         cuped: adjust for ``analysis.covariates`` when the spec declares some (frequentist engine).
         method: ``frequentist``, ``bayesian`` or ``both`` (default: the spec's ``analysis.method``).
+        daily: also the primary metric's cumulative mean by day (needs ``data.timestamp``).
     """
     from promolab.aggregate.duck import aggregate
 
@@ -129,8 +133,11 @@ def analyze_spec(
     covariates = spec.analysis.covariates if cuped else ()
     segments = spec.analysis.segments if method != "frequentist" else ()
     paths = data_paths(spec, data_dir, overrides)
-    aggregation = aggregate(spec, paths, frames, covariates, segments, log_moments=method != "frequentist")
-    return analyze_stats(spec, aggregation.stats, aggregation.residual_moments, method)
+    aggregation = aggregate(
+        spec, paths, frames, covariates, segments, log_moments=method != "frequentist", daily=daily
+    )
+    analysis = analyze_stats(spec, aggregation.stats, aggregation.residual_moments, method)
+    return replace(analysis, daily=aggregation.daily)
 
 
 def analyze_stats(

@@ -281,6 +281,9 @@ def analyze(
         Path | None,
         typer.Option("--draws", help="Write the posterior draws of every arm's mean here (Parquet or CSV)."),
     ] = None,
+    daily: Annotated[
+        bool, typer.Option(help="Also the primary metric's cumulative mean by day, for the report.")
+    ] = False,
 ) -> None:
     """Lifts with confidence intervals for every metric and arm, guardrails, SRM check and verdict."""
     from promolab.analyze import analyze_spec
@@ -293,7 +296,9 @@ def analyze(
         raise PromolabError("--draws needs the Bayesian engine: add --method bayesian (or both)")
     if draws_out is not None and draws_out.suffix.lower() not in (".parquet", ".csv"):
         raise PromolabError(f"--draws {draws_out}: must end in .parquet or .csv")
-    analysis = analyze_spec(spec, data_dir, parse_overrides(data or []), cuped=cuped, method=chosen)
+    analysis = analyze_spec(
+        spec, data_dir, parse_overrides(data or []), cuped=cuped, method=chosen, daily=daily
+    )
     print_analysis(analysis)
     if json_out is not None:
         write_json(json_out, analysis.to_dict())
@@ -336,7 +341,7 @@ def report(
         from promolab.sources import parse_overrides
 
         chosen = spec.analysis.method if method is None else method.value
-        analysis = analyze_spec(spec, data_dir, parse_overrides(data or []), method=chosen)
+        analysis = analyze_spec(spec, data_dir, parse_overrides(data or []), method=chosen, daily=True)
         payload = analysis.to_dict()
         draws = analysis.bayes.draws if analysis.bayes is not None else None
     paths = write_report(spec, payload, out_dir, draws)

@@ -26,6 +26,8 @@ from promolab.report.render import (
 from promolab.report.review import build_review, in_quarter
 from promolab.spec.models import Bayes, ExperimentSpec
 
+REVIEW_SAMPLER = Bayes(draws=1000, tune=1000, chains=2)  # the mechanic model: ESS ~1000, 2x faster
+
 __all__ = [
     "build_report",
     "build_review",

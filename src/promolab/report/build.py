@@ -70,6 +70,7 @@ def build_report(
         "bayes": payload.get("bayes"),
         "economics": economics.to_dict() if economics is not None else None,
         "price_response": _price_response(spec, arms),
+        "daily": payload.get("daily"),
         "notes": notes,
     }
 

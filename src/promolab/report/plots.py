@@ -134,3 +134,17 @@ def mechanics(effects: Sequence[Mapping[str, Any]]) -> str | None:
     ax.set_yticks(y, [f"{e['mechanic']} ({e['arms']})" for e in effects])
     ax.set_xlabel("typical relative revenue lift (%)")
     return _encode(fig)
+
+
+def cumulative(daily: Mapping[str, Any]) -> str:
+    """Cumulative mean of the primary metric per randomised unit by day, one line per arm."""
+    import matplotlib.dates as mdates
+
+    fig, ax = _figure(2.8)
+    days = np.array(daily["days"], dtype="datetime64[D]")
+    for arm, values in daily["arms"].items():
+        ax.plot(days, values, label=arm)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
+    ax.set_ylabel(f"cumulative {daily['metric']} per unit")
+    ax.legend(frameon=False, fontsize=8)
+    return _encode(fig)

@@ -74,6 +74,7 @@ def figures(
         ),
         "waterfalls": [plots.roi_waterfall(arm, currency) for arm in economics["arms"]] if economics else [],
         "price": plots.price_profit(report["price_response"], currency) if report["price_response"] else None,
+        "cumulative": plots.cumulative(report["daily"]) if report["daily"] else None,
     }
 
 

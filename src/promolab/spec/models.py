@@ -562,6 +562,9 @@ class Data(SpecModel):
     tables: dict[Slug, str] = Field(default_factory=dict, description="Event tables by name.")
     unit_id: Column = Field(default="unit_id", description="Unit id column in every table.")
     variant_column: Column = Field(default="variant", description="Arm column of the assignments.")
+    timestamp: Column | None = Field(
+        default=None, description="Date or time column of event tables (the report's cumulative curve)."
+    )
     variant_values: dict[str, Slug] | None = Field(
         default=None, description="Maps raw arm labels in the data to variant ids."
     )
