@@ -332,3 +332,156 @@ def test_decision_never_ships_with_a_failed_guardrail_or_a_sample_ratio_mismatch
     spec, economics = _economics(revenue=8.0)
     assert promotion_decision(spec, _payload(1e-9, guardrail_passed=False), economics).action == "iterate"
     assert promotion_decision(spec, _payload(1e-9, srm=True), economics).action == "iterate"
+
+
+# ---------------------------------------------------------------------- references that cost money
+
+
+def two_arm_spec(
+    reference: dict, arm: dict, economics: dict | None = None, metrics: list[dict] | None = None
+):
+    """A spec whose reference arm is not an untreated control (it has its own costs)."""
+    return spec_from_dict(
+        {
+            "id": "ref-costs",
+            "name": "reference with costs",
+            "unit": "customer",
+            "start": "2026-01-05",
+            "end": "2026-01-25",
+            "variants": [{**reference, "weight": 0.5, "reference": True}, {**arm, "weight": 0.5}],
+            "metrics": metrics
+            or [
+                {"id": "conversion", "kind": "binary", "source": "orders"},
+                {"id": "revenue", "kind": "continuous", "source": "orders", "column": "amount"},
+            ],
+            "primary": "revenue",
+            "economics": {"unit_price": 40, "unit_cost": 24, **(economics or {})},
+            "data": {"assignments": "a.parquet", "tables": {"orders": "o.parquet"}},
+        }
+    )
+
+
+def test_a_reference_channel_pays_its_own_contacts_and_fixed_cost():
+    # e-mail (0.02 a contact, fixed 500) against SMS (0.10 a contact, fixed 100), 1000 units each.
+    # Revenue 4.0 -> 4.3 at list price: margins 1.6 and 4.3 x 0.4 = 1.72 -> +120.
+    # Extra contact (0.10 - 0.02) x 1000 = 80; fixed 100 - 500 = -400 -> cost -320, net 120 - 80 + 400 = 440.
+    spec = two_arm_spec(
+        {"id": "email", "kind": "channel", "channel": "email", "cost_per_contact": 0.02},
+        {"id": "sms", "kind": "channel", "channel": "sms", "cost_per_contact": 0.10},
+        {"fixed_cost": {"email": 500, "sms": 100}},
+    )
+    result = promotion_economics(spec, {"email": arm(conversion=0.05, revenue=4.0),
+                                        "sms": arm(conversion=0.06, revenue=4.3)})  # fmt: skip
+    assert value(result, "contact_cost") == pytest.approx(80, rel=1e-12)
+    assert value(result, "fixed_media_cost") == pytest.approx(-400, rel=1e-12)
+    assert value(result, "promotion_cost") == pytest.approx(-320, rel=1e-12)
+    assert value(result, "net_profit") == pytest.approx(440, rel=1e-12)
+    assert value(result, "incremental_margin") == pytest.approx(120, rel=1e-12)
+
+
+def test_a_discounted_reference_subsidy_is_the_extra_discount_on_baseline_units():
+    # 10% off (cut 4, pays 36) against 20% off (cut 8, pays 32). U0 = 3.6 / 36 = 0.1, U1 = 4.8 / 32 = 0.15.
+    # Discounts 0.4 and 1.2 per unit -> +800; subsidy (8 - 4) x 0.1 x 1000 = 400, rest 400.
+    spec = two_arm_spec(
+        {"id": "pct10", "kind": "discount", "mechanic": "percent_off", "value": 10},
+        {"id": "pct20", "kind": "discount", "mechanic": "percent_off", "value": 20},
+    )
+    result = promotion_economics(spec, {"pct10": arm(conversion=0.05, revenue=3.6),
+                                        "pct20": arm(conversion=0.06, revenue=4.8)})  # fmt: skip
+    assert value(result, "discount_cost") == pytest.approx(800, rel=1e-12)
+    assert value(result, "subsidy") == pytest.approx(400, rel=1e-12)
+    assert value(result, "incremental_sales_discount") == pytest.approx(400, rel=1e-12)
+    # margins 3.6 - 2.4 = 1.2 and 4.8 - 3.6 = 1.2: no gain; the waterfall opens at margin + discount
+    assert value(result, "net_profit") == pytest.approx(0, abs=1e-9)
+
+
+def test_creatives_with_equal_media_spend_have_no_iroas():
+    spec = two_arm_spec(
+        {"id": "product", "kind": "ad_creative", "creative": "a", "headline": "h"},
+        {"id": "ugc", "kind": "ad_creative", "creative": "b", "headline": "h"},
+        {"media_cost": {"product": 1000, "ugc": 1000}, "fixed_cost": {"ugc": 300}},
+    )
+    result = promotion_economics(spec, {"product": arm(conversion=0.05, revenue=4.0),
+                                        "ugc": arm(conversion=0.05, revenue=4.5)})  # fmt: skip
+    assert "iroas" not in result.arms[0].quantities  # no extra media spend buys the extra revenue
+    assert value(result, "net_profit") == pytest.approx(500 * 0.4 - 300, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("variant", "revenue", "expected"),
+    [
+        # amount off 10 (units_per_order 2: 5 per unit), no redemptions metric: every order redeems.
+        # U = 4.5 / 35 ; orders = U / 2 ; discount = 10 x orders
+        (
+            {"id": "save10", "kind": "discount", "mechanic": "amount_off", "value": 10},
+            4.5,
+            10 * (4.5 / 35) / 2,
+        ),
+        ({"id": "c5", "kind": "discount", "mechanic": "coupon", "value": 5}, 4.5, 5 * (4.5 / 37.5) / 2),
+        # BOGO buy 1 get 1: half of every unit's list price is the cut (20); U = 4.5 / 20
+        ({"id": "bogo", "kind": "discount", "mechanic": "bogo"}, 4.5, 20 * 4.5 / 20),
+    ],
+)
+def test_nominal_discounts_without_measured_metrics(variant, revenue, expected):
+    spec = make_spec(variant, {"units_per_order": 2})
+    result = promotion_economics(
+        spec,
+        {"control": arm(conversion=0.05, revenue=4.0), variant["id"]: arm(conversion=0.06, revenue=revenue)},
+    )
+    assert value(result, "discount_cost") == pytest.approx(N * expected, rel=1e-12)
+
+
+def test_declared_redemptions_drive_the_coupon_cost():
+    # coupon of 5 with 0.01 redemptions per unit and no discount metric: 5 x 0.01 x 1000 = 50
+    metrics = [m for m in MEASURED if m["id"] != "discount"]
+    spec = make_spec({"id": "c5", "kind": "discount", "mechanic": "coupon", "value": 5},
+                     {"units": "units", "redemptions": "redemptions"}, metrics)  # fmt: skip
+    means = {k: v for k, v in CONTROL.items() if k != "discount"}
+    treated = {**means, "revenue": 4.4, "units": 0.11, "orders": 0.055, "redemptions": 0.01}
+    result = promotion_economics(spec, {"control": arm(**means), "c5": arm(**treated)})
+    assert value(result, "discount_cost") == pytest.approx(50, rel=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    contact=st.floats(0, 0.2),  # the reference channel's cost per contact
+    fixed=st.tuples(st.floats(0, 3_000), st.floats(0, 3_000)),
+    paid=st.floats(20, 39),  # measured price paid per unit sold in the arm
+    gift=st.floats(0, 3),  # gift cost per unit sold
+    units0=st.floats(0.02, 1.0),
+)
+def test_net_profit_is_zero_at_the_break_even_lift_with_costs_on_both_sides(
+    contact, fixed, paid, gift, units0
+):
+    """Measured discount and gifts, contact and fixed costs on the reference too."""
+    metrics = [m for m in MEASURED if m["id"] != "orders"]
+    spec = two_arm_spec(
+        {"id": "ref", "kind": "channel", "channel": "email", "cost_per_contact": contact},
+        {"id": "gift", "kind": "discount", "mechanic": "gift", "gift_cost": 1.0},
+        {"units": "units", "redemptions": "redemptions", "discount": "discount",
+         "fixed_cost": {"ref": fixed[0], "gift": fixed[1]}},
+        metrics,
+    )  # fmt: skip
+    # gift_cost 1 per redeemed order and ``gift`` redemptions per unit sold: ``gift`` per unit sold
+    reference = {
+        "conversion": 0.05,
+        "revenue": 40 * units0,
+        "units": units0,
+        "redemptions": 0.0,
+        "discount": 0.0,
+    }
+
+    def treated(units: float) -> Moments:
+        return arm(conversion=0.05, revenue=paid * units, units=units, redemptions=gift * units,
+                   discount=(40 - paid) * units)  # fmt: skip
+
+    first = promotion_economics(spec, {"ref": arm(**reference), "gift": treated(units0)}, size=200)
+    lift = first.arms[0].break_even_lift
+    margin = paid - 24 - gift  # contribution per unit sold
+    if margin <= 0:
+        assert lift is None
+        return
+    assert lift is not None
+    at = promotion_economics(spec, {"ref": arm(**reference), "gift": treated(units0 * (1 + lift))}, size=200)
+    scale = N * units0 * 40 + sum(fixed)
+    assert value(at, "net_profit") == pytest.approx(0.0, abs=1e-9 * scale)

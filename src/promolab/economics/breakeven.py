@@ -99,6 +99,17 @@ def paid_revenue_lift(arm: ArmEconomics, reference: ArmEconomics, units_lift: fl
     return (1 + units_lift) * (arm.price - arm.price_cut) / (reference.price - reference.price_cut) - 1
 
 
+def break_even_lift(
+    margin_per_unit_sold: float, cost_per_unit: float, reference_profit: float, units0: float
+) -> float | None:
+    """``L*`` solving ``u0 (1 + L) m - k = profit_ref``: the units lift at which the arm earns what the
+    reference arm earns per randomised unit (``m`` margin per unit sold after the promotion's per-unit
+    costs, ``k`` cost per randomised unit). None when the arm can never pay (``m <= 0``, no sales)."""
+    if not margin_per_unit_sold > 0 or not units0 > 0:
+        return None
+    return (reference_profit + cost_per_unit) / (units0 * margin_per_unit_sold) - 1
+
+
 def break_even(
     arm: ArmEconomics, reference: ArmEconomics, unit_cost: float, units_sold: float, n_arm: int
 ) -> BreakEven:
@@ -113,7 +124,7 @@ def break_even(
     reference_profit = (
         units_sold * (reference.price - reference.cost_per_unit_sold - unit_cost) - reference.cost_per_unit
     )
-    lift = None if margin <= 0 else (reference_profit + arm.cost_per_unit) / (units_sold * margin) - 1
+    lift = break_even_lift(margin, arm.cost_per_unit, reference_profit, units_sold)
     below_reference = max(reference.price - arm.price, 0.0)  # a lower price point is a discount too
     subsidy = n_arm * units_sold * (arm.cost_per_unit_sold + below_reference)
     test_cost = subsidy + n_arm * arm.contact_cost + arm.fixed_cost

@@ -44,10 +44,12 @@ import numpy as np
 import numpy.typing as npt
 
 from promolab.aggregate.moments import Moments
-from promolab.economics.breakeven import arm_economics, break_even
+from promolab.economics.breakeven import ArmEconomics, arm_economics, break_even_lift
 from promolab.spec.models import (
+    AmountOff,
     AnyVariant,
     ChannelVariant,
+    Coupon,
     Economics,
     ExperimentSpec,
     FreeShipping,
@@ -166,11 +168,6 @@ def economics_sources(spec: ExperimentSpec) -> tuple[_Sources, list[str]]:
         notes.append("No unit_cost: the cost of goods is taken as zero, so margins equal revenue.")
     if conversion is None:
         notes.append("No binary conversion metric: incremental conversions are not reported.")
-    if economics.horizon_units is not None:
-        notes.append(
-            f"Break-even lifts spread fixed and media costs over {economics.horizon_units} units "
-            "(economics.horizon_units); net profit is over the test's own units."
-        )
     sources = _Sources(
         revenue, economics.units, orders, economics.redemptions, economics.discount, conversion
     )
@@ -185,20 +182,23 @@ def _default(declared: Mapping[str, str], name: str, kind: str) -> str | None:
 
 
 def _per_unit(
-    values: Values, variant: AnyVariant, spec: ExperimentSpec, sources: _Sources
+    values: Values, variant: AnyVariant, spec: ExperimentSpec, sources: _Sources, n: int
 ) -> dict[str, Array]:
-    """R, U, O, D, Q, G, K, margin and profit per randomised unit of one arm (module docstring)."""
+    """R, U, Q, G, K, fixed and media cost, margin and profit per randomised unit of one arm of ``n``
+    units (module docstring)."""
     economics = spec.economics or Economics()
-    reference_price = _reference_price(spec)
-    nominal = arm_economics(variant, economics, reference_price, units=1)
-    price = nominal.price
+    nominal = arm_economics(variant, economics, _reference_price(spec), units=1)
     revenue = values[sources.revenue]
-    units = values[sources.units] if sources.units else revenue / (price - nominal.price_cut)
+    units = values[sources.units] if sources.units else revenue / (nominal.price - nominal.price_cut)
     orders = values[sources.orders] if sources.orders else units / economics.units_per_order
     redeemed = values[sources.redemptions] if sources.redemptions else orders
-    discount = values[sources.discount] if sources.discount else _scaled(nominal.price_cut, units)
+    discount = (
+        values[sources.discount] if sources.discount else _nominal_discount(variant, nominal, units, redeemed)
+    )
     gifts = _scaled(_cost_per_redeemed_order(variant), redeemed)
     contact = _scaled(variant.cost_per_contact if isinstance(variant, ChannelVariant) else 0.0, revenue, 1.0)
+    fixed = _scaled(economics.fixed_cost.get(variant.id, 0.0) / n, revenue, 1.0)
+    media = _scaled(economics.media_cost.get(variant.id, 0.0) / n, revenue, 1.0)
     margin = revenue - _scaled(economics.unit_cost or 0.0, units)
     book = {
         "revenue": revenue,
@@ -206,12 +206,22 @@ def _per_unit(
         "discount": discount,
         "gifts": gifts,
         "contact": contact,
+        "fixed": fixed,
+        "media": media,
         "margin": margin,
-        "profit": margin - gifts - contact,
+        "profit": margin - gifts - contact - fixed - media,
     }
     if sources.conversion:
         book["conversions"] = values[sources.conversion]
     return book
+
+
+def _nominal_discount(variant: AnyVariant, nominal: ArmEconomics, units: Array, redeemed: Array) -> Array:
+    """Discount given when no discount metric is declared: an amount-off or coupon's face value per
+    redeemed order; a percent-off, BOGO or bundle cut per unit sold (every unit at the offer)."""
+    if isinstance(variant, AmountOff | Coupon):
+        return _scaled(variant.value, redeemed)
+    return _scaled(nominal.price_cut, units)
 
 
 def _scaled(rate: float, quantity: Array, per: float | None = None) -> Array:
@@ -247,30 +257,33 @@ def _reference_price(spec: ExperimentSpec) -> float:
     return math.nan if economics.unit_price is None else economics.unit_price
 
 
-def _arm_totals(
-    arm: dict[str, Array], ref: dict[str, Array], n: int, fixed: float, media: float
-) -> dict[str, Array]:
-    """Test totals of one arm against the reference (module docstring)."""
-    cost = n * (arm["discount"] + arm["gifts"] + arm["contact"]) + fixed + media
-    net = n * (arm["profit"] - ref["profit"]) - fixed - media
-    revenue = n * (arm["revenue"] - ref["revenue"])
-    subsidy = n * arm["discount"] * ref["units"] / arm["units"]
+COSTS = ("discount", "gifts", "contact", "fixed", "media")  # promotion costs, per randomised unit
+
+
+def _arm_totals(arm: dict[str, Array], ref: dict[str, Array], n: int) -> dict[str, Array]:
+    """Test totals of one arm against the reference, over the arm's ``n`` units: every amount is the
+    arm's minus what the reference arm spends or earns per randomised unit (module docstring)."""
+    delta = {key: n * (arm[key] - ref[key]) for key in ("revenue", "units", "margin", *COSTS)}
+    cost = sum((delta[key] for key in COSTS), np.zeros_like(delta["revenue"]))
+    per_unit_sold = _safe_ratio(arm["discount"], arm["units"]) - _safe_ratio(ref["discount"], ref["units"])
+    subsidy = n * per_unit_sold * ref["units"]
+    net = n * (arm["profit"] - ref["profit"])
     totals = {
-        "incremental_revenue": revenue,
-        "incremental_units": n * (arm["units"] - ref["units"]),
-        "incremental_margin": n * (arm["margin"] - ref["margin"]),
-        "discount_cost": n * arm["discount"],
+        "incremental_revenue": delta["revenue"],
+        "incremental_units": delta["units"],
+        "incremental_margin": delta["margin"],
+        "discount_cost": delta["discount"],
         "subsidy": subsidy,
-        "incremental_sales_discount": n * arm["discount"] - subsidy,
-        "gift_shipping_cost": n * arm["gifts"],
-        "contact_cost": n * arm["contact"],
-        "fixed_media_cost": np.full_like(net, fixed + media),
+        "incremental_sales_discount": delta["discount"] - subsidy,
+        "gift_shipping_cost": delta["gifts"],
+        "contact_cost": delta["contact"],
+        "fixed_media_cost": delta["fixed"] + delta["media"],
         "promotion_cost": cost,
         "net_profit": net,
         "roi": _safe_ratio(net, cost),
     }
-    if media > 0:
-        totals["iroas"] = revenue / media
+    if np.all(delta["media"] > 0):
+        totals["iroas"] = delta["revenue"] / delta["media"]
     if "conversions" in arm:
         conversions = n * (arm["conversions"] - ref["conversions"])
         totals["incremental_conversions"] = conversions
@@ -279,9 +292,11 @@ def _arm_totals(
 
 
 def _safe_ratio(a: Array, b: Array) -> Array:
-    """a / b, NaN where b <= 0 (a ratio to no cost, or to no incremental conversion, is undefined)."""
+    """a / b; 0 where a is 0 (no discount per unit sold), NaN where b <= 0 otherwise (a ratio to no
+    cost, no sales or no incremental conversion is undefined)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+        ratio = np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+    return np.where(a == 0, 0.0, ratio)
 
 
 # ---------------------------------------------------------------------- draws of the means
@@ -343,7 +358,7 @@ def promotion_economics(
         method = "frequentist"
         sampled = {arm: normal_draws(arms[arm], names, size, rng) for arm in arms}
     books = {
-        key: {arm: _per_unit(values[arm], spec.variant(arm), spec, sources) for arm in arms}
+        key: {arm: _per_unit(values[arm], spec.variant(arm), spec, sources, arms[arm].n) for arm in arms}
         for key, values in (("point", points), ("draws", sampled))
     }
     tail = (1 - confidence) / 2
@@ -351,21 +366,19 @@ def promotion_economics(
     for variant in spec.treatments:
         arm = variant.id
         n = arms[arm].n
-        fixed = economics.fixed_cost.get(arm, 0.0)
-        media = economics.media_cost.get(arm, 0.0)
-        point = _arm_totals(books["point"][arm], books["point"][reference.id], n, fixed, media)
-        drawn = _arm_totals(books["draws"][arm], books["draws"][reference.id], n, fixed, media)
+        point = _arm_totals(books["point"][arm], books["point"][reference.id], n)
+        drawn = _arm_totals(books["draws"][arm], books["draws"][reference.id], n)
         centre = drawn if method == "bayesian" else point  # posterior means, or estimates at the means
         quantities = {name: _estimate(centre[name], drawn[name], tail) for name in point}
-        units0 = float(books["point"][reference.id]["units"][0])
-        lift = float(books["point"][arm]["units"][0]) / units0 - 1
+        mine, ref = books["point"][arm], books["point"][reference.id]
+        lift = float(_safe_ratio(mine["units"], ref["units"])[0]) - 1
         results.append(
             ArmEconomicsResult(
                 variant=arm,
                 mechanic=mechanic_of(variant),
                 units=n,
                 quantities=quantities,
-                break_even_lift=_break_even(spec, variant, units0, n),
+                break_even_lift=_break_even(mine, ref),
                 observed_units_lift=lift if math.isfinite(lift) else None,
             )
         )
@@ -384,15 +397,14 @@ def _estimate(centre: Array, drawn: Array, tail: float) -> Estimate:
     return Estimate(value, (float(lo), float(hi)), float(np.mean(finite > 0)))
 
 
-def _break_even(spec: ExperimentSpec, variant: AnyVariant, units0: float, n: int) -> float | None:
-    """Relative lift in units sold at which the arm's net profit equals the reference arm's."""
-    economics = spec.economics or Economics()
-    price = _reference_price(spec)
-    arm = arm_economics(variant, economics, price, n)
-    ref = arm_economics(spec.reference, economics, price, n)
-    if not math.isfinite(price * units0):
-        return None
-    return break_even(arm, ref, economics.unit_cost or 0.0, units0, n).relative_lift
+def _break_even(arm: Mapping[str, Array], ref: Mapping[str, Array]) -> float | None:
+    """Units lift at which the arm earns what the reference earns per randomised unit, at the arm's
+    measured margin and gift cost per unit sold (so net profit is zero exactly there)."""
+    per_sale = arm["margin"] - arm["gifts"]
+    margin = float(_safe_ratio(per_sale, arm["units"])[0]) if float(per_sale[0]) != 0 else 0.0
+    cost = float((arm["contact"] + arm["fixed"] + arm["media"])[0])
+    lift = break_even_lift(margin, cost, float(ref["profit"][0]), float(ref["units"][0]))
+    return lift if lift is not None and math.isfinite(lift) else None
 
 
 def mechanic_of(variant: AnyVariant) -> str:
