@@ -330,7 +330,10 @@ def test_decision_iterates_when_the_lift_does_not_pay_and_stops_without_lift():
 
 def test_decision_never_ships_with_a_failed_guardrail_or_a_sample_ratio_mismatch():
     spec, economics = _economics(revenue=8.0)
-    assert promotion_decision(spec, _payload(1e-9, guardrail_passed=False), economics).action == "iterate"
+    blocked = promotion_decision(spec, _payload(1e-9, guardrail_passed=False), economics)
+    assert blocked.action == "iterate"
+    assert "pct20 pays for itself" in blocked.reason
+    assert "fails the guardrail(s) conversion" in blocked.reason
     assert promotion_decision(spec, _payload(1e-9, srm=True), economics).action == "iterate"
 
 

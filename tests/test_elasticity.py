@@ -216,3 +216,26 @@ def test_every_problem_is_reported_at_once_and_one_point_is_not_enough():
     ]
     with pytest.raises(DataError, match=r"at least 2 tested prices, got 1 \('ok'\)"):
         price_response([GOOD], unit_cost=20.0)
+
+
+def test_measured_revenue_sets_revenue_and_profit_with_their_covariance():
+    """Revenue paid differs from price x units (rounded baskets, discounts): the rows use it, and the
+    profit interval is that of the per-unit values ``R - c q`` computed directly."""
+    rng = np.random.default_rng(8)
+    rows = []
+    for price, n in ((35.0, 4000), (45.0, 5000)):
+        units = rng.poisson(0.3, n).astype(float)
+        paid = units * price * rng.uniform(0.8, 1.0, n)  # what customers paid, below list
+        rows.append((price, n, units, paid))
+    points = [
+        PricePoint(f"p{int(p)}", p, n, u.mean(), u.var(ddof=1), r.mean(), r.var(ddof=1), np.cov(r, u)[0, 1])
+        for p, n, u, r in rows
+    ]
+    result = price_response(points, unit_cost=20.0, confidence=0.95)
+    for row, (_, n, units, paid) in zip(result.rows, rows, strict=True):
+        profit = paid - 20.0 * units
+        se = profit.std(ddof=1) / np.sqrt(n)
+        assert row.revenue == pytest.approx(paid.mean(), rel=1e-12)
+        assert row.profit == pytest.approx(profit.mean(), rel=1e-12)
+        half = (row.profit_ci[1] - row.profit_ci[0]) / 2
+        assert half == pytest.approx(stats.norm.ppf(0.975) * se, rel=1e-9)

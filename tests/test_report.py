@@ -133,7 +133,9 @@ def test_decision_and_headline_come_first(spring):
     report, html, markdown = spring
     assert html.index('id="decision"') < html.index('id="design"')
     assert report["decision"]["action"] in ("ship", "iterate", "stop")
-    assert markdown.splitlines()[4].startswith(f"**{report['decision']['action'].upper()}")
+    first_bold = next(line for line in markdown.splitlines() if line.startswith("**"))
+    assert first_bold.startswith(f"**{report['decision']['action'].upper()}")
+    assert markdown.index(first_bold) < markdown.index("## Design recap")
 
 
 def test_user_text_is_escaped_in_html_and_markdown(spring):
@@ -220,21 +222,30 @@ def test_review_portfolio_covers_every_arm_ranked_by_roi(review):
         ("starter-kit-price-2026q1", "p35"),
         ("starter-kit-price-2026q1", "p45"),
     }
-    rois = [r["roi"] for r in rows if r["roi"] is not None]
-    assert rois == sorted(rois, reverse=True)
+    rois = [r["roi"] for r in rows]
+    known = [roi for roi in rois if roi is not None]
+    assert rois == known + [None] * (len(rois) - len(known))  # arms without an ROI come last
+    assert known == sorted(known, reverse=True)
+    shipped = [r for r in rows if r["shipped"]]
+    assert all(r["decision"] == "ship" for r in shipped)
 
 
 def test_review_totals_are_the_sums_of_the_portfolio(review):
     usd = review["totals"]["USD"]
-    rows = [r for r in review["portfolio"] if r["currency"] == "USD" and r["net_profit"] is not None]
+    rows = [
+        r
+        for r in review["portfolio"]
+        if r["currency"] == "USD" and r["net_profit"] is not None and r["mechanic"] != "price_point"
+    ]
+    assert len(rows) == usd["arms"] == 3  # price-point arms are alternatives, not promotions
     assert usd["net_profit"] == pytest.approx(sum(r["net_profit"] for r in rows), rel=1e-12)
     assert usd["promotion_cost"] == pytest.approx(sum(r["promotion_cost"] for r in rows), rel=1e-12)
 
 
 def test_review_pools_every_mechanic(review, workspace):
     effects = review["mechanics"]["effects"]
-    assert {e["mechanic"] for e in effects} == {"percent_off", "amount_off", "bogo", "price_point"}
-    assert sum(e["arms"] for e in effects) == 5
+    assert {e["mechanic"] for e in effects} == {"percent_off", "amount_off", "bogo"}
+    assert sum(e["arms"] for e in effects) == 3
     for e in effects:
         assert e["rel_hdi"][0] < e["rel_lift_mean"] < e["rel_hdi"][1]
     html = (workspace / "reports" / "review-2026Q1.html").read_text()
@@ -272,7 +283,7 @@ def test_review_without_reports_or_experiments_exits_2(tmp_path):
     [
         ("{not json", "not JSON"),
         ('{"experiment": "x"}', "not a promolab analysis"),
-        ('{"experiment": "other", "results": [], "arms": {}}', "results of 'other'"),
+        ('{"experiment": "x"', "not JSON"),
     ],
 )
 def test_report_with_a_bad_results_file_exits_2(tmp_path, content, message):
@@ -289,7 +300,10 @@ def test_report_with_a_bad_results_file_exits_2(tmp_path, content, message):
 
 def test_report_from_saved_posterior_draws_uses_the_bayesian_law(workspace, tmp_path):
     data = workspace / "spring"
-    spec = str(workspace / "spring.yaml")
+    raw = yaml.safe_load((workspace / "spring.yaml").read_text())
+    raw["analysis"]["segments"] = []  # segment hierarchies cost a minute here and are tested elsewhere
+    spec = str(tmp_path / "spring.yaml")
+    Path(spec).write_text(yaml.safe_dump(raw))
     results, draws = str(tmp_path / "a.json"), str(tmp_path / "d.parquet")
     _run(
         "analyze", spec, "--data-dir", str(data), "--method", "bayesian", "--json", results, "--draws", draws
@@ -333,3 +347,76 @@ def test_cumulative_curve_matches_the_orders_day_by_day(spring, workspace):
         total = joined.loc[joined["variant"] == arm, "amount"].sum() / arms[arm]  # every order in the test
         assert values[-1] == pytest.approx(total, rel=1e-9)
     assert 'alt="cumulative metric over time"' in html
+
+
+def _broken_results(workspace: Path, tmp_path: Path, change) -> tuple[Path, object]:
+    payload = json.loads((workspace / "spring" / "a.json").read_text())
+    change(payload)
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(payload))
+    outcome = runner.invoke(
+        app, ["report", str(workspace / "spring.yaml"), "--results", str(path), "-o", str(tmp_path / "r")]
+    )
+    return path, outcome
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda p: p.update(experiment="other"),
+            "results of 'other', but the spec is 'spring-discount-2026'",
+        ),
+        (lambda p: p["arms"].pop("bogo"), "analysed arms ['control', 'pct15', 'save10'] differ"),
+        (lambda p: p.pop("srm"), "not a promolab analysis (missing srm)"),
+        (
+            lambda p: [
+                a["names"].__setitem__(a["names"].index("units_sold"), "units") for a in p["arms"].values()
+            ],
+            "no statistics of metric(s) units_sold",
+        ),
+    ],
+)
+def test_results_that_do_not_match_the_spec_exit_2(workspace, tmp_path, change, message):
+    _, outcome = _broken_results(workspace, tmp_path, change)
+    assert outcome.exit_code == 2
+    assert message in outcome.output
+    assert "Traceback" not in outcome.output
+
+
+def test_results_of_an_edited_spec_are_reported_with_a_warning(workspace, tmp_path):
+    _, outcome = _broken_results(workspace, tmp_path, lambda p: p.update(spec_hash="0" * 64))
+    assert outcome.exit_code == 0
+    assert "warning:" in outcome.output
+    assert "the spec changed since this analysis" in outcome.output
+
+
+def test_draws_of_the_wrong_arms_exit_2(workspace, tmp_path):
+    import pandas as pd
+
+    draws = tmp_path / "d.csv"
+    pd.DataFrame(
+        {"metric": "revenue", "arm": ["control", "pct15"], "draw": [0, 0], "mean": [1.0, 1.1]}
+    ).to_csv(draws, index=False)
+    spec = str(workspace / "spring.yaml")
+    results = str(workspace / "spring" / "a.json")
+    outcome = runner.invoke(
+        app, ["report", spec, "--results", results, "--draws", str(draws), "-o", str(tmp_path)]
+    )
+    assert outcome.exit_code == 2
+    assert "needs the same number of draws for every arm" in outcome.output
+
+
+def test_review_with_a_corrupt_report_exits_2(workspace, tmp_path):
+    specs = [str(workspace / "spring.yaml"), str(EXAMPLES / "price-points.yaml")]
+    good = (workspace / "reports" / "spring-discount-2026.json").read_text()
+    for spring, price, message in [
+        (good, '{"experiment": "starter-kit-price-2026q1"}', "not a promolab report (missing name"),
+        ("{broken", (workspace / "reports" / "starter-kit-price-2026q1.json").read_text(), "not JSON"),
+    ]:
+        (tmp_path / "spring-discount-2026.json").write_text(spring)
+        (tmp_path / "starter-kit-price-2026q1.json").write_text(price)
+        outcome = runner.invoke(app, ["review", *specs, "--quarter", "2026Q1", "-o", str(tmp_path)])
+        assert outcome.exit_code == 2
+        assert message in outcome.output
+        assert "Traceback" not in outcome.output

@@ -403,6 +403,12 @@ CASES = [
         id="ratio-numerator-undeclared",
     ),
     pytest.param(
+        both(drop("economics.unit_price"), drop("economics.units")),
+        "economics.unit_cost",
+        "needs unit_price (or a units metric in economics.units)",
+        id="economics-cost-without-price",
+    ),
+    pytest.param(
         put("economics.units", "unit_sold"),
         "economics.units",
         "unknown metric 'unit_sold' (did you mean 'units_sold'?)",

@@ -155,7 +155,7 @@ def valid_specs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
             if draw(st.booleans()):
                 economics["unit_cost"] = unit_price * draw(finite(0, 0.95))
         elif draw(st.booleans()):
-            economics["unit_cost"] = draw(finite(0, 100))
+            economics["unit_cost"] = 0.0  # a positive cost needs a price to count the units it costs
         for field in ("fixed_cost", "media_cost"):
             chosen = draw(st.lists(st.sampled_from(arm_ids), unique=True, max_size=n))
             if chosen:

@@ -334,8 +334,10 @@ def report(
         raise PromolabError("--draws goes with --results (without --results the analysis runs now)")
     draws = None
     if results is not None:
-        payload = load_results(results, spec)
-        draws = load_draws(draws_in) if draws_in is not None else None
+        payload, warning = load_results(results, spec)
+        if warning is not None:
+            err.print(f"warning: {warning}", markup=False, highlight=False)
+        draws = load_draws(draws_in, spec) if draws_in is not None else None
     else:
         from promolab.analyze import analyze_spec
         from promolab.sources import parse_overrides

@@ -60,13 +60,19 @@ def _economic_decision(
     lifted: list[str],
 ) -> PromotionDecision:
     threshold = _threshold(spec, payload)
-    passed = _guardrails_passed(payload)
-    paying = [
-        arm
-        for arm in economics.arms
-        if (arm.quantities["net_profit"].prob_positive or 0.0) >= threshold and passed.get(arm.variant, True)
-    ]
+    failed = _failed_guardrails(payload)
+    pays = [a for a in economics.arms if (a.quantities["net_profit"].prob_positive or 0.0) >= threshold]
+    paying = [arm for arm in pays if not failed.get(arm.variant)]
     key = "net_profit" if target == "profit" else "roi"
+    if pays and not paying:
+        blocked = pays[0]
+        return PromotionDecision(
+            "iterate",
+            None,
+            f"{blocked.variant} pays for itself (P(net profit > 0) = "
+            f"{blocked.quantities['net_profit'].prob_positive:.3f}) but fails the guardrail(s) "
+            f"{', '.join(failed[blocked.variant])}.",
+        )
     if paying:
         best = max(paying, key=lambda a: a.quantities[key].value or float("-inf"))
         profit = best.quantities["net_profit"]
@@ -102,15 +108,16 @@ def _threshold(spec: ExperimentSpec, payload: Mapping[str, Any]) -> float:
     return spec.analysis.confidence
 
 
-def _guardrails_passed(payload: Mapping[str, Any]) -> dict[str, bool]:
-    """Variant -> every guardrail passed (the Bayesian checks when the method is Bayesian)."""
+def _failed_guardrails(payload: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Variant -> the guardrail metrics it failed (the Bayesian checks when the method is Bayesian)."""
     rows = payload["guardrails"]
     if payload.get("method") == "bayesian":
         rows = payload["bayes"]["guardrails"]
-    passed: dict[str, bool] = {}
+    failed: dict[str, list[str]] = {}
     for row in rows:
-        passed[row["variant"]] = passed.get(row["variant"], True) and bool(row["passed"])
-    return passed
+        if not row["passed"]:
+            failed.setdefault(row["variant"], []).append(row["metric"])
+    return failed
 
 
 def _primary_improved(spec: ExperimentSpec, payload: Mapping[str, Any]) -> list[str]:

@@ -5,8 +5,9 @@ randomised units, mean units sold per randomised unit ``q_k`` and its sample var
 (ddof 1). Arms are independent; every interval is normal-based at level ``confidence``, with
 ``z = Phi^-1(1/2 + confidence/2)`` and ``se_k = sqrt(var_k / n_k)`` the standard error of ``q_k``.
 
-- Demand: ``q_k +- z se_k``. Revenue ``p_k q_k`` and profit ``(p_k - c) q_k`` per randomised unit
-  (``c`` the unit cost) scale that interval by the constants ``p_k`` and ``p_k - c``.
+- Demand: ``q_k +- z se_k``. Revenue ``R_k`` per randomised unit: the measured revenue paid when
+  given (with its variance and covariance with units sold), else ``p_k q_k``; profit ``R_k - c q_k``
+  (``c`` the unit cost) with ``Var = (Var R + c^2 var_k - 2 c Cov(R, q)) / n_k``.
 - Arc (midpoint) elasticity between adjacent prices ``p1 < p2``::
 
       E = ((q2 - q1) / ((q1 + q2) / 2)) / ((p2 - p1) / ((p1 + p2) / 2))
@@ -25,9 +26,9 @@ randomised units, mean units sold per randomised unit ``q_k`` and its sample var
   With 2 prices the line passes through both points and ``b = (log q2 - log q1) / (log p2 - log p1)``.
   With 3 or more prices the residual sum ``sum w (y - a - b x)^2`` is a chi-square with ``k - 2`` df
   under constant elasticity and could be reported as a lack-of-fit test; it is not computed here.
-- ``prob_profit_max``: ``draws`` independent normal draws of every arm's mean demand
-  ``N(q_k, se_k^2)`` (seeded ``numpy`` Generator), profit ``(p_k - c) q_k`` per draw, and the share
-  of draws in which each price has the highest profit. The shares sum to 1; their Monte Carlo
+- ``prob_profit_max``: ``draws`` independent normal draws of every arm's mean profit per
+  randomised unit (seeded ``numpy`` Generator), and the share of draws in which each price has the
+  highest profit. The shares sum to 1; their Monte Carlo
   standard error is at most ``sqrt(0.25 / draws)`` (0.0035 at 20,000 draws).
 
 The delta-method intervals need every ``q_k`` many standard errors from 0 (coefficient of variation
@@ -56,6 +57,24 @@ class PricePoint:
     n: int  # randomised units in the arm
     demand: float  # mean units sold per randomised unit
     demand_var: float  # sample variance (ddof 1) of units sold per randomised unit
+    revenue: float | None = None  # mean revenue paid per randomised unit (default: price x demand)
+    revenue_var: float | None = None  # its sample variance (ddof 1)
+    revenue_demand_cov: float | None = None  # sample covariance of revenue paid and units sold
+
+    def profit_law(self, unit_cost: float) -> tuple[float, float, float, float]:
+        """Revenue, its standard error, profit ``R - c q`` and its standard error (per randomised unit)."""
+        if self.revenue is None or self.revenue_var is None or self.revenue_demand_cov is None:
+            revenue, revenue_var, cov = self.price * self.demand, self.price**2 * self.demand_var, None
+        else:
+            revenue, revenue_var, cov = self.revenue, self.revenue_var, self.revenue_demand_cov
+        covariance = self.price * self.demand_var if cov is None else cov
+        profit_var = revenue_var + unit_cost**2 * self.demand_var - 2 * unit_cost * covariance
+        return (
+            revenue,
+            math.sqrt(revenue_var / self.n),
+            revenue - unit_cost * self.demand,
+            math.sqrt(max(profit_var, 0.0) / self.n),
+        )
 
 
 @dataclass(frozen=True)
@@ -128,7 +147,7 @@ def price_response(
     ordered = sorted(points, key=lambda point: point.price)
     z = quantile(0.5 + confidence / 2, None)
     se = [math.sqrt(point.demand_var / point.n) for point in ordered]
-    shares = _prob_profit_max(ordered, se, unit_cost, draws, seed)
+    shares = _prob_profit_max(ordered, unit_cost, draws, seed)
     rows = [_row(point, s, unit_cost, z, share) for point, s, share in zip(ordered, se, shares, strict=True)]
     arcs = [
         _arc(low, high, se_low, se_high, z)
@@ -178,24 +197,18 @@ def _check(points: Sequence[PricePoint]) -> None:
 
 
 def _row(point: PricePoint, se: float, unit_cost: float, z: float, share: float) -> PriceRow:
-    demand_ci = (point.demand - z * se, point.demand + z * se)
+    revenue, revenue_se, profit, profit_se = point.profit_law(unit_cost)
     return PriceRow(
         id=point.id,
         price=point.price,
         demand=point.demand,
-        demand_ci=demand_ci,
-        revenue=point.price * point.demand,
-        revenue_ci=_scaled(demand_ci, point.price),
-        profit=(point.price - unit_cost) * point.demand,
-        profit_ci=_scaled(demand_ci, point.price - unit_cost),
+        demand_ci=(point.demand - z * se, point.demand + z * se),
+        revenue=revenue,
+        revenue_ci=(revenue - z * revenue_se, revenue + z * revenue_se),
+        profit=profit,
+        profit_ci=(profit - z * profit_se, profit + z * profit_se),
         prob_profit_max=share,
     )
-
-
-def _scaled(interval: tuple[float, float], factor: float) -> tuple[float, float]:
-    """``factor`` times an interval, kept in increasing order (a negative margin flips it)."""
-    low, high = factor * interval[0], factor * interval[1]
-    return (min(low, high), max(low, high))
 
 
 def _arc(low: PricePoint, high: PricePoint, se_low: float, se_high: float, z: float) -> ArcElasticity:
@@ -220,14 +233,12 @@ def _loglog(points: Sequence[PricePoint]) -> tuple[float, float]:
     return float(w @ (dx * dy)) / s, 1 / math.sqrt(s)
 
 
-def _prob_profit_max(
-    points: Sequence[PricePoint], se: Sequence[float], unit_cost: float, draws: int, seed: int
-) -> list[float]:
-    demand = np.array([point.demand for point in points])
-    margin = np.array([point.price - unit_cost for point in points])
+def _prob_profit_max(points: Sequence[PricePoint], unit_cost: float, draws: int, seed: int) -> list[float]:
+    laws = [point.profit_law(unit_cost) for point in points]
+    profit = np.array([law[2] for law in laws])
+    se = np.array([law[3] for law in laws])
     rng = np.random.default_rng(seed)
-    sampled = demand + np.array(se) * rng.standard_normal((draws, len(points)))
-    best = np.argmax(sampled * margin, axis=1)
+    best = np.argmax(profit + se * rng.standard_normal((draws, len(points))), axis=1)
     return [float(count) / draws for count in np.bincount(best, minlength=len(points))]
 
 

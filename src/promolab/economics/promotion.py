@@ -157,21 +157,54 @@ def economics_sources(spec: ExperimentSpec) -> tuple[_Sources, list[str]]:
             "Units sold are revenue at list price (revenue / (list price - the arm's nominal price cut)): "
             "declare economics.units to measure them."
         )
-    if cuts and economics.discount is None:
+    else:
         notes.append(
-            "Discounts are the mechanic's nominal cut per unit sold times units sold (every order "
-            "redeems): an upper bound; declare economics.discount to measure them."
+            f"Units sold (and the cost of goods, unit_cost x units) come from the metric '{economics.units}'."
         )
+    notes += _discount_notes(spec, economics, cuts)
     if gifts and economics.redemptions is None:
         notes.append("Gift and shipping costs are paid on every order of the arm (no redemptions metric).")
-    if economics.unit_cost is None:
-        notes.append("No unit_cost: the cost of goods is taken as zero, so margins equal revenue.")
+    if not economics.unit_cost:
+        notes.append("unit_cost is zero or missing: the cost of goods is zero, so margins equal revenue.")
     if conversion is None:
         notes.append("No binary conversion metric: incremental conversions are not reported.")
+    capped = [
+        m.id for m in spec.metrics if m.id in (revenue, economics.units) and getattr(m, "capping", None)
+    ]
+    if capped:
+        notes.append(
+            f"{', '.join(capped)} winsorised at the spec's capping threshold, as in the metric table: "
+            "money totals use the capped values."
+        )
+    if spec.analysis.covariates:
+        notes.append(
+            "The economics uses every arm's unadjusted means; the metric table's lifts are CUPED-adjusted, "
+            "so the two differ by the chance imbalance the adjustment removes."
+        )
+    notes.append(
+        "Every cost is counted against the reference arm: what the arm spends minus what the reference "
+        "spends per randomised unit, over the arm's units. The subsidy is the extra discount per unit sold "
+        "on the units the reference arm sold (those sales would have happened anyway)."
+    )
     sources = _Sources(
         revenue, economics.units, orders, economics.redemptions, economics.discount, conversion
     )
     return sources, notes
+
+
+def _discount_notes(spec: ExperimentSpec, economics: Economics, cuts: bool) -> list[str]:
+    if not cuts or economics.discount is not None:
+        return []
+    notes = [
+        "Discounts are nominal (no discount metric): amount-off and coupon face value per redeemed order "
+        "(every order when no redemptions metric is declared), percent-off, BOGO and bundle cuts on every "
+        "unit sold: an upper bound; declare economics.discount to measure them."
+    ]
+    if any(isinstance(v, AmountOff | Coupon) and v.min_spend is not None for v in spec.variants):
+        notes.append(
+            "min_spend is not modelled in nominal discounts: orders below it are costed as redeemed."
+        )
+    return notes
 
 
 def _default(declared: Mapping[str, str], name: str, kind: str) -> str | None:

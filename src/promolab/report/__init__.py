@@ -71,10 +71,9 @@ def write_review(
             f"{reports_dir}: no report for {', '.join(missing)}; "
             f"run `promolab report SPEC -o {reports_dir}` first"
         )
-    reports = [json.loads((Path(reports_dir) / f"{s.id}.json").read_text(encoding="utf-8")) for s in chosen]
-    review = build_review(
-        reports, quarter, Bayes(), chosen[0].analysis.confidence
-    )  # default sampler settings
+    rerun = f"rerun `promolab report SPEC -o {reports_dir}`"
+    reports = [_read_json(Path(reports_dir) / f"{s.id}.json", "report", REPORT_KEYS, rerun) for s in chosen]
+    review = build_review(reports, quarter, REVIEW_SAMPLER, chosen[0].analysis.confidence)
     out = Path(out_dir)
     paths = {kind: out / f"review-{quarter}.{kind}" for kind in ("html", "md", "json")}
     images = {"mechanics": plots.mechanics(review["mechanics"]["effects"]) if review["mechanics"] else None}
@@ -84,31 +83,69 @@ def write_review(
     return paths
 
 
-def load_draws(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """Posterior draws saved by ``promolab analyze --draws`` (metric, arm, draw, mean), by metric and arm."""
+RESULT_KEYS = ("experiment", "spec_hash", "srm", "results", "guardrails", "decision", "arms")
+REPORT_KEYS = ("experiment", "name", "end", "decision", "primary", "reference", "variants", "results",
+               "economics", "revenue_metric", "confidence")  # fmt: skip
+
+
+def load_draws(path: str | Path, spec: ExperimentSpec) -> dict[str, dict[str, np.ndarray]]:
+    """Posterior draws saved by ``promolab analyze --draws`` (metric, arm, draw, mean), by metric and
+    arm; every arm of the spec with the same number of draws per metric."""
+    from promolab.errors import DataError
     from promolab.sources import read_frame
 
     frame = read_frame(Path(path), "posterior draws", ["metric", "arm", "draw", "mean"])
     draws: dict[str, dict[str, np.ndarray]] = {}
     for (metric, arm), rows in frame.sort_values("draw").groupby(["metric", "arm"], sort=False):
         draws.setdefault(str(metric), {})[str(arm)] = rows["mean"].to_numpy(dtype=float)
+    arms = {v.id for v in spec.variants}
+    for metric, by_arm in draws.items():
+        if set(by_arm) != arms or len({len(v) for v in by_arm.values()}) != 1:
+            counts = ", ".join(f"{arm}: {len(v)}" for arm, v in sorted(by_arm.items()))
+            raise DataError(
+                f"{path}: metric '{metric}' needs the same number of draws for every arm of {spec.id} "
+                f"({', '.join(sorted(arms))}); found {counts}"
+            )
     return draws
 
 
-def load_results(path: str | Path, spec: ExperimentSpec) -> dict[str, Any]:
-    """An analysis payload saved by ``promolab analyze --json``, checked against ``spec``."""
+def _read_json(path: Path, what: str, keys: tuple[str, ...], rerun: str) -> dict[str, Any]:
+    """A JSON object with at least ``keys``, or a DataError saying how to make a fresh one."""
     from promolab.errors import DataError
 
     try:
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+        payload = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise DataError(f"{path}: cannot read the results file ({error.strerror})") from None
+        raise DataError(f"{path}: cannot read the {what} ({error.strerror})") from None
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not JSON (line {error.lineno}: {error.msg})") from None
-    if not isinstance(payload, dict) or "results" not in payload or "arms" not in payload:
+    missing = [key for key in keys if not isinstance(payload, dict) or key not in payload]
+    if missing:
+        raise DataError(f"{path}: not a promolab {what} (missing {', '.join(missing)}); {rerun}")
+    return dict(payload)
+
+
+def load_results(path: str | Path, spec: ExperimentSpec) -> tuple[dict[str, Any], str | None]:
+    """An analysis payload saved by ``promolab analyze --json``, checked against ``spec``, and a
+    warning when the spec changed since (same arms and metrics: still usable)."""
+    from promolab.errors import DataError
+    from promolab.spec import spec_hash
+
+    payload = _read_json(Path(path), "analysis", RESULT_KEYS, "rerun `promolab analyze --json`")
+    if payload["experiment"] != spec.id:
+        raise DataError(f"{path}: results of '{payload['experiment']}', but the spec is '{spec.id}'")
+    arms = {v.id for v in spec.variants}
+    if set(payload["arms"]) != arms:
         raise DataError(
-            f"{path}: not a promolab analysis (expected 'results' and 'arms'; rerun analyze --json)"
+            f"{path}: analysed arms {sorted(payload['arms'])} differ from the spec's {sorted(arms)}; "
+            "rerun `promolab analyze --json`"
         )
-    if payload.get("experiment") != spec.id:
-        raise DataError(f"{path}: results of '{payload.get('experiment')}', but the spec is '{spec.id}'")
-    return payload
+    valued = {m.id for m in spec.metrics if m.kind in ("binary", "continuous", "count")}
+    missing = sorted(valued - {name for data in payload["arms"].values() for name in data["names"]})
+    if missing:
+        raise DataError(
+            f"{path}: no statistics of metric(s) {', '.join(missing)}; rerun `promolab analyze --json`"
+        )
+    if payload["spec_hash"] != spec_hash(spec):
+        return payload, f"{path}: the spec changed since this analysis (different spec hash)"
+    return payload, None

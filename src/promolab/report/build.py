@@ -68,6 +68,7 @@ def build_report(
         "results": payload["results"],
         "guardrails": payload["guardrails"],
         "bayes": payload.get("bayes"),
+        "segments": _largest_segments(payload.get("bayes")),
         "economics": economics.to_dict() if economics is not None else None,
         "price_response": _price_response(spec, arms),
         "daily": payload.get("daily"),
@@ -93,6 +94,23 @@ def _headline(
         "roi_ci": arm["roi"]["ci"] if arm else None,
         "net_profit": arm["net_profit"]["value"] if arm else None,
     }
+
+
+SEGMENTS_SHOWN = 8  # largest segments per segmentation and arm in the report (all are in the JSON)
+
+
+def _largest_segments(bayes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The largest segments of each segmentation and arm, and how many were left out of the table."""
+    rows = (bayes or {}).get("segments") or []
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["segmentation"], row["variant"]), []).append(row)
+    shown = [
+        row
+        for group in groups.values()
+        for row in sorted(group, key=lambda r: -(r["n_control"] + r["n_variant"]))[:SEGMENTS_SHOWN]
+    ]
+    return {"rows": shown, "omitted": len(rows) - len(shown)}
 
 
 def _uncertainty_note(method: str, confidence: float) -> str:
@@ -136,11 +154,23 @@ def _price_response(spec: ExperimentSpec, arms: Mapping[str, Moments]) -> dict[s
     for variant in spec.variants:
         assert isinstance(variant, PricePointVariant)
         moments = arms[variant.id]
-        if sources.units is not None:
-            demand, var = moments.mean_of(sources.units), moments.var(sources.units)
-        else:  # units sold are revenue at list price
-            demand = moments.mean_of(sources.revenue) / variant.price
-            var = moments.var(sources.revenue) / variant.price**2
-        points.append(PricePoint(variant.id, variant.price, moments.n, demand, var))
+        revenue = sources.revenue
+        units = sources.units
+        if units is None:  # units sold are revenue at list price: no separate measurement
+            demand, var = moments.mean_of(revenue) / variant.price, moments.var(revenue) / variant.price**2
+            points.append(PricePoint(variant.id, variant.price, moments.n, demand, var))
+            continue
+        points.append(
+            PricePoint(
+                variant.id,
+                variant.price,
+                moments.n,
+                moments.mean_of(units),
+                moments.var(units),
+                moments.mean_of(revenue),
+                moments.var(revenue),
+                moments.cov(revenue, units),
+            )
+        )
     response = price_response(points, spec.economics.unit_cost or 0.0, spec.analysis.confidence)
     return response.to_dict()

@@ -72,7 +72,11 @@ def figures(
         "posterior": (
             plots.posterior(primary_draws, report["reference"], report["primary"]) if primary_draws else None
         ),
-        "waterfalls": [plots.roi_waterfall(arm, currency) for arm in economics["arms"]] if economics else [],
+        "waterfalls": [
+            plots.roi_waterfall(arm, currency)
+            for arm in (economics["arms"] if economics else [])
+            if arm["net_profit"]["value"] is not None
+        ],
         "price": plots.price_profit(report["price_response"], currency) if report["price_response"] else None,
         "cumulative": plots.cumulative(report["daily"]) if report["daily"] else None,
     }

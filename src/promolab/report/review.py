@@ -52,13 +52,18 @@ def build_review(
 ) -> dict[str, Any]:
     """The review's content (module docstring) from the quarter's report contents."""
     rows = [row for report in reports for row in _portfolio_rows(report)]
-    rows.sort(key=lambda r: -math.inf if r["roi"] is None else -r["roi"])
-    lifts = [_arm_lift(row) for row in rows if row["lift_se"] is not None]
+    rows.sort(key=lambda r: (r["roi"] is None, -(r["roi"] or 0.0)))  # arms without an ROI last
+    promotions = [row for row in rows if row["mechanic"] != "price_point"]
+    lifts = [_arm_lift(row) for row in promotions if row["lift_se"] is not None]
     pooling = None
     notes = [
         "Mechanics are compared on the relative lift of revenue per randomised unit (the primary "
         "metric for experiments without economics), partially pooled across experiments: "
-        "log(1 + lift) ~ N(mu_mechanic + sigma z, se), mu_mechanic = mu0 + tau w."
+        "log(1 + lift) ~ N(mu_mechanic + sigma z, se), mu_mechanic = mu0 + tau w. A mechanic seen in "
+        "one arm is pulled towards the across-mechanic mean.",
+        "Price-point arms are alternatives to one another, not promotions: they are listed in the "
+        "portfolio but left out of the totals and of the mechanic comparison.",
+        "Totals are test totals: what the quarter's tests earned and cost against their reference arms.",
     ]
     if lifts:
         from promolab.analyze.portfolio import pool_mechanics
@@ -80,7 +85,7 @@ def build_review(
             for r in reports
         ],
         "portfolio": rows,
-        "totals": _totals(rows),
+        "totals": _totals(promotions),
         "mechanics": pooling,
         "notes": notes,
     }

@@ -15,6 +15,7 @@ from promolab.spec.models import (
     CountMetric,
     Coupon,
     OrdinalMetric,
+    PricePointVariant,
     RatioMetric,
 )
 
@@ -195,6 +196,12 @@ def _economics(spec: ExperimentSpec) -> Iterator[Problem]:
         for key in getattr(econ, field):
             if key not in ids:
                 yield Problem(("economics", field, key), _unknown("variant", key, ids))
+    priced = econ.unit_price is not None or all(isinstance(v, PricePointVariant) for v in spec.variants)
+    if econ.unit_cost and not priced and econ.units is None:
+        yield Problem(
+            ("economics", "unit_cost"),
+            "needs unit_price (or a units metric in economics.units) to count the units sold it costs",
+        )
     metrics = {m.id: m for m in spec.metrics}
     for field, kinds in ECONOMIC_METRICS.items():
         name = getattr(econ, field)
