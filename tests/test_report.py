@@ -420,3 +420,28 @@ def test_review_with_a_corrupt_report_exits_2(workspace, tmp_path):
         assert outcome.exit_code == 2
         assert message in outcome.output
         assert "Traceback" not in outcome.output
+
+
+def test_method_with_results_is_a_usage_error(workspace, tmp_path):
+    spec = str(workspace / "spring.yaml")
+    results = str(workspace / "spring" / "a.json")
+    outcome = runner.invoke(
+        app, ["report", spec, "--results", results, "--method", "bayesian", "-o", str(tmp_path)]
+    )
+    assert outcome.exit_code == 2
+    assert "--results already has a method" in outcome.output
+
+
+@pytest.mark.parametrize(
+    ("text", "escaped"),
+    [
+        ("<b>x</b>", "\\<b\\>x\\</b\\>"),
+        ("a | b", "a \\| b"),
+        ("~~gone~~", "\\~\\~gone\\~\\~"),
+        ("[l](u)", "\\[l\\](u)"),
+    ],
+)
+def test_markdown_escape(text, escaped):
+    from promolab.report.render import md_escape
+
+    assert md_escape(text) == escaped

@@ -332,6 +332,8 @@ def report(
     spec = load_spec(spec_path)
     if draws_in is not None and results is None:
         raise PromolabError("--draws goes with --results (without --results the analysis runs now)")
+    if method is not None and results is not None:
+        raise PromolabError("--method applies when report analyses the data; --results already has a method")
     draws = None
     if results is not None:
         payload, warning = load_results(results, spec)

@@ -15,7 +15,7 @@ import numpy as np
 
 from promolab.report import plots
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#<>])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#<>~])")
 
 
 def md_escape(text: object) -> str:
