@@ -350,10 +350,7 @@ def report(
         draws = analysis.bayes.draws if analysis.bayes is not None else None
     paths = write_report(spec, payload, out_dir, draws)
     decision = json.loads(paths["json"].read_text(encoding="utf-8"))["decision"]
-    chosen_arm = f" {decision['variant']}" if decision["variant"] else ""
-    out.print(
-        f"{decision['action'].upper()}{chosen_arm}: {decision['reason']}", markup=False, highlight=False
-    )
+    out.print(f"{decision['action'].upper()}: {decision['reason']}", markup=False, highlight=False)
     for path in paths.values():
         err.print(f"wrote {path}", markup=False, highlight=False)
 
