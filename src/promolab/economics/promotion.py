@@ -1,27 +1,31 @@
 """Promotion economics of every treatment arm against the reference arm, with uncertainty.
 
-Per randomised unit of arm ``k`` (means over the arm's units; currency of the spec)::
+Per randomised unit of arm ``k`` (means over the arm's ``n_k`` units; currency of the spec)::
 
     R_k  revenue paid (net of any discount: what customers paid)
     U_k  units sold            (the ``economics.units`` metric, else R_k / (p_k - d_k): list price net
-                                of the arm's nominal price cut, every order assumed to redeem)
+                                of the arm's nominal price cut per unit sold)
     O_k  orders                (``economics.orders``, else U_k / units_per_order)
     D_k  redeemed orders       (``economics.redemptions``, else O_k: every order redeems)
-    Q_k  discount given        (``economics.discount``, else d_k U_k: nominal cut per unit sold)
+    Q_k  discount given        (``economics.discount``, else nominal: face value x D_k for amount-off
+                                and coupons, the cut per unit sold x U_k for percent-off, BOGO, bundles)
     G_k  gift / shipping cost  = cost per redeemed order x D_k
-    K_k  cost per contact (channels)
+    K_k  cost per contact (channels);  F_k = (fixed_k + media_k) / n_k
     margin_k  = R_k - c U_k                    (gross margin after the discount; c = unit cost)
-    profit_k  = margin_k - G_k - K_k           (contribution per randomised unit)
+    profit_k  = margin_k - G_k - K_k - F_k     (contribution per randomised unit)
 
-Totals over the arm's ``n_k`` units, against the reference arm ``0``::
+Test totals over the arm's ``n_k`` units, every amount against the reference arm ``0`` (what the arm
+spends or earns per randomised unit minus what the reference does)::
 
     incremental revenue / units / conversions / margin = n_k (x_k - x_0)
-    promotion cost   = n_k (Q_k + G_k + K_k) + fixed_k + media_k
-    subsidy          = n_k Q_k U_0 / U_k   (the discount on the units the reference arm shows would
-                                            have sold anyway); cost of incremental sales = n_k Q_k - subsidy
-    net profit       = n_k (profit_k - profit_0) - fixed_k - media_k
-    ROI = net profit / promotion cost;  iROAS = incremental revenue / media spend;
+    promotion cost   = n_k ((Q + G + K + F)_k - (Q + G + K + F)_0)
+    subsidy          = n_k (Q_k / U_k - Q_0 / U_0) U_0   (the extra discount per unit sold on the units
+                        the reference arm shows would have sold anyway); on incremental sales: the rest
+    net profit       = n_k (profit_k - profit_0)
+    ROI = net profit / promotion cost;  iROAS = incremental revenue / extra media spend;
     cost per incremental conversion = promotion cost / incremental conversions
+    break-even lift  = (profit_0 + K_k + F_k) / (U_0 m_k) - 1,  m_k = (margin_k - G_k) / U_k
+                       (net profit is zero when U_k reaches U_0 (1 + lift) at the same m_k)
 
 The discount is already inside ``R_k`` (amounts are what customers paid), so net profit never
 subtracts it again; subsidy and cost of incremental sales decompose it beside the net figure.
