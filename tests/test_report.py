@@ -152,6 +152,8 @@ def test_user_text_is_escaped_in_html_and_markdown(spring):
 def test_economics_waterfall_sums_to_net_profit(spring):
     from promolab.report.plots import waterfall_steps
 
+    assert spring[1].count('alt="ROI waterfall"') == len(spring[0]["economics"]["arms"])
+
     for arm in spring[0]["economics"]["arms"]:
         steps = waterfall_steps(arm)
         assert sum(v for _, v in steps) == pytest.approx(arm["net_profit"]["value"], rel=1e-12)
@@ -167,6 +169,7 @@ def test_price_report_has_the_price_response(workspace):
     assert low < truth < high  # the simulator's elasticity of demand is recovered end to end
     html = (workspace / "reports" / "starter-kit-price-2026q1.html").read_text()
     assert 'id="price"' in html
+    assert 'alt="ROI waterfall"' not in html  # alternative prices have no promotion cost to decompose
     assert interval(response["loglog_ci"], "num") in html
 
 

@@ -75,7 +75,7 @@ def figures(
         "waterfalls": [
             plots.roi_waterfall(arm, currency)
             for arm in (economics["arms"] if economics else [])
-            if arm["net_profit"]["value"] is not None
+            if arm["net_profit"]["value"] is not None and arm["promotion_cost"]["value"]  # costs to show
         ],
         "price": plots.price_profit(report["price_response"], currency) if report["price_response"] else None,
         "cumulative": plots.cumulative(report["daily"]) if report["daily"] else None,
