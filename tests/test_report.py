@@ -149,13 +149,15 @@ def test_user_text_is_escaped_in_html_and_markdown(spring):
     assert "\\| \\*bold\\*" in markdown  # no table column break, no emphasis
 
 
-def test_economics_waterfall_sums_to_net_profit(spring):
+def test_economics_waterfall_runs_from_margin_at_list_price_to_net_profit(spring):
     from promolab.report.plots import waterfall_steps
 
     assert spring[1].count('alt="ROI waterfall"') == len(spring[0]["economics"]["arms"])
-
     for arm in spring[0]["economics"]["arms"]:
         steps = waterfall_steps(arm)
+        # first bar: the incremental margin before any discount = margin after discounts + discounts
+        at_list_price = arm["incremental_margin"]["value"] + arm["discount_cost"]["value"]
+        assert steps[0][1] == pytest.approx(at_list_price, rel=1e-9)
         assert sum(v for _, v in steps) == pytest.approx(arm["net_profit"]["value"], rel=1e-12)
 
 
