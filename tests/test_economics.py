@@ -488,3 +488,19 @@ def test_net_profit_is_zero_at_the_break_even_lift_with_costs_on_both_sides(
     at = promotion_economics(spec, {"ref": arm(**reference), "gift": treated(units0 * (1 + lift))}, size=200)
     scale = N * units0 * 40 + sum(fixed)
     assert value(at, "net_profit") == pytest.approx(0.0, abs=1e-9 * scale)
+
+
+def test_units_sold_from_revenue_plus_face_value_on_measured_redemptions():
+    # $10 off, 1 unit per order: control 0.1 orders at 40 (revenue 4.0); the arm sells 0.12 orders, half
+    # of them with the coupon: revenue 40 x 0.12 - 10 x 0.06 = 4.2, units (4.2 + 0.6) / 40 = 0.12.
+    metrics = [m for m in MEASURED if m["id"] not in ("units", "discount")]
+    spec = make_spec({"id": "save10", "kind": "discount", "mechanic": "amount_off", "value": 10},
+                     {"redemptions": "redemptions"}, metrics)  # fmt: skip
+    control = {"conversion": 0.05, "revenue": 4.0, "orders": 0.1, "redemptions": 0.0}
+    treated = {"conversion": 0.06, "revenue": 4.2, "orders": 0.12, "redemptions": 0.06}
+    result = promotion_economics(spec, {"control": arm(**control), "save10": arm(**treated)})
+    assert value(result, "incremental_units") == pytest.approx(20, rel=1e-12)
+    assert value(result, "discount_cost") == pytest.approx(600, rel=1e-12)
+    assert value(result, "net_profit") == pytest.approx(
+        1000 * ((4.2 - 24 * 0.12) - (4.0 - 24 * 0.1)), rel=1e-12
+    )

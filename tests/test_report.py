@@ -10,6 +10,7 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -333,8 +334,6 @@ def test_draws_without_results_is_a_usage_error(tmp_path):
 
 
 def test_cumulative_curve_matches_the_orders_day_by_day(spring, workspace):
-    import pandas as pd
-
     report, html, _ = spring
     daily = report["daily"]
     assert daily["metric"] == "revenue"
@@ -396,20 +395,35 @@ def test_results_of_an_edited_spec_are_reported_with_a_warning(workspace, tmp_pa
     assert "the spec changed since this analysis" in outcome.output
 
 
-def test_draws_of_the_wrong_arms_exit_2(workspace, tmp_path):
-    import pandas as pd
+def _draws(arms: list[str], count: int, mean: float = 7.0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"metric": "revenue", "arm": [a for a in arms for _ in range(count)],
+         "draw": [d for _ in arms for d in range(count)], "mean": mean}
+    )  # fmt: skip
 
+
+ALL_ARMS = ["control", "pct15", "save10", "bogo"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (lambda: _draws(["control", "pct15"], 200), "needs the same number of draws for every arm"),
+        (lambda: _draws(ALL_ARMS, 5), "fewer than 100 draws per arm"),
+        (lambda: _draws(ALL_ARMS, 200, mean=float("nan")), "must be finite numbers"),
+        (lambda: pd.concat([_draws(ALL_ARMS, 200), _draws(["bogo"], 1)]), "appears twice"),
+    ],
+)
+def test_bad_draws_exit_2(workspace, tmp_path, frame, message):
     draws = tmp_path / "d.csv"
-    pd.DataFrame(
-        {"metric": "revenue", "arm": ["control", "pct15"], "draw": [0, 0], "mean": [1.0, 1.1]}
-    ).to_csv(draws, index=False)
+    frame().to_csv(draws, index=False)
     spec = str(workspace / "spring.yaml")
     results = str(workspace / "spring" / "a.json")
     outcome = runner.invoke(
         app, ["report", spec, "--results", results, "--draws", str(draws), "-o", str(tmp_path)]
     )
     assert outcome.exit_code == 2
-    assert "needs the same number of draws for every arm" in outcome.output
+    assert message in outcome.output
 
 
 def test_review_with_a_corrupt_report_exits_2(workspace, tmp_path):
@@ -450,3 +464,18 @@ def test_markdown_escape(text, escaped):
     from promolab.report.render import md_escape
 
     assert md_escape(text) == escaped
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: p.update(reference="pct15"), "analysed against 'pct15'"),
+        (lambda p: p.update(srm={}), "a malformed promolab analysis (KeyError"),
+        (lambda p: p["results"].clear(), "a malformed promolab analysis"),
+    ],
+)
+def test_saved_results_with_another_reference_or_broken_insides_exit_2(workspace, tmp_path, change, message):
+    _, outcome = _broken_results(workspace, tmp_path, change)
+    assert outcome.exit_code == 2
+    assert message in outcome.output
+    assert "Traceback" not in outcome.output

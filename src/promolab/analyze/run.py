@@ -36,6 +36,7 @@ class Analysis:
     experiment: str
     spec_hash: str
     version: str
+    reference: str
     srm: SrmResult
     results: list[LiftResult]
     guardrails: list[GuardrailResult]
@@ -76,6 +77,7 @@ class Analysis:
         """The JSON payload of ``promolab analyze --json``."""
         return {
             "experiment": self.experiment,
+            "reference": self.reference,
             "spec_hash": self.spec_hash,
             "promolab_version": self.version,
             "srm": {**self.srm.to_dict(), "flag": self.srm.flag is not None, "code": self.srm.flag},
@@ -160,6 +162,7 @@ def analyze_stats(
         experiment=spec.id,
         spec_hash=spec_hash(spec),
         version=__version__,
+        reference=spec.reference.id,
         srm=srm,
         results=results,
         guardrails=guardrails,

@@ -327,7 +327,7 @@ def report(
     ] = None,
 ) -> None:
     """Promotion-effect and ROI report of one experiment: HTML (plots embedded), Markdown and JSON."""
-    from promolab.report import load_draws, load_results, write_report
+    from promolab.report import load_draws, load_results, malformed, write_report
 
     spec = load_spec(spec_path)
     if draws_in is not None and results is None:
@@ -348,7 +348,11 @@ def report(
         analysis = analyze_spec(spec, data_dir, parse_overrides(data or []), method=chosen, daily=True)
         payload = analysis.to_dict()
         draws = analysis.bayes.draws if analysis.bayes is not None else None
-    paths = write_report(spec, payload, out_dir, draws)
+    if results is None:
+        paths = write_report(spec, payload, out_dir, draws)
+    else:
+        with malformed(results, "analysis", "rerun `promolab analyze --json`"):
+            paths = write_report(spec, payload, out_dir, draws)
     decision = json.loads(paths["json"].read_text(encoding="utf-8"))["decision"]
     out.print(f"{decision['action'].upper()}: {decision['reason']}", markup=False, highlight=False)
     for path in paths.values():

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from promolab.economics.promotion import PromotionEconomics
+from promolab.economics.promotion import ArmEconomicsResult, PromotionEconomics
 from promolab.spec.models import ExperimentSpec
 
 ECONOMIC = ("profit", "roi")
@@ -64,8 +64,14 @@ def _economic_decision(
     pays = [a for a in economics.arms if (a.quantities["net_profit"].prob_positive or 0.0) >= threshold]
     paying = [arm for arm in pays if not failed.get(arm.variant)]
     key = "net_profit" if target == "profit" else "roi"
+
+    def rank(arm: ArmEconomicsResult) -> tuple[float, float]:
+        """The target (ROI, or net profit), then net profit; an unknown ROI ranks below every known one."""
+        value, profit = arm.quantities[key].value, arm.quantities["net_profit"].value or 0.0
+        return (float("-inf") if value is None else value, profit)
+
     if pays and not paying:
-        blocked = pays[0]
+        blocked = max(pays, key=rank)
         return PromotionDecision(
             "iterate",
             None,
@@ -74,7 +80,7 @@ def _economic_decision(
             f"{', '.join(failed[blocked.variant])}.",
         )
     if paying:
-        best = max(paying, key=lambda a: a.quantities[key].value or float("-inf"))
+        best = max(paying, key=rank)
         profit = best.quantities["net_profit"]
         return PromotionDecision(
             "ship",
@@ -82,8 +88,9 @@ def _economic_decision(
             f"{best.variant} pays for itself: P(net profit > 0) = {profit.prob_positive:.3f} "
             f">= {threshold:g}, net profit {profit.value:,.0f} {economics.currency}; every guardrail passes.",
         )
-    if lifted:
-        arm = economics.arm(lifted[0])
+    arms = [arm for name in lifted if (arm := economics.arm(name)) is not None]
+    if arms:
+        arm = max(arms, key=rank)
         profit = arm.quantities["net_profit"]
         units = (
             ""
@@ -94,7 +101,7 @@ def _economic_decision(
         return PromotionDecision(
             "iterate",
             None,
-            f"{lifted[0]} lifts {spec.primary} but does not pay for itself "
+            f"{arm.variant} lifts {spec.primary} but does not pay for itself "
             f"(P(net profit > 0) = {profit.prob_positive or 0.0:.3f}{units}).",
         )
     return PromotionDecision(

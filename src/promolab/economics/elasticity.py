@@ -85,9 +85,9 @@ class PriceRow:
     price: float
     demand: float
     demand_ci: tuple[float, float]
-    revenue: float  # price * demand
+    revenue: float  # revenue paid per randomised unit (price * demand when not measured)
     revenue_ci: tuple[float, float]
-    profit: float  # (price - unit_cost) * demand
+    profit: float  # revenue - unit_cost * demand
     profit_ci: tuple[float, float]
     prob_profit_max: float  # P(this price has the highest expected profit)
 

@@ -100,8 +100,8 @@ class PromotionEconomics:
     arms: list[ArmEconomicsResult]
     notes: list[str] = field(default_factory=list)
 
-    def arm(self, variant: str) -> ArmEconomicsResult:
-        return next(a for a in self.arms if a.variant == variant)
+    def arm(self, variant: str) -> ArmEconomicsResult | None:
+        return next((a for a in self.arms if a.variant == variant), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -152,7 +152,9 @@ def economics_sources(spec: ExperimentSpec) -> tuple[_Sources, list[str]]:
     cuts = any(_price_cut(spec, v) != 0 for v in spec.variants)  # NaN (no price known) counts
     gifts = any(isinstance(v, Gift | FreeShipping) for v in spec.variants)
     notes = [f"Revenue is the metric '{revenue}': what customers paid, net of every discount."]
-    if economics.units is None and math.isnan(_reference_price(spec)):
+    if economics.units is None and economics.discount is not None:
+        notes.append("Units sold are (revenue paid + discount) / list price: the list value of the sales.")
+    elif economics.units is None and math.isnan(_reference_price(spec)):
         notes.append(
             "No unit_price and no units metric: units sold, subsidy and break-even lifts are not reported."
         )
@@ -180,14 +182,10 @@ def economics_sources(spec: ExperimentSpec) -> tuple[_Sources, list[str]]:
             f"{', '.join(capped)} winsorised at the spec's capping threshold, as in the metric table: "
             "money totals use the capped values."
         )
-    if spec.analysis.covariates:
-        notes.append(
-            "The economics uses every arm's unadjusted means; the metric table's lifts are CUPED-adjusted, "
-            "so the two differ by the chance imbalance the adjustment removes."
-        )
     notes.append(
         "Every cost is counted against the reference arm: what the arm spends minus what the reference "
-        "spends per randomised unit, over the arm's units. The subsidy is the extra discount per unit sold "
+        "spends per randomised unit (fixed and media costs spread over each arm's own units), over the "
+        "arm's units. The subsidy is the extra discount per unit sold "
         "on the units the reference arm sold (those sales would have happened anyway)."
     )
     sources = _Sources(
@@ -226,7 +224,7 @@ def _per_unit(
     economics = spec.economics or Economics()
     nominal = arm_economics(variant, economics, _reference_price(spec), units=1)
     revenue = values[sources.revenue]
-    units = values[sources.units] if sources.units else revenue / (nominal.price - nominal.price_cut)
+    units = _units_sold(values, variant, nominal, sources)
     orders = values[sources.orders] if sources.orders else units / economics.units_per_order
     redeemed = values[sources.redemptions] if sources.redemptions else orders
     discount = (
@@ -251,6 +249,21 @@ def _per_unit(
     if sources.conversion:
         book["conversions"] = values[sources.conversion]
     return book
+
+
+def _units_sold(values: Values, variant: AnyVariant, nominal: ArmEconomics, sources: _Sources) -> Array:
+    """Units sold: the units metric; else list value / list price, the list value being revenue paid
+    plus the discount (measured, or an amount-off's face value on measured redemptions or orders);
+    else revenue / (list price - nominal cut per unit sold)."""
+    revenue = values[sources.revenue]
+    if sources.units:
+        return values[sources.units]
+    if sources.discount:
+        return (revenue + values[sources.discount]) / nominal.price
+    per_order = sources.redemptions or sources.orders
+    if isinstance(variant, AmountOff | Coupon) and per_order:
+        return (revenue + variant.value * values[per_order]) / nominal.price
+    return revenue / (nominal.price - nominal.price_cut)
 
 
 def _nominal_discount(variant: AnyVariant, nominal: ArmEconomics, units: Array, redeemed: Array) -> Array:
@@ -302,7 +315,7 @@ def _arm_totals(arm: dict[str, Array], ref: dict[str, Array], n: int) -> dict[st
     arm's minus what the reference arm spends or earns per randomised unit (module docstring)."""
     delta = {key: n * (arm[key] - ref[key]) for key in ("revenue", "units", "margin", *COSTS)}
     cost = sum((delta[key] for key in COSTS), np.zeros_like(delta["revenue"]))
-    per_unit_sold = _safe_ratio(arm["discount"], arm["units"]) - _safe_ratio(ref["discount"], ref["units"])
+    per_unit_sold = _per_sale(arm["discount"], arm["units"]) - _per_sale(ref["discount"], ref["units"])
     subsidy = n * per_unit_sold * ref["units"]
     net = n * (arm["profit"] - ref["profit"])
     totals = {
@@ -329,11 +342,14 @@ def _arm_totals(arm: dict[str, Array], ref: dict[str, Array], n: int) -> dict[st
 
 
 def _safe_ratio(a: Array, b: Array) -> Array:
-    """a / b; 0 where a is 0 (no discount per unit sold), NaN where b <= 0 otherwise (a ratio to no
-    cost, no sales or no incremental conversion is undefined)."""
+    """a / b, NaN where b <= 0 (a ratio to no cost, no sales or no incremental conversion is undefined)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
-    return np.where(a == 0, 0.0, ratio)
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
+def _per_sale(amount: Array, units: Array) -> Array:
+    """An amount per unit sold: 0 when the amount is 0 (no discount needs no sales), else a / units."""
+    return np.where(amount == 0, 0.0, _safe_ratio(amount, units))
 
 
 # ---------------------------------------------------------------------- draws of the means
@@ -424,10 +440,11 @@ def promotion_economics(
 
 def _estimate(centre: Array, drawn: Array, tail: float) -> Estimate:
     """Value (the mean of ``centre``: one point estimate, or the posterior draws), interval, P(> 0)."""
-    value = float(np.mean(centre))
-    if not np.isfinite(value):
-        return Estimate(None)
     finite = drawn[np.isfinite(drawn)]
+    centred = centre[np.isfinite(centre)]
+    if len(centred) < 0.99 * len(centre):  # a ratio whose denominator is (or may be) 0: no value
+        return Estimate(None)
+    value = float(np.mean(centred))
     if len(finite) < 0.99 * len(drawn):  # the ratio's denominator crosses zero: no interval
         return Estimate(value)
     lo, hi = np.quantile(finite, [tail, 1 - tail])
@@ -438,7 +455,10 @@ def _break_even(arm: Mapping[str, Array], ref: Mapping[str, Array]) -> float | N
     """Units lift at which the arm earns what the reference earns per randomised unit, at the arm's
     measured margin and gift cost per unit sold (so net profit is zero exactly there)."""
     per_sale = arm["margin"] - arm["gifts"]
-    margin = float(_safe_ratio(per_sale, arm["units"])[0]) if float(per_sale[0]) != 0 else 0.0
+    margin = float(_per_sale(per_sale, arm["units"])[0])
+    price_paid = float(_per_sale(arm["revenue"], arm["units"])[0])
+    if abs(margin) <= 1e-9 * abs(price_paid):  # a zero margin up to rounding: the arm never pays
+        margin = 0.0
     cost = float((arm["contact"] + arm["fixed"] + arm["media"])[0])
     lift = break_even_lift(margin, cost, float(ref["profit"][0]), float(ref["units"][0]))
     return lift if lift is not None and math.isfinite(lift) else None

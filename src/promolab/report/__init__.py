@@ -8,7 +8,8 @@ JSON files for every experiment that ended in a quarter.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from promolab.report.render import (
     render_review_markdown,
 )
 from promolab.report.review import build_review, in_quarter
+from promolab.spec import spec_hash
 from promolab.spec.models import Bayes, ExperimentSpec
 
 REVIEW_SAMPLER = Bayes(draws=1000, tune=1000, chains=2)  # the mechanic model: ESS ~1000, 2x faster
@@ -37,6 +39,19 @@ __all__ = [
     "write_report",
     "write_review",
 ]
+
+
+@contextmanager
+def malformed(path: str | Path, what: str, rerun: str) -> Iterator[None]:
+    """Turn a structural error met while reading a user's saved file into a DataError naming it."""
+    from promolab.errors import DataError
+
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, np.linalg.LinAlgError) as error:
+        raise DataError(
+            f"{path}: a malformed promolab {what} ({type(error).__name__}: {error}); {rerun}"
+        ) from None
 
 
 def write_report(
@@ -73,7 +88,11 @@ def write_review(
         )
     rerun = f"rerun `promolab report SPEC -o {reports_dir}`"
     reports = [_read_json(Path(reports_dir) / f"{s.id}.json", "report", REPORT_KEYS, rerun) for s in chosen]
-    review = build_review(reports, quarter, REVIEW_SAMPLER, chosen[0].analysis.confidence)
+    with malformed(reports_dir, "report in this folder", rerun):
+        review = build_review(reports, quarter, REVIEW_SAMPLER, chosen[0].analysis.confidence)
+    stale = [s.id for s, r in zip(chosen, reports, strict=True) if r.get("spec_hash") != spec_hash(s)]
+    if stale:
+        review["notes"].append(f"Reports made from an earlier version of the spec: {', '.join(stale)}.")
     out = Path(out_dir)
     paths = {kind: out / f"review-{quarter}.{kind}" for kind in ("html", "md", "json")}
     images = {"mechanics": plots.mechanics(review["mechanics"]["effects"]) if review["mechanics"] else None}
@@ -83,7 +102,8 @@ def write_review(
     return paths
 
 
-RESULT_KEYS = ("experiment", "spec_hash", "srm", "results", "guardrails", "decision", "arms")
+RESULT_KEYS = ("experiment", "reference", "spec_hash", "srm", "results", "guardrails", "decision", "arms")
+MIN_DRAWS = 100  # fewer posterior draws cannot carry P(profit > 0) or an interval
 REPORT_KEYS = ("experiment", "name", "end", "decision", "primary", "reference", "variants", "results",
                "economics", "revenue_metric", "confidence")  # fmt: skip
 
@@ -98,8 +118,14 @@ def load_draws(path: str | Path, spec: ExperimentSpec) -> dict[str, dict[str, np
     draws: dict[str, dict[str, np.ndarray]] = {}
     for (metric, arm), rows in frame.sort_values("draw").groupby(["metric", "arm"], sort=False):
         draws.setdefault(str(metric), {})[str(arm)] = rows["mean"].to_numpy(dtype=float)
+    if not np.issubdtype(frame["mean"].dtype, np.number) or not np.isfinite(frame["mean"]).all():
+        raise DataError(f"{path}: posterior draws must be finite numbers in column 'mean'")
+    if frame.duplicated(["metric", "arm", "draw"]).any():
+        raise DataError(f"{path}: a (metric, arm, draw) appears twice")
     arms = {v.id for v in spec.variants}
     for metric, by_arm in draws.items():
+        if min(len(v) for v in by_arm.values()) < MIN_DRAWS:
+            raise DataError(f"{path}: metric '{metric}' has fewer than {MIN_DRAWS} draws per arm")
         if set(by_arm) != arms or len({len(v) for v in by_arm.values()}) != 1:
             counts = ", ".join(f"{arm}: {len(v)}" for arm, v in sorted(by_arm.items()))
             raise DataError(
@@ -129,11 +155,15 @@ def load_results(path: str | Path, spec: ExperimentSpec) -> tuple[dict[str, Any]
     """An analysis payload saved by ``promolab analyze --json``, checked against ``spec``, and a
     warning when the spec changed since (same arms and metrics: still usable)."""
     from promolab.errors import DataError
-    from promolab.spec import spec_hash
 
     payload = _read_json(Path(path), "analysis", RESULT_KEYS, "rerun `promolab analyze --json`")
     if payload["experiment"] != spec.id:
         raise DataError(f"{path}: results of '{payload['experiment']}', but the spec is '{spec.id}'")
+    if payload["reference"] != spec.reference.id:
+        raise DataError(
+            f"{path}: analysed against '{payload['reference']}', but the spec's reference arm is "
+            f"'{spec.reference.id}'; rerun `promolab analyze --json`"
+        )
     arms = {v.id for v in spec.variants}
     if set(payload["arms"]) != arms:
         raise DataError(

@@ -41,7 +41,16 @@ def build_report(
         notes += economics.notes
         notes.append(_uncertainty_note(economics.method, confidence))
     decision = promotion_decision(spec, payload, economics)
-    notes.append("Cumulative metric over time is not drawn yet: the aggregation keeps no per-day statistics.")
+    if any(str(row.get("method", "")).startswith("cuped") for row in payload["results"]):
+        notes.append(
+            "The economics uses every arm's unadjusted means; the metric table's lifts are CUPED-adjusted, "
+            "so the two differ by the chance imbalance the adjustment removes."
+        )
+    if payload.get("daily") is None:
+        notes.append(
+            "No cumulative curve: it needs data.timestamp on the primary metric's event table and "
+            "`analyze --daily` (report runs it when it analyses the data itself)."
+        )
     return {
         "experiment": spec.id,
         "name": spec.name,

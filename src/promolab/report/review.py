@@ -155,10 +155,11 @@ def _arm_lift(row: Mapping[str, Any]) -> Any:
 
 
 def _totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Sums over the arms with economics, per currency (ROI of the sums)."""
+    """Sums over the arms whose profit and cost are known, per currency (ROI of the sums)."""
     totals: dict[str, Any] = {}
-    for currency in sorted({r["currency"] for r in rows if r["net_profit"] is not None}):
-        mine = [r for r in rows if r["currency"] == currency and r["net_profit"] is not None]
+    known = [r for r in rows if r["net_profit"] is not None and r["promotion_cost"] is not None]
+    for currency in sorted({r["currency"] for r in known}):
+        mine = [r for r in known if r["currency"] == currency]
         profit = sum(r["net_profit"] for r in mine)
         cost = sum(r["promotion_cost"] for r in mine)
         totals[currency] = {

@@ -394,7 +394,7 @@ class Economics(SpecModel):
         default=None, description="Count metric of orders that redeemed the offer (default: every order)."
     )
     discount: Slug | None = Field(
-        default=None, description="Continuous metric of discount given (default: nominal cut x units)."
+        default=None, description="Continuous metric of discount given (default: the nominal discount)."
     )
     conversion: Slug | None = Field(
         default=None, description="Binary metric of converting units (default: 'conversion')."
