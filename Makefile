@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 		echo "creating $(VENV) with $$python"; rm -rf $(VENV); "$$python" -m venv $(VENV) || exit 1; \
 	fi
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@$(BIN)/python -m compileall -q src >/dev/null  # bytecode now: PYTHONDONTWRITEBYTECODE may be set
 	@touch $@
 
 demo: $(STAMP)
