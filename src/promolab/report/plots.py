@@ -39,17 +39,24 @@ def _encode(fig: Any) -> str:
 def forest(results: Sequence[Mapping[str, Any]]) -> str | None:
     """Relative lift and its interval for every metric x arm, one row each."""
     rows = [r for r in results if r.get("rel_lift") is not None and r.get("rel_ci") is not None]
-    if not rows:
+    labels = [f"{r['metric']} · {r['variant']}" for r in rows]
+    lifts = [(r["rel_lift"], *r["rel_ci"]) for r in rows]
+    return _intervals(labels, lifts, "relative lift vs reference (%)", "o", "#1f4e79")
+
+
+def _intervals(
+    labels: Sequence[str], values: Sequence[tuple[float, float, float]], xlabel: str, marker: str, colour: str
+) -> str | None:
+    """One row per label: a relative value and its interval (fractions, drawn in %), top to bottom."""
+    if not values:
         return None
-    fig, ax = _figure(0.8 + 0.32 * len(rows))
-    y = np.arange(len(rows))[::-1]
-    lifts = np.array([r["rel_lift"] for r in rows]) * 100
-    lo = np.array([r["rel_ci"][0] for r in rows]) * 100
-    hi = np.array([r["rel_ci"][1] for r in rows]) * 100
-    ax.errorbar(lifts, y, xerr=[lifts - lo, hi - lifts], fmt="o", color="#1f4e79", capsize=3)
+    fig, ax = _figure(0.8 + 0.33 * len(values))
+    y = np.arange(len(values))[::-1]
+    centre, lo, hi = (np.array(column) * 100 for column in zip(*values, strict=True))
+    ax.errorbar(centre, y, xerr=[centre - lo, hi - centre], fmt=marker, color=colour, capsize=3)
     ax.axvline(0, color="#888", lw=1)
-    ax.set_yticks(y, [f"{r['metric']} · {r['variant']}" for r in rows])
-    ax.set_xlabel("relative lift vs reference (%)")
+    ax.set_yticks(y, labels)
+    ax.set_xlabel(xlabel)
     return _encode(fig)
 
 
@@ -122,18 +129,9 @@ def price_profit(response: Mapping[str, Any], currency: str) -> str:
 
 def mechanics(effects: Sequence[Mapping[str, Any]]) -> str | None:
     """Pooled typical lift of each mechanic with its HDI."""
-    if not effects:
-        return None
-    fig, ax = _figure(0.8 + 0.35 * len(effects))
-    y = np.arange(len(effects))[::-1]
-    mean = np.array([e["rel_lift_mean"] for e in effects]) * 100
-    lo = np.array([e["rel_hdi"][0] for e in effects]) * 100
-    hi = np.array([e["rel_hdi"][1] for e in effects]) * 100
-    ax.errorbar(mean, y, xerr=[mean - lo, hi - mean], fmt="s", color="#6a1b9a", capsize=3)
-    ax.axvline(0, color="#888", lw=1)
-    ax.set_yticks(y, [f"{e['mechanic']} ({e['arms']})" for e in effects])
-    ax.set_xlabel("typical relative revenue lift (%)")
-    return _encode(fig)
+    labels = [f"{e['mechanic']} ({e['arms']})" for e in effects]
+    lifts = [(e["rel_lift_mean"], *e["rel_hdi"]) for e in effects]
+    return _intervals(labels, lifts, "typical relative revenue lift (%)", "s", "#6a1b9a")
 
 
 def cumulative(daily: Mapping[str, Any]) -> str:
