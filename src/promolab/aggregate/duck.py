@@ -31,7 +31,9 @@ from promolab.aggregate.moments import (
     Histogram,
     LogMoments,
     Moments,
+    PowerSums,
     ResidualMoments,
+    power_exponents,
 )
 from promolab.errors import DataError
 from promolab.sources import require_file
@@ -54,7 +56,9 @@ if TYPE_CHECKING:
 HOLDOUT_LABEL = "holdout"
 _SQL_AGG = {"sum": "sum", "mean": "avg", "max": "max"}
 _SIGNED = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
-_NUMERIC_TYPES = (*_SIGNED, *(f"U{t}" for t in _SIGNED), "FLOAT", "DOUBLE", "DECIMAL", "BOOLEAN")
+_INTEGER_TYPES = (*_SIGNED, *(f"U{t}" for t in _SIGNED))
+_NUMERIC_TYPES = (*_INTEGER_TYPES, "FLOAT", "DOUBLE", "DECIMAL", "BOOLEAN")
+_MAX_BITMAP_BITS = 1 << 27  # 16 MB per label: unit ids spread wider are checked by count(DISTINCT)
 
 
 def quote(identifier: str) -> str:
@@ -71,6 +75,7 @@ class _Source:
     where: str
     columns: dict[str, str]
     params: dict[str, Any]
+    kind: str  # "parquet", "csv" or "frame"
 
 
 def aggregate(
@@ -105,8 +110,7 @@ def aggregate(
     sources = _open_sources(con, spec, paths or {}, frames or {}, segments)
     _check_columns(spec, sources, covariates, segments)
     aggregation = DuckAggregation(spec, con, sources, covariates, segments)
-    aggregation.build_unit_table(distinct_assignments=False)
-    aggregation.check_units()
+    aggregation.build_unit_table(distinct_assignments=False, materialise=daily)
     aggregation.compute_stats(log_moments)
     if daily:
         aggregation.daily = aggregation.daily_curve(spec.metric(spec.primary))
@@ -114,7 +118,13 @@ def aggregate(
 
 
 class DuckAggregation:
-    """One experiment's per-unit table in DuckDB and the statistics reduced from it."""
+    """One experiment's per-unit values in DuckDB and the statistics reduced from them.
+
+    The per-unit values ``unit_values`` are a common table expression (computed from the sources in the
+    query that reads them) when one pass over them gives every statistic, else a temporary table
+    (percentile capping, segments, the daily curve, unit ids that cannot be checked for repeats by a
+    bitmap; the rare residual pass of :meth:`residual_moments` re-reads the sources).
+    """
 
     def __init__(
         self,
@@ -134,10 +144,15 @@ class DuckAggregation:
         self.caps: dict[str, float] = {}
         self.stats = ExperimentStats({})
         self.daily: dict[str, Any] | None = None
+        self.distinct_assignments = False
+        self.materialised = False
+        self.unit_cte: str | None = None  # unit_values as a CTE when not materialised
+        self.params: dict[str, Any] = {}
+        self.id_range: tuple[int, int] | None = None
 
-    def build_unit_table(self, distinct_assignments: bool) -> None:
-        """Create the temp table ``unit_values``: unit, arm (1-based; 0 = holdout; -1 = undeclared), label,
-        values, checks, covariates.
+    def build_unit_table(self, distinct_assignments: bool, materialise: bool = False) -> None:
+        """Create ``unit_values``: unit, arm (1-based; 0 = holdout; -1 = undeclared), label, values,
+        checks, covariates, segments; a view when one pass suffices, else a temporary table.
 
         Assignment rows are joined as they are (fast); with ``distinct_assignments`` repeated rows of a
         unit with the same variant (an exposure log) are collapsed first.
@@ -194,14 +209,46 @@ class DuckAggregation:
                 )
         arm = "coalesce(list_extract($label_arms, list_position($labels, a.label)), -1)"
         select = ", ".join(["a.unit_id", f"{arm} AS arm", "a.label", *values])
-        sql = (
-            "CREATE OR REPLACE TEMP TABLE unit_values AS "
-            f"WITH {', '.join(ctes)} SELECT {select} FROM {' '.join(joins)}"
-        )
         labels, label_arms = _label_lists(spec)
-        params = {"labels": labels, "label_arms": label_arms, "start": spec.start, **_source_params(sources)}
-        self._run(sql, params)
+        self.params = {"labels": labels, "label_arms": label_arms, "start": spec.start}
+        self.params |= _source_params(sources)
         self.distinct_assignments = distinct_assignments
+        query = f"WITH {', '.join(ctes)} SELECT {select} FROM {' '.join(joins)}"
+        self.materialised = materialise or self._needs_table()
+        self.id_range = None if self.materialised else self._source_id_range()
+        self.unit_cte = None
+        if self.materialised or self.id_range is None:
+            self._run(f"CREATE OR REPLACE TEMP TABLE unit_values AS {query}", self.params)
+            self.materialised = True
+            self.id_range = self._table_id_range()
+        else:
+            self.unit_cte = f"unit_values AS ({query})"
+
+    def _needs_table(self) -> bool:
+        """More than one pass over the units: percentile capping, segments, or row-numbered units."""
+        percentile = any(
+            (capping := getattr(m, "capping", None)) is not None and capping.absolute is None
+            for m in self.spec.metrics
+        )
+        return percentile or bool(self.segments) or self.spec.data.row_id
+
+    def _source_id_range(self) -> tuple[int, int] | None:
+        """Smallest and largest integer unit id of the assignments, when a bitmap of them is small and
+        the range costs no scan (Parquet statistics, an in-memory frame); else None."""
+        source = self.sources.get("assignments") or self.sources["units"]
+        column = self.spec.data.unit_id
+        if source.kind == "csv" or not source.columns.get(column, "").startswith(_INTEGER_TYPES):
+            return None
+        found = self._run(
+            f"SELECT min({quote(column)}), max({quote(column)}) FROM {source.sql}", source.params
+        )
+        return _bitmap_range(found.fetchone())
+
+    def _table_id_range(self) -> tuple[int, int] | None:
+        kind = self._run("SELECT typeof(unit_id) FROM unit_values LIMIT 1").fetchone()
+        if kind is None or not str(kind[0]).startswith(_INTEGER_TYPES):
+            return None
+        return _bitmap_range(self._run("SELECT min(unit_id), max(unit_id) FROM unit_values").fetchone())
 
     def _assign_from(self) -> str:
         return self.sources["assignments"].sql if "assignments" in self.sources else "u"
@@ -209,44 +256,186 @@ class DuckAggregation:
     def _assign_unit_id(self) -> str:
         return quote(self.spec.data.unit_id) if "assignments" in self.sources else "unit_id"
 
-    def check_units(self) -> None:
-        """Missing or undeclared arm labels, units with two arms, repeated units, empty arms, bad values.
+    def compute_stats(self, log_moments: bool = False) -> None:
+        """Capping thresholds, then one pass over the units for the checks and every arm's moments,
+        power sums (regression adjustment), ordinal histograms and log-moments; per-segment moments.
 
-        Fast path: one query per check over ``unit_values``; the slower diagnosis of repeated units runs
-        only when there are some.
+        Raises:
+            DataError: see :func:`aggregate`; repeated assignment rows of one variant are collapsed
+                (the units are rebuilt once with distinct assignments) before repeats are an error.
         """
-        spec = self.spec
-        rows = self._run("SELECT label, arm, count(*) FROM unit_values GROUP BY ALL").fetchall()
-        column = spec.data.variant_column
-        if any(r[0] is None for r in rows):
-            raise DataError(f"{column}: some units have no variant (a missing value in the assignments)")
-        undeclared = sorted((str(r[0]), r[2]) for r in rows if r[1] == -1)
-        if undeclared:
-            shown = ", ".join(f"'{label}' ({n:,} units)" for label, n in undeclared[:5])
-            raise DataError(
-                f"{column}: label(s) {shown} are not variants of {spec.id}; expected one of "
-                f"{', '.join(map(repr, _label_lists(spec)[0]))} (map raw labels with data.variant_values)"
-            )
-        repeated, *counts = self._unit_totals()
+        self.caps = self._caps()
+        groups = self._arm_pass(log_moments)
+        self._check_labels(groups)
+        repeated = self._repeated(groups)
         if repeated and "assignments" in self.sources and not self.distinct_assignments:
             self._raise_on_units_with_two_variants()
-            self.build_unit_table(distinct_assignments=True)
-            self.check_units()
+            self.build_unit_table(distinct_assignments=True, materialise=self.materialised)
+            self.compute_stats(log_moments)
             return
         if repeated:
             raise DataError(
                 f"{self.sources['units'].where}: {repeated:,} repeated unit id(s); "
                 "the units file needs one row per unit"
             )
-        present = {r[1] for r in rows}
+        self._check_values(groups)
+        arms = {}
+        for k, arm in enumerate(self.arms, start=1):
+            merged = [self._arm_stats(g, log_moments) for g in groups if g["arm"] == k]
+            arms[arm] = sum(merged[1:], start=merged[0])
+        segments: dict[str, dict[str, dict[str, Moments]]] = {}
+        for segmentation in self.segments:
+            column = f"seg:{segmentation.name}"
+            found = segments.setdefault(segmentation.name, {})
+            for (segment, k), m in sorted(self._moments(self.variables, [column, "arm"]).items()):
+                found.setdefault(str(segment), {})[self.arms[int(k) - 1]] = m
+        covariates = tuple(f"cov:{c}" for c in self.covariates)
+        self.stats = ExperimentStats(arms, self.caps, covariates, segments)
+
+    def _arm_pass(self, log_moments: bool) -> list[dict[str, Any]]:
+        """One pass over ``unit_values`` grouped by label and arm; each group as a dict by column alias."""
+        values = [quote("cov:" + c) for c in self.covariates]
+        values += [quote("check:" + m.id) for m in self._checked]
+        values += [quote(m.id) for m in self.ordinals]
+        columns = {"n": "count(*)"}
+        if self.id_range is not None:
+            columns["ids"] = "bitstring_agg(unit_id, $id_low, $id_high)"
+        columns |= {f"check:{m.id}": f"coalesce(sum({quote('check:' + m.id)}), 0)" for m in self._checked}
+        columns |= {
+            f"null:{c}": f"count(*) FILTER (WHERE {quote('cov:' + c)} IS NULL)" for c in self.covariates
+        }
+        columns |= _moment_columns(self._moment_names())
+        columns |= self._power_columns()
+        columns |= {
+            f"hist:{m.id}": f"histogram({quote(m.id)}) FILTER (WHERE {quote(m.id)} IS NOT NULL)"
+            for m in self.ordinals
+        }
+        if log_moments:
+            columns |= self._log_columns()
+        grouped = self._grouped(["label", "arm"], columns, values)
+        if self.id_range is None:
+            sql = self._with() + grouped
+        else:  # repeats: rows minus distinct ids, within a label (bit_count) and over all (bit_or)
+            sql = self._with(f"g AS ({grouped})") + (
+                f"SELECT g.* EXCLUDE (ids), bit_count(ids) AS {quote('distinct')}, "
+                f"(SELECT bit_count(bit_or(ids)) FROM g) AS {quote('all distinct')} FROM g"
+            )
+        params = self.params | self._cap_params()
+        if self.id_range is not None:
+            params |= {"id_low": self.id_range[0], "id_high": self.id_range[1]}
+        found = self._run(sql, params)
+        aliases = [d[0] for d in found.description]
+        return [dict(zip(aliases, row, strict=True)) for row in found.fetchall()]
+
+    def _grouped(self, keys: Sequence[str], columns: Mapping[str, str], extra: Sequence[str] = ()) -> str:
+        """``SELECT keys, columns GROUP BY keys`` over the units' capped values and ``extra`` columns."""
+        values = [f"{self._capped(name)} AS {quote(name)}" for name in self.variables]
+        inner = ", ".join(["unit_id", *map(quote, keys), *values, *extra])
+        aggregates = ", ".join(f"{sql} AS {quote(alias)}" for alias, sql in columns.items())
+        keys_sql = ", ".join(map(quote, keys))
+        return f"SELECT {keys_sql}, {aggregates} FROM (SELECT {inner} FROM unit_values) GROUP BY {keys_sql}"
+
+    def _with(self, *ctes: str) -> str:
+        """``WITH`` clause of a query over ``unit_values`` (defining it when it is not a table)."""
+        found = [cte for cte in (self.unit_cte, *ctes) if cte is not None]
+        return f"WITH {', '.join(found)} " if found else ""
+
+    def _moment_names(self) -> list[str]:
+        return [*self.variables, *(f"cov:{c}" for c in self.covariates)]
+
+    def _power_columns(self) -> dict[str, str]:
+        """Sums of the monomials of :class:`PowerSums` (the ``y``-free ones once for all metrics)."""
+        if not self.covariates:
+            return {}
+        covs = [quote("cov:" + c) for c in self.covariates]
+        columns = {}
+        for exponent in power_exponents(len(covs)):
+            metrics = self.variables if exponent[0] else [""]
+            for name in metrics:
+                factors = [quote(name)] * exponent[0]
+                factors += [c for c, power in zip(covs, exponent[1:], strict=True) for _ in range(power)]
+                alias = f"pow:{name}:{''.join(map(str, exponent))}"
+                columns[alias] = f"sum({' * '.join(factors)})" if factors else "count(*)::DOUBLE"
+        return columns
+
+    def _log_columns(self) -> dict[str, str]:
+        """Per continuous metric: units with ``y > 0``, mean and variance of ``ln y`` over them, and
+        units with ``y < 0``."""
+        columns = {}
+        for metric in self.spec.metrics:
+            if isinstance(metric, ContinuousMetric):
+                value = quote(metric.id)
+                positive = f"FILTER (WHERE {value} > 0)"
+                columns[f"log n:{metric.id}"] = f"count(*) {positive}"
+                columns[f"log mean:{metric.id}"] = f"avg(ln({value})) {positive}"
+                columns[f"log var:{metric.id}"] = f"var_pop(ln({value})) {positive}"
+                columns[f"log negative:{metric.id}"] = f"count(*) FILTER (WHERE {value} < 0)"
+        return columns
+
+    def _arm_stats(self, group: Mapping[str, Any], log_moments: bool) -> ArmStats:
+        """One label group's statistics (groups of one arm add up with ``+``)."""
+        moments = _parse_moments(self._moment_names(), group["n"], group)
+        histograms = {
+            m.id: Histogram({float(v): int(c) for v, c in (group[f"hist:{m.id}"] or {}).items()})
+            for m in self.ordinals
+        }
+        logs = {}
+        if log_moments:
+            for metric in self.spec.metrics:
+                if isinstance(metric, ContinuousMetric):
+                    k = int(group[f"log n:{metric.id}"])
+                    mean, var = group[f"log mean:{metric.id}"] or 0.0, group[f"log var:{metric.id}"] or 0.0
+                    positive = Moments(("log",), k, np.array([mean]), np.array([[var * k]]))
+                    logs[metric.id] = LogMoments(positive, int(group[f"log negative:{metric.id}"]))
+        powers = {}
+        if self.covariates:
+            names = tuple(f"cov:{c}" for c in self.covariates)
+            for name in self.variables:
+                sums = [
+                    group[f"pow:{name if e[0] else ''}:{''.join(map(str, e))}"]
+                    for e in power_exponents(len(names))
+                ]
+                powers[name] = PowerSums((name, *names), np.array(sums, dtype=float))
+        return ArmStats(moments, histograms, logs, powers)
+
+    def _check_labels(self, groups: Sequence[Mapping[str, Any]]) -> None:
+        """No unit without a variant; every label one the spec declares."""
+        spec = self.spec
+        column = spec.data.variant_column
+        if any(g["label"] is None for g in groups):
+            raise DataError(f"{column}: some units have no variant (a missing value in the assignments)")
+        undeclared = sorted((str(g["label"]), g["n"]) for g in groups if g["arm"] == -1)
+        if undeclared:
+            shown = ", ".join(f"'{label}' ({n:,} units)" for label, n in undeclared[:5])
+            raise DataError(
+                f"{column}: label(s) {shown} are not variants of {spec.id}; expected one of "
+                f"{', '.join(map(repr, _label_lists(spec)[0]))} (map raw labels with data.variant_values)"
+            )
+
+    def _repeated(self, groups: Sequence[Mapping[str, Any]]) -> int:
+        """Rows of ``unit_values`` beyond one per distinct unit id."""
+        rows = sum(int(g["n"]) for g in groups)
+        if self.id_range is not None:
+            return rows - int(groups[0]["all distinct"] or 0) if groups else 0
+        row = self._run("SELECT count(DISTINCT unit_id) FROM unit_values").fetchone()
+        return rows - int(row[0]) if row else 0
+
+    def _check_values(self, groups: Sequence[Mapping[str, Any]]) -> None:
+        """Every arm has units; no impossible metric value; no missing covariate."""
+        present = {g["arm"] for g in groups}
         empty = [arm for k, arm in enumerate(self.arms, start=1) if k not in present]
         if empty:
             raise DataError(f"arm(s) {', '.join(empty)} have no units in the data (EMPTY_ARM)")
-        problems = self._value_problems(counts[: len(self._checked)])
+        problems = [
+            f"{self.sources[_source(metric) or ''].where}: {bad:,} row(s) of column '{_column(metric)}' are "
+            f"{_row_check_meaning(metric)} (metric '{metric.id}')"
+            for metric in self._checked
+            if (bad := sum(int(g[f"check:{metric.id}"]) for g in groups))
+        ]
         problems += [
             f"units: covariate '{c}' is missing for {n:,} assigned unit(s); every analysed unit needs a value"
-            for c, n in zip(self.covariates, counts[len(self._checked) :], strict=True)
-            if n
+            for c in self.covariates
+            if (n := sum(int(g[f"null:{c}"]) for g in groups))
         ]
         if problems:
             raise DataError("\n".join(problems))
@@ -255,15 +444,6 @@ class DuckAggregation:
     def _checked(self) -> list[AnyMetric]:
         """Metrics with a per-row value check (a ``check:<id>`` column in ``unit_values``)."""
         return [m for m in self.spec.metrics if _bad_value(m) is not None]
-
-    def _unit_totals(self) -> list[int]:
-        """One pass: repeated unit ids, impossible values per checked metric, missing covariates."""
-        totals = ["count(*) - count(DISTINCT unit_id)"]
-        totals += [f"coalesce(sum({quote('check:' + m.id)}), 0)" for m in self._checked]
-        totals += [f"count(*) FILTER (WHERE {quote('cov:' + c)} IS NULL)" for c in self.covariates]
-        row = self._run(f"SELECT {', '.join(totals)} FROM unit_values").fetchone()
-        assert row is not None
-        return [int(v) for v in row]
 
     def _raise_on_units_with_two_variants(self) -> None:
         column = quote(self.spec.data.variant_column)
@@ -275,31 +455,6 @@ class DuckAggregation:
         if example:
             ids = [r[0] for r in example]
             raise DataError(f"assignments: units assigned to two variants, e.g. unit_id {ids}")
-
-    def compute_stats(self, log_moments: bool = False) -> None:
-        """Capping thresholds, then per-arm moments of values and covariates, log-moments of continuous
-        metrics, ordinal histograms and per-segment moments."""
-        self.caps = self._caps()
-        names = [*self.variables, *(f"cov:{c}" for c in self.covariates)]
-        moments = {key[0]: m for key, m in self._moments(names, ["arm"]).items()}
-        histograms = self._histograms()
-        logs = self._log_moments() if log_moments else {}
-        arms = {
-            arm: ArmStats(
-                moments[k],
-                {m.id: histograms.get((k, m.id), Histogram()) for m in self.ordinals},
-                {name: found[k] for name, found in logs.items()},
-            )
-            for k, arm in enumerate(self.arms, start=1)
-        }
-        segments: dict[str, dict[str, dict[str, Moments]]] = {}
-        for segmentation in self.segments:
-            column = f"seg:{segmentation.name}"
-            found = segments.setdefault(segmentation.name, {})
-            for (segment, k), m in sorted(self._moments(self.variables, [column, "arm"]).items()):
-                found.setdefault(str(segment), {})[self.arms[int(k) - 1]] = m
-        covariates = tuple(f"cov:{c}" for c in self.covariates)
-        self.stats = ExperimentStats(arms, self.caps, covariates, segments)
 
     def daily_curve(self, metric: AnyMetric) -> dict[str, Any] | None:
         """Cumulative mean per randomised unit of ``metric`` at the end of each day, per arm.
@@ -327,11 +482,11 @@ class DuckAggregation:
         else:
             value = f"CAST({quote(raw)} AS DOUBLE)" if raw else "1.0"
             rows = f"SELECT {unit} AS unit_id, {day} AS day, {value} AS value FROM {source.sql}"
+        arms = "arms AS (SELECT DISTINCT unit_id, arm FROM unit_values WHERE arm > 0)"
         found = self._run(
-            f"WITH r AS ({rows}), arms AS (SELECT DISTINCT unit_id, arm FROM unit_values WHERE arm > 0) "
-            "SELECT r.day, arms.arm, sum(r.value) FROM r JOIN arms USING (unit_id) "
-            "WHERE r.day IS NOT NULL GROUP BY ALL ORDER BY 1",
-            _source_params(self.sources),
+            self._with(f"r AS ({rows})", arms) + "SELECT r.day, arms.arm, sum(r.value) FROM r "
+            "JOIN arms USING (unit_id) WHERE r.day IS NOT NULL GROUP BY ALL ORDER BY 1",
+            self.params,
         ).fetchall()
         days = sorted({r[0] for r in found})
         totals = {arm: [0.0] * len(days) for arm in self.arms}
@@ -346,53 +501,15 @@ class DuckAggregation:
 
     def _moments(self, names: Sequence[str], keys: Sequence[str]) -> dict[tuple[Any, ...], Moments]:
         """Moments of the (capped) ``names`` in each group of ``keys`` (assigned arms only)."""
-        exprs = [self._capped(name) for name in names]
-        d = len(names)
-        pairs = [(i, j) for i in range(d) for j in range(i, d)]
-        select = [*map(quote, keys), "count(*)"]
-        select += [f"avg({e})" for e in exprs]
-        select += [f"covar_pop({exprs[i]}, {exprs[j]})" for i, j in pairs]
-        rows = self._run(
-            f"SELECT {', '.join(select)} FROM unit_values WHERE arm > 0 GROUP BY ALL", self._cap_params()
-        ).fetchall()
-        found = {}
-        width = len(keys)
-        for row in rows:
-            n = int(row[width])
-            mean = np.array(row[width + 1 : width + 1 + d], dtype=float)
-            comoment = np.zeros((d, d))
-            for (i, j), value in zip(pairs, row[width + 1 + d :], strict=True):
-                comoment[i, j] = comoment[j, i] = float(value) * n
-            found[tuple(row[:width])] = Moments(tuple(names), n, mean, comoment)
-        return found
-
-    def _log_moments(self) -> dict[str, dict[int, LogMoments]]:
-        """Per continuous metric and arm: moments of ``log(y)`` over ``y > 0``, and the count of ``y < 0``."""
-        continuous = [m.id for m in self.spec.metrics if isinstance(m, ContinuousMetric)]
-        if not continuous:
-            return {}
-        select = ["arm"]
-        for name in continuous:
-            value = self._capped(name)
-            only_positive = f"FILTER (WHERE {value} > 0)"
-            select += [
-                f"count(*) {only_positive}",
-                f"avg(ln({value})) {only_positive}",
-                f"var_pop(ln({value})) {only_positive}",
-                f"count(*) FILTER (WHERE {value} < 0)",
-            ]
-        rows = self._run(
-            f"SELECT {', '.join(select)} FROM unit_values WHERE arm > 0 GROUP BY arm", self._cap_params()
-        ).fetchall()
-        found: dict[str, dict[int, LogMoments]] = {name: {} for name in continuous}
-        for row in rows:
-            for j, name in enumerate(continuous):
-                k, mean, var, negative = row[1 + 4 * j : 5 + 4 * j]
-                positive = Moments(
-                    ("log",), int(k), np.array([mean or 0.0]), np.array([[(var or 0.0) * int(k)]])
-                )
-                found[name][int(row[0])] = LogMoments(positive, int(negative))
-        return found
+        extra = [quote(n) for n in names if n not in self.variables]
+        grouped = self._grouped(keys, {"n": "count(*)", **_moment_columns(names)}, extra)
+        found = self._run(
+            self._with(f"g AS ({grouped})") + "SELECT * FROM g WHERE arm > 0",
+            self.params | self._cap_params(),
+        )
+        aliases = [d[0] for d in found.description]
+        groups = [dict(zip(aliases, row, strict=True)) for row in found.fetchall()]
+        return {tuple(g[k] for k in keys): _parse_moments(names, g["n"], g) for g in groups}
 
     def residual_moments(
         self,
@@ -421,8 +538,8 @@ class DuckAggregation:
         sums += [f"sum({e} * {e} * {u[j]})" for j in range(p)]
         sums += [f"sum({e} * {e} * {u[j]} * {u[k]})" for j in range(p) for k in range(j, p)]
         rows = self._run(
-            f"SELECT arm, {', '.join(sums)} FROM unit_values WHERE arm > 0 GROUP BY arm",
-            params | self._cap_params(),
+            self._with() + f"SELECT arm, {', '.join(sums)} FROM unit_values WHERE arm > 0 GROUP BY arm",
+            self.params | params | self._cap_params(),
         ).fetchall()
         result = {}
         for row in rows:
@@ -466,32 +583,12 @@ class DuckAggregation:
                 caps[metric.id] = float(capping.absolute)
             else:
                 row = self._run(
-                    f"SELECT quantile_cont({quote(metric.id)}, $q) FROM unit_values WHERE arm > 0",
-                    {"q": capping.percentile},
+                    self._with()
+                    + f"SELECT quantile_cont({quote(metric.id)}, $q) FROM unit_values WHERE arm > 0",
+                    self.params | {"q": capping.percentile},
                 ).fetchone()
                 caps[metric.id] = float(row[0]) if row and row[0] is not None else 0.0
         return caps
-
-    def _histograms(self) -> dict[tuple[int, str], Histogram]:
-        found: dict[tuple[int, str], Histogram] = {}
-        for metric in self.ordinals:
-            column = quote(metric.id)
-            rows = self._run(
-                f"SELECT arm, {column}, count(*) FROM unit_values WHERE arm > 0 AND {column} IS NOT NULL "
-                "GROUP BY ALL"
-            ).fetchall()
-            for arm, value, count in rows:
-                key = (int(arm), metric.id)
-                found[key] = found.get(key, Histogram()) + Histogram({float(value): int(count)})
-        return found
-
-    def _value_problems(self, bad_rows: Sequence[int]) -> list[str]:
-        return [
-            f"{self.sources[_source(metric) or ''].where}: {bad:,} row(s) of column '{_column(metric)}' are "
-            f"{_row_check_meaning(metric)} (metric '{metric.id}')"
-            for metric, bad in zip(self._checked, bad_rows, strict=True)
-            if bad
-        ]
 
 
 # ---------------------------------------------------------------------- SQL pieces (no user strings)
@@ -640,12 +737,12 @@ def _open_sources(
         if name in frames:
             view = f"frame_{k}"
             con.register(view, frames[name])
-            sql, where = quote(view), f"DataFrame '{name}'"
+            sql, where, kind = quote(view), f"DataFrame '{name}'", "frame"
             params: dict[str, Any] = {}
         elif name in paths:
             path = require_file(paths[name], name)
-            reader = "read_parquet" if path.suffix.lower() == ".parquet" else "read_csv"
-            sql, where, params = f"{reader}(${param})", str(path), {param: str(path)}
+            kind = "parquet" if path.suffix.lower() == ".parquet" else "csv"
+            sql, where, params = f"read_{kind}(${param})", str(path), {param: str(path)}
         else:
             raise DataError(
                 f"{spec.id}: no '{name}' data (the spec's data block names none, and none was given)"
@@ -654,7 +751,7 @@ def _open_sources(
             described = con.execute(f"DESCRIBE SELECT * FROM {sql}", params or None).fetchall()
         except Exception as error:  # duckdb.Error, but also OS errors surfaced by the reader
             raise DataError(f"{where}: cannot read the {name} file: {_first_line(error)}") from None
-        sources[name] = _Source(name, sql, where, {str(r[0]): str(r[1]) for r in described}, params)
+        sources[name] = _Source(name, sql, where, {str(r[0]): str(r[1]) for r in described}, params, kind)
     return sources
 
 
@@ -706,3 +803,33 @@ def _check_columns(
             problems.append(f"{table.where}: column '{name}' must be numeric, got {kind}")
     if problems:
         raise DataError("\n".join(problems))
+
+
+def _moment_columns(names: Sequence[str]) -> dict[str, str]:
+    """Aggregates of :class:`Moments`: ``mean:i`` and ``comoment:i:j`` (population covariance, i <= j)."""
+    columns = {f"mean:{i}": f"avg({quote(name)})" for i, name in enumerate(names)}
+    columns |= {
+        f"comoment:{i}:{j}": f"covar_pop({quote(names[i])}, {quote(names[j])})"
+        for i in range(len(names))
+        for j in range(i, len(names))
+    }
+    return columns
+
+
+def _parse_moments(names: Sequence[str], n: int, group: Mapping[str, Any]) -> Moments:
+    """:class:`Moments` from the :func:`_moment_columns` of one group (``n`` rows)."""
+    d = len(names)
+    mean = np.array([group[f"mean:{i}"] for i in range(d)], dtype=float)
+    comoment = np.zeros((d, d))
+    for i in range(d):
+        for j in range(i, d):
+            comoment[i, j] = comoment[j, i] = float(group[f"comoment:{i}:{j}"]) * n
+    return Moments(tuple(names), int(n), mean, comoment)
+
+
+def _bitmap_range(row: tuple[Any, ...] | None) -> tuple[int, int] | None:
+    """``(min, max)`` of integer unit ids when a bitmap of the range fits in ``_MAX_BITMAP_BITS``."""
+    if row is None or row[0] is None:
+        return None
+    low, high = int(row[0]), int(row[1])
+    return (low, high) if high - low < _MAX_BITMAP_BITS else None

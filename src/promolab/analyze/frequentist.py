@@ -79,7 +79,8 @@ class Verdict:
 def lift_results(
     spec: ExperimentSpec, stats: ExperimentStats, residual_pass: ResidualPass | None
 ) -> list[tuple[LiftResult, Comparison]]:
-    """Results of every metric and arm (regression-adjusted with covariates and ``residual_pass``)."""
+    """Results of every metric and arm, regression-adjusted when ``stats`` has covariates and the HC1
+    residual sums can be had: from the arms' power sums, else from ``residual_pass`` (a second pass)."""
     confidence = spec.analysis.confidence
     reference = spec.reference.id
     raw: list[tuple[LiftResult, Comparison]] = []
@@ -87,7 +88,7 @@ def lift_results(
         role = spec.role(metric.id)
         if role == "treatment_only":
             continue
-        if stats.covariates and residual_pass is not None and _adjustable(metric):
+        if stats.covariates and _adjustable(metric) and (residual_pass or _has_powers(stats, metric.id)):
             raw += _cuped_results(spec, stats, metric, residual_pass)
             continue
         for arm in (t.id for t in spec.treatments):
@@ -182,11 +183,11 @@ def _adjustable(metric: AnyMetric) -> bool:
 
 
 def _cuped_results(
-    spec: ExperimentSpec, stats: ExperimentStats, metric: AnyMetric, residual_pass: ResidualPass
+    spec: ExperimentSpec, stats: ExperimentStats, metric: AnyMetric, residual_pass: ResidualPass | None
 ) -> list[tuple[LiftResult, Comparison]]:
     moments = {arm: s.moments for arm, s in stats.arms.items()}
     fitted = cuped.fit(moments, metric.id, stats.covariates)
-    residuals = residual_pass(metric.id, fitted.arm_means, fitted.slopes.tolist(), fitted.centre.tolist())
+    residuals = _residuals(stats, metric.id, fitted, residual_pass)
     covariance = cuped.hc1_covariance(moments, stats.covariates, fitted, residuals)
     index = {arm: k for k, arm in enumerate(fitted.arms)}
     reference = spec.reference.id
@@ -199,6 +200,29 @@ def _cuped_results(
         comparison = compare(control, variant, spec.analysis.confidence, float(covariance[c, k]))
         found.append((_result(metric.id, arm, spec.role(metric.id), comparison, "cuped-ols-hc1"), comparison))
     return found
+
+
+def _has_powers(stats: ExperimentStats, metric: str) -> bool:
+    return all(metric in s.powers for s in stats.arms.values())
+
+
+def _residuals(
+    stats: ExperimentStats, metric: str, fitted: cuped.CupedFit, residual_pass: ResidualPass | None
+) -> Mapping[str, ResidualMoments]:
+    """HC1 residual sums of every arm: from the power sums when all are well-conditioned, else a pass."""
+    if _has_powers(stats, metric):
+        found = {
+            arm: s.powers[metric].residuals(s.moments, fitted.slopes, fitted.centre)
+            for arm, s in stats.arms.items()
+        }
+        if all(r is not None for r in found.values()):
+            return {arm: r for arm, r in found.items() if r is not None}
+    if residual_pass is None:
+        raise ValueError(
+            f"{metric}: the power sums are ill-conditioned (a mean far from zero against its spread); "
+            "regression adjustment needs a residual pass over the units"
+        )
+    return residual_pass(metric, fitted.arm_means, fitted.slopes.tolist(), fitted.centre.tolist())
 
 
 def _result(
