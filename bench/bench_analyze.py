@@ -175,10 +175,13 @@ FROM units GROUP BY variant ORDER BY variant"""
 
 
 def bare_duckdb(sql: str) -> None:
-    """Child process of the floor: import duckdb, run the query, print the rows."""
+    """Child process of the floor: import duckdb, run the query, print the rows (no progress bar: DuckDB
+    draws it on stdout after 2 s)."""
     import duckdb
 
-    print(duckdb.sql(sql).fetchall())
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    print(con.sql(sql).fetchall())
 
 
 def pandas_baseline(folder: str, fmt: str) -> None:

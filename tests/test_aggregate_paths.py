@@ -213,3 +213,11 @@ def test_every_plan_finds_repeated_units(plan, case, plan_frames, tmp_path):
     message = "units assigned to two variants" if case == "two variants" else "3 repeated unit id(s)"
     with pytest.raises(DataError, match=re.escape(message)):
         _aggregate(plan, defective, tmp_path)
+
+
+def test_duckdb_draws_no_progress_bar_on_stdout(plan_frames):
+    """DuckDB's progress bar (after 2 s) goes to stdout, which carries promolab's tables and JSON."""
+    con = aggregate(make_spec(), frames=plan_frames).con
+    settings_ = dict(con.execute("SELECT name, value FROM duckdb_settings()").fetchall())
+    assert settings_["enable_progress_bar"] == "false"
+    assert settings_["preserve_insertion_order"] == "false"

@@ -105,8 +105,9 @@ def aggregate(
     """
     import duckdb
 
-    con = duckdb.connect()
-    con.execute("SET preserve_insertion_order = false")
+    # No progress bar: DuckDB draws it on stdout, which carries promolab's tables and JSON.
+    con = duckdb.connect(config={"preserve_insertion_order": False})
+    con.execute("SET enable_progress_bar = false")
     sources = _open_sources(con, spec, paths or {}, frames or {}, segments)
     _check_columns(spec, sources, covariates, segments)
     aggregation = DuckAggregation(spec, con, sources, covariates, segments)
