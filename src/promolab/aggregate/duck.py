@@ -7,9 +7,10 @@ Per-unit values (one pass over each event table, ``GROUP BY`` unit):
 - count: number of rows (with ``column``: its sum), 0 without rows;
 - ordinal: mean of the unit's responses; units without a response are missing, not 0;
 - ratio: no value of its own; the analysis uses its numerator's and denominator's values.
-Metrics with ``source: units`` read the units file's column directly. The per-unit table is kept in
-the connection (for capping thresholds and the regression-adjustment residual pass), then reduced to
-:class:`~promolab.aggregate.moments.ExperimentStats`.
+Metrics with ``source: units`` read the units file's column directly. The per-unit values are reduced
+to :class:`~promolab.aggregate.moments.ExperimentStats` in one query with the data checks when
+possible; they are materialised as a table only when more passes are needed (see
+:class:`DuckAggregation`).
 
 Identifiers from the spec are quoted; file paths, labels and numbers are bound as parameters: no SQL
 is assembled from user strings.
@@ -153,7 +154,8 @@ class DuckAggregation:
 
     def build_unit_table(self, distinct_assignments: bool, materialise: bool = False) -> None:
         """Create ``unit_values``: unit, arm (1-based; 0 = holdout; -1 = undeclared), label, values,
-        checks, covariates, segments; a view when one pass suffices, else a temporary table.
+        checks, covariates, segments; a common table expression of the next queries when one pass
+        suffices, else a temporary table.
 
         Assignment rows are joined as they are (fast); with ``distinct_assignments`` repeated rows of a
         unit with the same variant (an exposure log) are collapsed first.
