@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from promolab.aggregate.moments import (
+    MAX_POWER_COVARIATES,
     ArmStats,
     ExperimentStats,
     Histogram,
@@ -123,9 +124,10 @@ class DuckAggregation:
     """One experiment's per-unit values in DuckDB and the statistics reduced from them.
 
     The per-unit values ``unit_values`` are a common table expression (computed from the sources in the
-    query that reads them) when one pass over them gives every statistic, else a temporary table
-    (percentile capping, segments, the daily curve, unit ids that cannot be checked for repeats by a
-    bitmap; the rare residual pass of :meth:`residual_moments` re-reads the sources).
+    query that reads them) when one pass over them gives every statistic, else a temporary table:
+    percentile capping, segments, the daily curve, ``data.row_id``, more covariates than power sums
+    serve, CSV inputs or ids that cannot be checked for repeats by a bitmap. The exact residual pass
+    (:meth:`residual_moments`, for ill-conditioned power sums) materialises the table first.
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class DuckAggregation:
         self.daily: dict[str, Any] | None = None
         self.distinct_assignments = False
         self.materialised = False
+        self.unit_query = ""  # the SELECT of unit_values
         self.unit_cte: str | None = None  # unit_values as a CTE when not materialised
         self.params: dict[str, Any] = {}
         self.id_range: tuple[int, int] | None = None
@@ -216,24 +219,31 @@ class DuckAggregation:
         self.params = {"labels": labels, "label_arms": label_arms, "start": spec.start}
         self.params |= _source_params(sources)
         self.distinct_assignments = distinct_assignments
-        query = f"WITH {', '.join(ctes)} SELECT {select} FROM {' '.join(joins)}"
+        self.unit_query = f"WITH {', '.join(ctes)} SELECT {select} FROM {' '.join(joins)}"
+        self.unit_cte = None
         self.materialised = materialise or self._needs_table()
         self.id_range = None if self.materialised else self._source_id_range()
-        self.unit_cte = None
         if self.materialised or self.id_range is None:
-            self._run(f"CREATE OR REPLACE TEMP TABLE unit_values AS {query}", self.params)
-            self.materialised = True
-            self.id_range = self._table_id_range()
+            self._materialise()
         else:
-            self.unit_cte = f"unit_values AS ({query})"
+            self.unit_cte = f"unit_values AS ({self.unit_query})"
+
+    def _materialise(self) -> None:
+        """Store ``unit_values`` as a temporary table (later queries read it instead of the sources)."""
+        self._run(f"CREATE OR REPLACE TEMP TABLE unit_values AS {self.unit_query}", self.params)
+        self.unit_cte = None
+        self.materialised = True
+        self.id_range = self._table_id_range()
 
     def _needs_table(self) -> bool:
-        """More than one pass over the units: percentile capping, segments, or row-numbered units."""
+        """More than one pass over the units: percentile capping, segments, row-numbered units, or more
+        covariates than power sums serve (the residual pass then reads the units once per metric)."""
         percentile = any(
             (capping := getattr(m, "capping", None)) is not None and capping.absolute is None
             for m in self.spec.metrics
         )
-        return percentile or bool(self.segments) or self.spec.data.row_id
+        many = len(self.covariates) > MAX_POWER_COVARIATES
+        return percentile or bool(self.segments) or self.spec.data.row_id or many
 
     def _source_id_range(self) -> tuple[int, int] | None:
         """Smallest and largest integer unit id of the assignments, when a bitmap of them is small and
@@ -270,6 +280,7 @@ class DuckAggregation:
         self.caps = self._caps()
         groups = self._arm_pass(log_moments)
         self._check_labels(groups)
+        self._check_unit_ids(groups)
         repeated = self._repeated(groups)
         if repeated and "assignments" in self.sources and not self.distinct_assignments:
             self._raise_on_units_with_two_variants()
@@ -282,10 +293,8 @@ class DuckAggregation:
                 "the units file needs one row per unit"
             )
         self._check_values(groups)
-        arms = {}
-        for k, arm in enumerate(self.arms, start=1):
-            merged = [self._arm_stats(g, log_moments) for g in groups if g["arm"] == k]
-            arms[arm] = sum(merged[1:], start=merged[0])
+        by_arm = {g["arm"]: g for g in groups}
+        arms = {arm: self._arm_stats(by_arm[k], log_moments) for k, arm in enumerate(self.arms, start=1)}
         segments: dict[str, dict[str, dict[str, Moments]]] = {}
         for segmentation in self.segments:
             column = f"seg:{segmentation.name}"
@@ -296,11 +305,16 @@ class DuckAggregation:
         self.stats = ExperimentStats(arms, self.caps, covariates, segments)
 
     def _arm_pass(self, log_moments: bool) -> list[dict[str, Any]]:
-        """One pass over ``unit_values`` grouped by label and arm; each group as a dict by column alias."""
+        """One pass over ``unit_values`` grouped by arm (at most K + 2 groups: the holdout is 0, labels the
+        spec does not declare -1); each group as a dict by column alias."""
         values = [quote("cov:" + c) for c in self.covariates]
         values += [quote("check:" + m.id) for m in self._checked]
         values += [quote(m.id) for m in self.ordinals]
-        columns = {"n": "count(*)"}
+        columns = {
+            "n": "count(*)",
+            "no label": "count(*) FILTER (WHERE label IS NULL)",
+            "no id": "count(*) FILTER (WHERE unit_id IS NULL)",
+        }
         if self.id_range is not None:
             columns["ids"] = "bitstring_agg(unit_id, $id_low, $id_high)"
         columns |= {f"check:{m.id}": f"coalesce(sum({quote('check:' + m.id)}), 0)" for m in self._checked}
@@ -315,14 +329,12 @@ class DuckAggregation:
         }
         if log_moments:
             columns |= self._log_columns()
-        grouped = self._grouped(["label", "arm"], columns, values)
+        grouped = self._grouped(["arm"], columns, ["label", *values])
         if self.id_range is None:
             sql = self._with() + grouped
-        else:  # repeats: rows minus distinct ids, within a label (bit_count) and over all (bit_or)
-            sql = self._with(f"g AS ({grouped})") + (
-                f"SELECT g.* EXCLUDE (ids), bit_count(ids) AS {quote('distinct')}, "
-                f"(SELECT bit_count(bit_or(ids)) FROM g) AS {quote('all distinct')} FROM g"
-            )
+        else:  # repeats: rows minus distinct ids over all arms (the union of the arms' bitmaps)
+            distinct = f"(SELECT bit_count(bit_or(ids)) FROM g) AS {quote('distinct')}"
+            sql = self._with(f"g AS ({grouped})") + f"SELECT g.* EXCLUDE (ids), {distinct} FROM g"
         params = self.params | self._cap_params()
         if self.id_range is not None:
             params |= {"id_low": self.id_range[0], "id_high": self.id_range[1]}
@@ -347,19 +359,23 @@ class DuckAggregation:
         return [*self.variables, *(f"cov:{c}" for c in self.covariates)]
 
     def _power_columns(self) -> dict[str, str]:
-        """Sums of the monomials of :class:`PowerSums` (the ``y``-free ones once for all metrics)."""
-        if not self.covariates:
+        """Sums of the monomials of :class:`PowerSums` (the ``y``-free ones once for all metrics), with
+        compensated summation (``fsum``): their error then does not grow with the number of units."""
+        if not self._with_powers:
             return {}
         covs = [quote("cov:" + c) for c in self.covariates]
         columns = {}
         for exponent in power_exponents(len(covs)):
-            metrics = self.variables if exponent[0] else [""]
-            for name in metrics:
+            for name in self.variables if exponent[0] else [""]:
                 factors = [quote(name)] * exponent[0]
                 factors += [c for c, power in zip(covs, exponent[1:], strict=True) for _ in range(power)]
                 alias = f"pow:{name}:{''.join(map(str, exponent))}"
-                columns[alias] = f"sum({' * '.join(factors)})" if factors else "count(*)::DOUBLE"
+                columns[alias] = f"fsum({' * '.join(factors)})" if factors else "count(*)::DOUBLE"
         return columns
+
+    @property
+    def _with_powers(self) -> bool:
+        return 0 < len(self.covariates) <= MAX_POWER_COVARIATES
 
     def _log_columns(self) -> dict[str, str]:
         """Per continuous metric: units with ``y > 0``, mean and variance of ``ln y`` over them, and
@@ -391,7 +407,7 @@ class DuckAggregation:
                     positive = Moments(("log",), k, np.array([mean]), np.array([[var * k]]))
                     logs[metric.id] = LogMoments(positive, int(group[f"log negative:{metric.id}"]))
         powers = {}
-        if self.covariates:
+        if self._with_powers:
             names = tuple(f"cov:{c}" for c in self.covariates)
             for name in self.variables:
                 sums = [
@@ -402,24 +418,35 @@ class DuckAggregation:
         return ArmStats(moments, histograms, logs, powers)
 
     def _check_labels(self, groups: Sequence[Mapping[str, Any]]) -> None:
-        """No unit without a variant; every label one the spec declares."""
+        """No unit without a variant; every label one the spec declares (the labels are looked up only
+        when some are not)."""
         spec = self.spec
         column = spec.data.variant_column
-        if any(g["label"] is None for g in groups):
+        if any(g["no label"] for g in groups):
             raise DataError(f"{column}: some units have no variant (a missing value in the assignments)")
-        undeclared = sorted((str(g["label"]), g["n"]) for g in groups if g["arm"] == -1)
-        if undeclared:
-            shown = ", ".join(f"'{label}' ({n:,} units)" for label, n in undeclared[:5])
+        if any(g["arm"] == -1 for g in groups):
+            undeclared = self._run(
+                self._with() + "SELECT label, count(*) AS n FROM unit_values WHERE arm = -1 "
+                "GROUP BY label ORDER BY n DESC, label LIMIT 5",
+                self.params,
+            ).fetchall()
+            shown = ", ".join(f"'{label}' ({n:,} units)" for label, n in undeclared)
             raise DataError(
                 f"{column}: label(s) {shown} are not variants of {spec.id}; expected one of "
                 f"{', '.join(map(repr, _label_lists(spec)[0]))} (map raw labels with data.variant_values)"
             )
 
+    def _check_unit_ids(self, groups: Sequence[Mapping[str, Any]]) -> None:
+        missing = sum(int(g["no id"]) for g in groups)
+        if missing:
+            where = (self.sources.get("assignments") or self.sources["units"]).where
+            raise DataError(f"{where}: {missing:,} row(s) have no {self.spec.data.unit_id} (a missing value)")
+
     def _repeated(self, groups: Sequence[Mapping[str, Any]]) -> int:
         """Rows of ``unit_values`` beyond one per distinct unit id."""
         rows = sum(int(g["n"]) for g in groups)
         if self.id_range is not None:
-            return rows - int(groups[0]["all distinct"] or 0) if groups else 0
+            return rows - int(groups[0]["distinct"] or 0) if groups else 0
         row = self._run("SELECT count(DISTINCT unit_id) FROM unit_values").fetchone()
         return rows - int(row[0]) if row else 0
 
@@ -526,6 +553,8 @@ class DuckAggregation:
         With ``e = (y - ybar_k) - b'(x - xbar_k)`` (``arm_means[arm] = [ybar_k, *xbar_k]``, ``b`` the
         slopes) and ``u = x - centre``: ``sum e^2``, ``sum e^2 u`` and ``sum e^2 u u'`` of each arm.
         """
+        if not self.materialised:  # the next metrics' passes then read the table, not the sources
+            self._materialise()
         p = len(self.covariates)
         covs = [quote(f"cov:{c}") for c in self.covariates]
         params: dict[str, Any] = {"ybar": [float(arm_means[a][0]) for a in self.arms]}

@@ -20,6 +20,7 @@ partitions) exactly:
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -119,29 +120,35 @@ class ResidualMoments:
         return ResidualMoments(self.e2 + other.e2, self.e2_u + other.e2_u, self.e2_uu + other.e2_uu)
 
 
-def power_exponents(covariates: int) -> list[tuple[int, ...]]:
+MAX_POWER_COVARIATES = 3  # more covariates: C(p + 4, 4) sums per arm grow too wide; a residual pass
+
+
+@functools.cache
+def power_exponents(covariates: int) -> tuple[tuple[int, ...], ...]:
     """Exponents ``(a, b_1 .. b_p)`` of the monomials ``y^a x_1^b_1 .. x_p^b_p`` in :class:`PowerSums`:
     ``a <= 2`` and total degree ``<= 4`` (the degrees of ``e^2 u u'``), constant first."""
     ranges = [range(3), *[range(5)] * covariates]
-    return [e for e in itertools.product(*ranges) if sum(e) <= 4]
+    return tuple(e for e in itertools.product(*ranges) if sum(e) <= 4)
 
 
 @dataclass(frozen=True)
 class PowerSums:
     """Raw sums ``sum_i y_i^a x_i^b`` of one metric ``y`` and the covariates ``x`` over one arm's units.
 
-    ``sums[k]`` is the sum of the monomial with exponents ``power_exponents(p)[k]``. Raw (not centred)
-    sums lose precision when a variable's mean is large against its spread; :meth:`residuals` then
-    declines and the caller makes an exact second pass instead.
+    ``sums[k]`` is the sum of the monomial with exponents ``power_exponents(p)[k]`` (``sums[0] = n``).
+    Raw (not centred) sums cancel when a variable's mean is large against its spread or when the
+    covariates explain ``y`` almost perfectly; :meth:`residuals` then declines and the caller makes an
+    exact second pass instead.
     """
 
     names: tuple[str, ...]
     sums: Vector
 
-    #: largest |mean| / standard deviation of ``y`` or a covariate for which :meth:`residuals` answers:
-    #: the fourth-order sums then cancel by at most a factor ``(1 + 10)^4`` ~ 1.5e4, so about 1e-11
-    #: relative error remains of the 1e-16 of a double (the tests compare with an exact pass at 1e-9).
-    MAX_OFFSET = 10.0
+    #: largest cancellation ``(1 + r)^4 * S_yy / S_ee`` accepted by :meth:`residuals` (``r``: the largest
+    #: |mean| / standard deviation of ``y`` and the covariates in the arm; ``S_yy / S_ee``: total over
+    #: residual sum of squares). A double keeps 1e-16, so about 1e-11 relative error remains; the tests
+    #: compare with extended-precision sums near this limit.
+    MAX_CANCELLATION = 1e5
 
     def __add__(self, other: PowerSums) -> PowerSums:
         if self.names != other.names:
@@ -151,14 +158,15 @@ class PowerSums:
     def residuals(self, moments: Moments, slopes: Vector, centre: Vector) -> ResidualMoments | None:
         """``sum e^2``, ``sum e^2 u``, ``sum e^2 u u'`` of ``e = (y - ybar) - b'(x - xbar)``, ``u = x - c``.
 
-        Means and spreads come from ``moments`` (the same arm, centred and exact). None when some
-        variable's |mean| exceeds ``MAX_OFFSET`` standard deviations (raw sums would cancel).
+        Means, spreads and ``S_ee`` come from ``moments`` (the same arm, centred and exact). None when
+        the raw sums would cancel by more than ``MAX_CANCELLATION`` or do not cover ``moments``' units.
         """
+        if self.sums[0] != moments.n:
+            return None
         index = [moments.index(name) for name in self.names]
         mean = moments.mean[index]
-        spread = np.sqrt(np.maximum(np.diag(moments.comoment)[index], 0.0) / max(moments.n, 1))
-        offset = np.divide(np.abs(mean), spread, out=np.zeros_like(mean), where=spread > 0)
-        if np.any(offset > self.MAX_OFFSET) or np.any((spread == 0) & (mean != 0)):
+        comoment = moments.comoment[np.ix_(index, index)]
+        if not self._well_conditioned(mean, comoment, moments.n, slopes):
             return None
         p = len(self.names) - 1
         # Linear forms over the basis (1, y, x_1 .. x_p): rows 1, e, u_1 .. u_p.
@@ -168,6 +176,19 @@ class PowerSums:
         forms[2:, 0], forms[2:, 2:] = -np.asarray(centre), np.eye(p)
         g = np.einsum("ia,jb,kc,ld,abcd->ijkl", forms, forms, forms, forms, self._tensor(), optimize=True)
         return ResidualMoments(float(g[1, 1, 0, 0]), g[1, 1, 2:, 0].copy(), g[1, 1, 2:, 2:].copy())
+
+    def _well_conditioned(self, mean: Vector, comoment: Matrix, n: int, slopes: Vector) -> bool:
+        """``(1 + r)^4 * S_yy / S_ee <= MAX_CANCELLATION`` (see the attribute); false for a constant
+        non-zero variable or a perfect fit."""
+        spread = np.sqrt(np.maximum(np.diag(comoment), 0.0) / max(n, 1))
+        if np.any((spread == 0) & (mean != 0)):
+            return False
+        offset = float(np.max(np.divide(np.abs(mean), spread, out=np.zeros_like(mean), where=spread > 0)))
+        s_yy = comoment[0, 0]
+        s_ee = s_yy - 2 * slopes @ comoment[1:, 0] + slopes @ comoment[1:, 1:] @ slopes
+        if s_yy == 0:  # y constant 0 in the arm: e = -b'(x - xbar), no cancellation with y
+            return (1 + offset) ** 4 <= self.MAX_CANCELLATION
+        return s_ee > 0 and (1 + offset) ** 4 * s_yy / s_ee <= self.MAX_CANCELLATION
 
     def _tensor(self) -> npt.NDArray[np.float64]:
         """``T[a, b, c, d] = sum_i v_a v_b v_c v_d`` over ``v = (1, y, x)``; 0 where ``y`` appears > 2 times
@@ -194,16 +215,23 @@ class LogMoments:
         return LogMoments(self.positive + other.positive, self.negative + other.negative)
 
 
-def _merged[T: (Moments, Histogram, LogMoments, PowerSums)](
-    a: Mapping[str, T], b: Mapping[str, T]
-) -> dict[str, T]:
-    """Per-key ``+`` of two mappings; a key in only one of them keeps its value."""
+def _merged(a: Mapping[str, Moments], b: Mapping[str, Moments]) -> dict[str, Moments]:
+    """Per-key ``+`` of two mappings; a key in only one of them keeps its value (segments an arm lacks)."""
     return {k: (a[k] + b[k] if k in b else a[k]) if k in a else b[k] for k in sorted(a.keys() | b.keys())}
+
+
+def _both[T: (Histogram, LogMoments, PowerSums)](a: Mapping[str, T], b: Mapping[str, T]) -> dict[str, T]:
+    """Per-key ``+`` of the keys both mappings have."""
+    return {k: a[k] + b[k] for k in a if k in b}
 
 
 @dataclass(frozen=True)
 class ArmStats:
-    """Everything the analysis needs about one arm."""
+    """Everything the analysis needs about one arm (per metric: ordinal histograms, log-moments, power sums).
+
+    A merge keeps a metric's histogram, log-moments or power sums only when both sides have them: the
+    statistic of part of the units would be silently wrong (e.g. HC1 errors from half the power sums).
+    """
 
     moments: Moments
     histograms: Mapping[str, Histogram] = field(default_factory=dict)
@@ -213,9 +241,9 @@ class ArmStats:
     def __add__(self, other: ArmStats) -> ArmStats:
         return ArmStats(
             self.moments + other.moments,
-            _merged(self.histograms, other.histograms),
-            _merged(self.logs, other.logs),
-            _merged(self.powers, other.powers),
+            _both(self.histograms, other.histograms),
+            _both(self.logs, other.logs),
+            _both(self.powers, other.powers),
         )
 
 

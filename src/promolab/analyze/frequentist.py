@@ -27,6 +27,7 @@ from promolab.analyze.estimators import (
 )
 from promolab.analyze.multiplicity import benjamini_hochberg, holm
 from promolab.design.srm import SrmResult
+from promolab.errors import DataError
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import AnyMetric, BinaryMetric, OrdinalMetric, RatioMetric
 
@@ -203,7 +204,9 @@ def _cuped_results(
 
 
 def _has_powers(stats: ExperimentStats, metric: str) -> bool:
-    return all(metric in s.powers for s in stats.arms.values())
+    """Every arm has power sums of ``metric`` and exactly the adjustment's covariates, in their order."""
+    names = (metric, *stats.covariates)
+    return all(metric in s.powers and s.powers[metric].names == names for s in stats.arms.values())
 
 
 def _residuals(
@@ -218,9 +221,9 @@ def _residuals(
         if all(r is not None for r in found.values()):
             return {arm: r for arm, r in found.items() if r is not None}
     if residual_pass is None:
-        raise ValueError(
-            f"{metric}: the power sums are ill-conditioned (a mean far from zero against its spread); "
-            "regression adjustment needs a residual pass over the units"
+        raise DataError(
+            f"{metric}: its power sums would cancel (a mean far from zero against its spread, or covariates "
+            "that explain it almost exactly); regression adjustment needs a residual pass over the units"
         )
     return residual_pass(metric, fitted.arm_means, fitted.slopes.tolist(), fitted.centre.tolist())
 

@@ -145,7 +145,8 @@ def analyze_spec(
 def analyze_stats(
     spec: ExperimentSpec, stats: ExperimentStats, residual_pass: Any = None, method: Method | None = None
 ) -> Analysis:
-    """The analysis from per-arm statistics alone (``residual_pass`` enables regression adjustment)."""
+    """The analysis from per-arm statistics alone. Regression adjustment needs the arms' power sums, or
+    ``residual_pass`` (a second pass over the units) when they are absent or would cancel."""
     method = method or spec.analysis.method
     counts = {arm: s.moments.n for arm, s in stats.arms.items()}
     srm = srm_test(counts, {v.id: v.weight for v in spec.variants})
