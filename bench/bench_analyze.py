@@ -1,7 +1,8 @@
 """Time ``promolab analyze`` end to end against two baselines: ``python bench/bench_analyze.py``.
 
 Options: ``--sizes 1000000 10000000`` (order rows; both by default), ``--formats parquet csv`` (file
-format of the inputs; both by default), ``--repeats 3``.
+format of the inputs; both by default), ``--repeats 3``, ``--tea-tasting-python PATH`` (a Python with
+``tea-tasting`` and ``ibis-framework[duckdb]`` installed, e.g. a separate venv: adds that peer).
 
 Workload: 2,000,000 units in 4 equal arms, 4 order metrics (conversion, revenue, orders, items) and one
 covariate (pre_revenue), as in ``bench/analyze-spec.yaml``; the Parquet files are generated once per size
@@ -12,6 +13,8 @@ process (imports count):
   per-unit metrics and their covariance with pre_revenue (all any correct analysis needs);
 - pandas: read, group by unit, merge, fill 0, group by arm, Welch t-tests (scipy) per arm and metric;
 - promolab: ``python -m promolab analyze bench/analyze-spec.yaml --data-dir DIR --json OUT``;
+- tea-tasting (optional): the peer on Ibis/DuckDB, per-unit table built in Ibis, ``tt.Mean`` of the four
+  metrics with ``covariate="pre_revenue"`` (CUPED), all arms against control;
 - promolab start-up: what promolab pays before reading any data (its imports: DuckDB, pydantic, numpy,
   scipy.special, the CLI; and validating the spec), to show which part of its time is fixed.
 
@@ -57,7 +60,7 @@ EFFECTS = {
 }
 SEED = 20260301
 DATA_VERSION = 2  # bump when the generator changes: cached folders with another version are rebuilt
-CONTENDERS = ["bare DuckDB", "pandas", "promolab", "promolab start-up"]
+CONTENDERS = ["bare DuckDB", "pandas", "promolab", "tea-tasting", "promolab start-up"]
 CHECKED = CONTENDERS[:3]  # contenders whose numbers are compared with the floor's
 FORMATS = ["parquet", "csv"]
 TABLES = ["assignments", "customers", "orders"]
@@ -218,6 +221,33 @@ def pandas_baseline(folder: str, fmt: str) -> None:
     print(json.dumps({"n": n, "revenue": revenue, "p_values": p_values}))
 
 
+def tea_tasting_child(folder: str, fmt: str) -> None:
+    """Child process of the tea-tasting peer: per-unit metrics in Ibis on DuckDB, then its analysis."""
+    import ibis
+    import tea_tasting as tt
+
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET enable_progress_bar = false")
+    read = con.read_parquet if fmt == "parquet" else con.read_csv
+    assignments, customers = read(f"{folder}/assignments.{fmt}"), read(f"{folder}/customers.{fmt}")
+    orders = read(f"{folder}/orders.{fmt}")
+    per_unit = orders.group_by("unit_id").aggregate(
+        n_orders=orders.count(), sum_amount=orders.amount.sum(), sum_quantity=orders.quantity.sum()
+    )
+    joined = assignments.join(customers, "unit_id").left_join(per_unit, "unit_id")
+    units = joined.select(
+        variant=joined.variant,
+        pre_revenue=joined.pre_revenue,
+        conversion=joined.n_orders.notnull().cast("int64"),
+        revenue=joined.sum_amount.fill_null(0),
+        orders=joined.n_orders.fill_null(0),
+        items=joined.sum_quantity.fill_null(0),
+    )
+    metrics = ["conversion", "revenue", "orders", "items"]
+    experiment = tt.Experiment({m: tt.Mean(m, covariate="pre_revenue") for m in metrics})
+    print(experiment.analyze(units, control="control", all_variants=True))
+
+
 def promolab_startup(spec: str) -> None:
     """Child process of promolab's fixed cost: the modules ``promolab analyze`` imports, the spec loaded."""
     import duckdb  # noqa: F401
@@ -255,8 +285,11 @@ def _python_c(function: Callable[..., None], *arguments: str) -> list[str]:
     return [sys.executable, "-c", f"{source}\n{function.__name__}(*{list(arguments)!r})\n"]
 
 
-def command(contender: str, folder: Path, fmt: str) -> list[str]:
+def command(contender: str, folder: Path, fmt: str, tea_tasting_python: str | None = None) -> list[str]:
     """The argv of one contender on the ``fmt`` files in ``folder``."""
+    if contender == "tea-tasting":
+        assert tea_tasting_python is not None
+        return [tea_tasting_python, *_python_c(tea_tasting_child, str(folder), fmt)[1:]]
     if contender == "bare DuckDB":
         return _python_c(bare_duckdb, bare_sql(folder, fmt))
     if contender == "pandas":
@@ -325,22 +358,25 @@ def _failure(run: Run) -> str:
     return f"FAILED (exit {run.returncode}): {lines[-1].strip() if lines else 'no error output'}"
 
 
-def bench_case(rows: int, folder: Path, fmt: str, repeats: int) -> tuple[list[str], list[str]]:
+def bench_case(
+    rows: int, folder: Path, fmt: str, repeats: int, tea_tasting_python: str | None = None
+) -> tuple[list[str], list[str]]:
     """Run every contender ``repeats`` times (interleaved) on ``folder``'s ``fmt`` files; table lines and
-    problems."""
-    runs: dict[str, list[Run]] = {c: [] for c in CONTENDERS}
+    problems. tea-tasting runs only with ``tea_tasting_python``."""
+    contenders = [c for c in CONTENDERS if c != "tea-tasting" or tea_tasting_python]
+    runs: dict[str, list[Run]] = {c: [] for c in contenders}
     for _ in range(repeats):
-        for contender in CONTENDERS:
+        for contender in contenders:
             if runs[contender] and runs[contender][-1].returncode != 0:
                 continue  # a failure is not repeated
             if contender == "promolab":
                 (folder / PROMOLAB_JSON).unlink(missing_ok=True)  # never check a stale result
-            runs[contender].append(measure(command(contender, folder, fmt)))
+            runs[contender].append(measure(command(contender, folder, fmt, tea_tasting_python)))
     lines: list[str] = []
     problems: list[str] = []
     floor = runs["bare DuckDB"][-1]
     bare = statistics.median(r.seconds for r in runs["bare DuckDB"]) if floor.returncode == 0 else math.nan
-    for contender in CONTENDERS:
+    for contender in contenders:
         done = runs[contender]
         if done[-1].returncode != 0:
             lines.append(f"{rows:>12,} {fmt:<8} {contender:<18} {_failure(done[-1])}")
@@ -365,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=SIZES, help="order rows per case")
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=FORMATS, help="input file formats")
     parser.add_argument("--repeats", type=int, default=3, help="runs per case (the median is shown)")
+    parser.add_argument("--tea-tasting-python", help="a Python with tea-tasting installed: adds that peer")
     args = parser.parse_args(argv)
     if args.repeats < 1 or min(args.sizes) < 1:
         parser.error("--sizes and --repeats must be positive")
@@ -374,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     problems: list[str] = []
     for rows, folder in folders.items():
         for fmt in args.formats:
-            lines, found = bench_case(rows, folder, fmt, args.repeats)
+            lines, found = bench_case(rows, folder, fmt, args.repeats, args.tea_tasting_python)
             print("\n".join(lines), flush=True)
             problems += found
     for problem in problems:
