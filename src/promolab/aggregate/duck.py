@@ -392,7 +392,7 @@ class DuckAggregation:
         return columns
 
     def _arm_stats(self, group: Mapping[str, Any], log_moments: bool) -> ArmStats:
-        """One label group's statistics (groups of one arm add up with ``+``)."""
+        """One arm's statistics from its row of :meth:`_arm_pass`."""
         moments = _parse_moments(self._moment_names(), group["n"], group)
         histograms = {
             m.id: Histogram({float(v): int(c) for v, c in (group[f"hist:{m.id}"] or {}).items()})
@@ -447,7 +447,8 @@ class DuckAggregation:
         rows = sum(int(g["n"]) for g in groups)
         if self.id_range is not None:
             return rows - int(groups[0]["distinct"] or 0) if groups else 0
-        row = self._run("SELECT count(DISTINCT unit_id) FROM unit_values").fetchone()
+        distinct = self._with() + "SELECT count(DISTINCT unit_id) FROM unit_values"
+        row = self._run(distinct, self.params).fetchone()
         return rows - int(row[0]) if row else 0
 
     def _check_values(self, groups: Sequence[Mapping[str, Any]]) -> None:
