@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from promolab.aggregate.duck import _NUMERIC_TYPES
+from promolab.aggregate.inputs import NUMERIC_TYPES as _NUMERIC_TYPES
 
 
 @pytest.mark.parametrize("kind", ["INTEGER", "UBIGINT", "DOUBLE", "DECIMAL(18,3)", "BOOLEAN", "HUGEINT"])

@@ -1,4 +1,16 @@
-"""Atomic file output: a reader never sees a half-written file, and a failed write leaves none."""
+"""Atomic file output: a reader never sees a half-written file, and a failed write leaves none.
+
+- :func:`atomic_path` / :func:`write_text` / :func:`write_with`: one file, written beside its target and
+  renamed onto it.
+- :func:`publish_folder`: several files that belong together (a report's HTML, Markdown and JSON). They
+  are written into a fresh hidden run folder; the public name is a symbolic link that is switched to the
+  new run folder in one rename, so a kill or a full disk leaves the previous run's files or the new
+  run's, never a mix. Run folders of interrupted runs are removed by the next run.
+- :func:`check_outputs`: no output may be one of the command's inputs (promolab never overwrites what it
+  was given), and a folder output must not be an existing file.
+
+Every ``OSError`` of a write (read-only folder, full disk) becomes an :class:`OutputError` naming the path.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +18,54 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from promolab.errors import OutputError, printable
+
 if TYPE_CHECKING:
     import pandas as pd
+
+RUN_PREFIX = ".run-"  # hidden run folders of publish_folder: ``.<name>.run-<id>``
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` in one rename."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    with _writing(target):
+        _make_folder(target.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
     tmp = Path(tmp_name)
-    tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; outputs get the permissions a plain open() gives
     try:
+        with _writing(target):
+            tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; outputs get the permissions open() gives
         yield tmp
-        os.replace(tmp, target)
+        with _writing(target):
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """Turn a file-system failure while writing ``target`` into one clear :class:`OutputError`."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise OutputError(f"{printable(target)}: cannot write ({reason})") from None
+
+
+def _make_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{printable(folder)}: exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _umask() -> int:
@@ -39,7 +76,7 @@ def _umask() -> int:
 
 def write_text(target: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``target`` atomically."""
-    with atomic_path(target) as tmp:
+    with atomic_path(target) as tmp, _writing(Path(target)):
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -62,7 +99,7 @@ def _finite(value: object) -> object:
 
 def write_with(target: str | Path, writer: Callable[[Path], None]) -> None:
     """Call ``writer(tmp_path)`` and move the result onto ``target`` atomically."""
-    with atomic_path(target) as tmp:
+    with atomic_path(target) as tmp, _writing(Path(target)):
         writer(tmp)
 
 
@@ -72,3 +109,119 @@ def write_table(target: str | Path, frame: pd.DataFrame) -> None:
         write_with(target, lambda tmp: frame.to_csv(tmp, index=False))
     else:
         write_with(target, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def publish_folder(target: str | Path, files: Mapping[str, str]) -> dict[str, Path]:
+    """Write ``files`` (file name -> UTF-8 text) as the folder ``target``, all of one run or none.
+
+    ``target`` is a symbolic link to a hidden run folder beside it (``.<name>.run-<id>``); the link is
+    replaced in one rename once every file is written, then the previous run folder is removed.
+
+    Returns:
+        The path of each file through ``target``.
+
+    Raises:
+        OutputError: ``target`` is an existing file or a folder promolab did not make, or a write fails.
+    """
+    target = Path(target)
+    with _writing(target):
+        _make_folder(target.parent)
+        if target.exists() and not target.is_symlink():
+            raise OutputError(
+                f"{printable(target)}: exists and is not a promolab output folder (a link to its latest "
+                "run); move it away or choose another --out"
+            )
+        _remove_stale_runs(target)
+        run = target.parent / f".{target.name}{RUN_PREFIX}{uuid.uuid4().hex[:12]}"
+        run.mkdir()
+    try:
+        with _writing(run):
+            for name, text in files.items():
+                _write_durably(run / name, text)
+        link = target.parent / f".{target.name}.link-{uuid.uuid4().hex[:12]}"
+        with _writing(target):
+            previous = _link_target(target)
+            os.symlink(run.name, link)
+            os.replace(link, target)
+    except BaseException:
+        shutil.rmtree(run, ignore_errors=True)
+        raise
+    if previous is not None and previous != run:
+        shutil.rmtree(previous, ignore_errors=True)
+    return {name: target / name for name in files}
+
+
+def _write_durably(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _link_target(link: Path) -> Path | None:
+    """The run folder a published ``link`` points to, if it is one."""
+    if not link.is_symlink():
+        return None
+    return link.parent / os.readlink(link)
+
+
+def _remove_stale_runs(target: Path) -> None:
+    """Remove run folders and links of ``target`` left by interrupted runs (not the current one)."""
+    current = _link_target(target)
+    for path in target.parent.glob(f".{target.name}.*"):
+        rest = path.name[len(target.name) + 1 :]
+        if not (rest.startswith(RUN_PREFIX) or rest.startswith(".link-")) or path == current:
+            continue
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def check_outputs(
+    inputs: Iterable[Path | None],
+    files: Mapping[str, Path | None] | None = None,
+    folders: Mapping[str, Path | None] | None = None,
+) -> None:
+    """No output is one of the inputs: a file output is not an input file (by resolved path, or the same
+    file through another name), and a folder output that a run replaces holds no input.
+
+    Args:
+        inputs: every file the command reads.
+        files: option name (``--json``) -> the file it writes (None: not asked for).
+        folders: option name -> a folder replaced as a whole (:func:`publish_folder`).
+
+    Raises:
+        OutputError: naming the option, the path and the input it would overwrite.
+    """
+    read = [Path(p) for p in inputs if p is not None]
+    for option, output in (files or {}).items():
+        for source in read:
+            if output is not None and _same_file(Path(output), source):
+                raise OutputError(
+                    f"{option} {printable(output)}: is an input of this command ({printable(source)}); "
+                    "promolab never overwrites its inputs"
+                )
+    for option, folder in (folders or {}).items():
+        for source in read:
+            if folder is not None and _inside(source, Path(folder)):
+                raise OutputError(
+                    f"{option}: {printable(folder)} would be replaced, but it holds an input of this command "
+                    f"({printable(source)}); write elsewhere or move the input out first"
+                )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except (OSError, RuntimeError):  # a symlink loop: cannot be the same as a readable input
+        return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        return False

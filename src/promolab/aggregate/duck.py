@@ -2,30 +2,45 @@
 
 Per-unit values (one pass over each event table, ``GROUP BY`` unit):
 
-- binary: 1 when the unit has a row in ``source`` (with ``column``: a row where it is true), else 0;
+- binary: 1 when the unit has a row in ``source`` (with ``column``: a row where it is 1 / true), else 0;
 - continuous: ``agg`` (sum, mean, max) of ``column`` over the unit's rows, 0 without rows;
 - count: number of rows (with ``column``: its sum), 0 without rows;
 - ordinal: mean of the unit's responses; units without a response are missing, not 0;
 - ratio: no value of its own; the analysis uses its numerator's and denominator's values.
-Metrics with ``source: units`` read the units file's column directly. The per-unit values are reduced
-to :class:`~promolab.aggregate.moments.ExperimentStats` in one query with the data checks when
-possible; they are materialised as a table only when more passes are needed (see
-:class:`DuckAggregation`).
+Metrics with ``source: units`` read the units file's column directly. With ``data.timestamp``, only
+event rows dated in the test window ``[start, end + post_days]`` count. A missing (NULL) value follows
+the metric's ``missing`` policy (an error by default). The per-unit values are reduced to
+:class:`~promolab.aggregate.moments.ExperimentStats` in one query with the data checks when possible;
+they are materialised as a table only when more passes are needed (see :class:`DuckAggregation`).
 
-Identifiers from the spec are quoted; file paths, labels and numbers are bound as parameters: no SQL
-is assembled from user strings.
+Columns of ``unit_values`` derived from user names are namespaced (``m:<metric>``, ``cov:<column>``,
+``seg:<name>``, ``chk:<check>:<metric>``, ``rows:<table>``), so no metric, covariate or table id can be
+read in place of an internal column (``unit_id``, ``arm``, ``label``). Identifiers from the spec are
+quoted; file paths, labels and numbers are bound as parameters: no SQL is assembled from user strings.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from promolab.aggregate.inputs import (
+    INTEGER_TYPES,
+    Source,
+    check_columns,
+    check_unit_ids,
+    first_line,
+    metric_column,
+    metric_source,
+    open_sources,
+    quote,
+)
 from promolab.aggregate.moments import (
     MAX_POWER_COVARIATES,
     ArmStats,
@@ -37,10 +52,11 @@ from promolab.aggregate.moments import (
     ResidualMoments,
     power_exponents,
 )
-from promolab.errors import DataError
-from promolab.sources import require_file
+from promolab.aggregate.quality import DataQuality, TableRows
+from promolab.errors import DataError, printable, quoted
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import (
+    UNITS_SOURCE,
     AnyMetric,
     BinaryMetric,
     ContinuousMetric,
@@ -56,28 +72,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 HOLDOUT_LABEL = "holdout"
+UNASSIGNED = -2  # arm of event-table units that the assignments do not hold
 _SQL_AGG = {"sum": "sum", "mean": "avg", "max": "max"}
-_SIGNED = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
-_INTEGER_TYPES = (*_SIGNED, *(f"U{t}" for t in _SIGNED))
-_NUMERIC_TYPES = (*_INTEGER_TYPES, "FLOAT", "DOUBLE", "DECIMAL", "BOOLEAN")
 _MAX_BITMAP_BITS = 1 << 27  # 16 MB per label: unit ids spread wider are checked by count(DISTINCT)
-
-
-def quote(identifier: str) -> str:
-    """A SQL identifier, double-quoted with inner quotes doubled."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-@dataclass(frozen=True)
-class _Source:
-    """One input table: its SQL (a table function with a bound path, or a registered view)."""
-
-    name: str
-    sql: str
-    where: str
-    columns: dict[str, str]
-    params: dict[str, Any]
-    kind: str  # "parquet", "csv" or "frame"
+CHECKS = {  # check kind -> what the offending rows are, for messages
+    "null": "missing (NULL)",
+    "nonfinite": "not finite (NaN or infinite)",
+    "bad": "",  # the metric's own rule: see _bad_value_meaning
+}
 
 
 def aggregate(
@@ -102,22 +104,46 @@ def aggregate(
             event table with the ``data.timestamp`` column.
 
     Raises:
-        DataError: missing files or columns, wrong types, undeclared variants, units with two
-            variants, empty arms, negative counts, ordinal scores outside the levels.
+        DataError: missing files or columns, repeated column names, wrong types, ids that do not join,
+            undeclared variants, units with two variants, empty arms, missing or non-finite values,
+            impossible values (negative counts, binary values other than 0/1, ordinal scores outside the
+            levels), event tables none of whose rows match an assigned unit in the window.
     """
     import duckdb
 
     # No progress bar: DuckDB draws it on stdout, which carries promolab's tables and JSON.
     con = duckdb.connect(config={"preserve_insertion_order": False})
     con.execute("SET enable_progress_bar = false")
-    sources = _open_sources(con, spec, paths or {}, frames or {}, segments)
-    _check_columns(spec, sources, covariates, segments)
+    sources = open_sources(con, spec, paths or {}, frames or {}, segments)
+    check_columns(con, spec, sources, covariates, segments)
+    sources = check_unit_ids(con, spec, sources)
     aggregation = DuckAggregation(spec, con, sources, covariates, segments)
     aggregation.build_unit_table(distinct_assignments=False, materialise=daily)
     aggregation.compute_stats(log_moments)
     if daily:
         aggregation.daily = aggregation.daily_curve(spec.metric(spec.primary))
     return aggregation
+
+
+@dataclass(frozen=True)
+class _Table:
+    """An event table read by metrics: its position (the suffix of its row-count columns), its source,
+    its metrics and whether its rows are filtered to the test window."""
+
+    index: int
+    source: Source
+    metrics: tuple[AnyMetric, ...]
+    windowed: bool
+
+
+@dataclass
+class _Plan:
+    """The SQL of ``unit_values`` and what it was built from."""
+
+    query: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    tables: list[_Table] = field(default_factory=list)
+    checks: list[tuple[str, AnyMetric]] = field(default_factory=list)  # (kind, metric) check columns
 
 
 class DuckAggregation:
@@ -134,7 +160,7 @@ class DuckAggregation:
         self,
         spec: ExperimentSpec,
         con: duckdb.DuckDBPyConnection,
-        sources: Mapping[str, _Source],
+        sources: Mapping[str, Source],
         covariates: Sequence[str],
         segments: Sequence[Segmentation] = (),
     ) -> None:
@@ -147,90 +173,152 @@ class DuckAggregation:
         self.ordinals = [m for m in valued if isinstance(m, OrdinalMetric)]
         self.caps: dict[str, float] = {}
         self.stats = ExperimentStats({})
+        self.quality = DataQuality()
         self.daily: dict[str, Any] | None = None
         self.distinct_assignments = False
         self.materialised = False
-        self.unit_query = ""  # the SELECT of unit_values
+        self.plan = _Plan()
         self.unit_cte: str | None = None  # unit_values as a CTE when not materialised
-        self.params: dict[str, Any] = {}
         self.id_range: tuple[int, int] | None = None
 
+    # ------------------------------------------------------------------ the per-unit values
+
     def build_unit_table(self, distinct_assignments: bool, materialise: bool = False) -> None:
-        """Create ``unit_values``: unit, arm (1-based; 0 = holdout; -1 = undeclared), label, values,
-        checks, covariates, segments; a common table expression of the next queries when one pass
-        suffices, else a temporary table.
+        """Create ``unit_values``: unit, arm (1-based; 0 = holdout; -1 = undeclared label; -2 = an event
+        table's unit that is not assigned), label, metric values, check counts, covariates, segments and
+        per-table row counts; a common table expression of the next queries when one pass suffices,
+        else a temporary table.
 
         Assignment rows are joined as they are (fast); with ``distinct_assignments`` repeated rows of a
         unit with the same variant (an exposure log) are collapsed first.
         """
-        spec, sources = self.spec, self.sources
-        units_columns = [
-            *(c for m in spec.metrics if _source(m) == "units" and (c := _column(m))),
-            *self.covariates,
-            *(s.column for s in self.segments if s.column is not None),
-        ]
-        ctes: list[str] = []
-        if "units" in sources:
-            with_variant = "assignments" not in sources
-            ctes.append(_units_cte(spec, sources["units"], units_columns, with_variant))
-        distinct = "DISTINCT " if distinct_assignments else ""
-        ctes.append(
-            f"assign AS (SELECT {distinct}{self._assign_unit_id()} AS unit_id, "
-            f"CAST({quote(spec.data.variant_column)} AS VARCHAR) AS label FROM {self._assign_from()})"
-        )
-        joins, values = ["assign a"], []
-        for t, (table, metrics) in enumerate(_metrics_by_table(spec).items()):
-            if table == "units":
-                values += [_units_value(m) for m in metrics]
-                values += [
-                    f"CAST({bad} AS INTEGER) AS {quote('check:' + m.id)}"
-                    for m in metrics
-                    if (bad := _bad_value(m, "u."))
-                ]
-                continue
-            alias = f"t{t}"
-            aggregates = ["1 AS present", *(f"{_unit_aggregate(m)} AS {quote(m.id)}" for m in metrics)]
-            aggregates += [
-                f"{check} AS {quote('check:' + m.id)}" for m in metrics if (check := _row_check(m))
-            ]
-            ctes.append(
-                f"{alias} AS (SELECT {quote(spec.data.unit_id)} AS unit_id, {', '.join(aggregates)} "
-                f"FROM {sources[table].sql} GROUP BY 1)"
-            )
-            joins.append(f"LEFT JOIN {alias} USING (unit_id)")
-            values += [_table_value(m, alias) for m in metrics]
-            values += [f"{alias}.{quote('check:' + m.id)}" for m in metrics if _row_check(m)]
-        if "units" in sources:
-            joins.append("LEFT JOIN u USING (unit_id)")
-        values += [f"CAST(u.{quote(c)} AS DOUBLE) AS {quote('cov:' + c)}" for c in self.covariates]
-        for k, segmentation in enumerate(self.segments):
-            label = quote("seg:" + segmentation.name)
-            if segmentation.rfm is not None:
-                ctes.append(_rfm_cte(f"rfm{k}", segmentation.rfm, sources[segmentation.rfm.source], spec))
-                joins.append(f"LEFT JOIN rfm{k} USING (unit_id)")
-                values.append(f"coalesce(rfm{k}.segment, 'new') AS {label}")
-            else:
-                values.append(
-                    f"coalesce(CAST(u.{quote(str(segmentation.column))} AS VARCHAR), '') AS {label}"
-                )
-        arm = "coalesce(list_extract($label_arms, list_position($labels, a.label)), -1)"
-        select = ", ".join(["a.unit_id", f"{arm} AS arm", "a.label", *values])
-        labels, label_arms = _label_lists(spec)
-        self.params = {"labels": labels, "label_arms": label_arms, "start": spec.start}
-        self.params |= _source_params(sources)
+        self.plan = self._unit_plan(distinct_assignments)
         self.distinct_assignments = distinct_assignments
-        self.unit_query = f"WITH {', '.join(ctes)} SELECT {select} FROM {' '.join(joins)}"
         self.unit_cte = None
         self.materialised = materialise or self._needs_table()
         self.id_range = None if self.materialised else self._source_id_range()
         if self.materialised or self.id_range is None:
             self._materialise()
         else:
-            self.unit_cte = f"unit_values AS ({self.unit_query})"
+            self.unit_cte = f"unit_values AS ({self.plan.query})"
+
+    def _unit_plan(self, distinct_assignments: bool) -> _Plan:
+        spec, sources = self.spec, self.sources
+        plan = _Plan()
+        plan.params = {"start": spec.start, "stop": spec.end + dt.timedelta(days=spec.post_days)}
+        ctes = [self._base_cte(distinct_assignments)]
+        joins, values = ["assign a"], []
+        base = "a" if self._units_are_base else "u"
+        for index, (name, metrics) in enumerate(_metrics_by_table(spec).items()):
+            if name == UNITS_SOURCE:
+                values += [_units_value(m, base) for m in metrics]
+                for metric in metrics:
+                    for kind, predicate in _units_checks(metric, sources[UNITS_SOURCE], base):
+                        values.append(f"CAST({predicate} AS INTEGER) AS {quote(_check_column(kind, metric))}")
+                        plan.checks.append((kind, metric))
+                continue
+            table = _Table(index, sources[name], tuple(metrics), self._windowed(sources[name]))
+            plan.tables.append(table)
+            alias = f"t{index}"
+            ctes.append(f"{alias} AS ({self._table_cte(table, plan)})")
+            joins.append(f"FULL JOIN {alias} USING (unit_id)")
+            values += [_table_value(m, alias) for m in metrics]
+            values += [f"{alias}.{quote(_check_column(k, m))}" for k, m in plan.checks if m in metrics]
+            values += [f"coalesce({alias}.{quote(c)}, 0) AS {quote(c)}" for c in _counted_rows(table)]
+        if "units" in sources and not self._units_are_base:
+            ctes.append(_units_cte(spec, sources[UNITS_SOURCE], self._units_columns(), with_variant=False))
+            joins.append("LEFT JOIN u USING (unit_id)")
+        values += [
+            f"CAST({base}.{quote('c:' + c)} AS DOUBLE) AS {quote('cov:' + c)}" for c in self.covariates
+        ]
+        values += self._segment_values(ctes, joins, base)
+        arm = (
+            f"CASE WHEN a.assigned IS NULL THEN {UNASSIGNED} "
+            "ELSE coalesce(list_extract($label_arms, list_position($labels, a.label)), -1) END"
+        )
+        select = ", ".join(["unit_id", f"{arm} AS arm", "a.label", *values])
+        labels, label_arms = _label_lists(spec)
+        plan.params |= {"labels": labels, "label_arms": label_arms} | _source_params(sources)
+        plan.query = f"WITH {', '.join(ctes)} SELECT {select} FROM {' '.join(joins)}"
+        return plan
+
+    @property
+    def _units_are_base(self) -> bool:
+        """The units file holds the variant (no assignments file): it is the base of the join."""
+        return "assignments" not in self.sources
+
+    def _units_columns(self) -> list[str]:
+        return [
+            *(c for m in self.spec.metrics if metric_source(m) == UNITS_SOURCE and (c := metric_column(m))),
+            *self.covariates,
+            *(s.column for s in self.segments if s.column is not None),
+        ]
+
+    def _base_cte(self, distinct_assignments: bool) -> str:
+        """``assign``: every assigned unit, its raw label and ``assigned = 1`` (with the units file's
+        columns when that file holds the variant)."""
+        spec = self.spec
+        label = f"CAST({quote('c:' + spec.data.variant_column)} AS VARCHAR)"
+        if self._units_are_base:
+            units = _units_cte(spec, self.sources[UNITS_SOURCE], self._units_columns(), with_variant=True)
+            return f"{units}, assign AS (SELECT *, {label} AS label, 1 AS assigned FROM u)"
+        source = self.sources["assignments"]
+        distinct = "DISTINCT " if distinct_assignments else ""
+        return (
+            f"assign AS (SELECT {distinct}{source.unit_id} AS unit_id, "
+            f"CAST({quote(spec.data.variant_column)} AS VARCHAR) AS label, 1 AS assigned FROM {source.sql})"
+        )
+
+    def _windowed(self, source: Source) -> bool:
+        column = self.spec.data.timestamp
+        return column is not None and column in source.columns
+
+    def _table_cte(self, table: _Table, plan: _Plan) -> str:
+        """One row per unit id of an event table: metric values over the rows in the window, counts of
+        rows (all, in the window, undated) and of each metric's missing, non-finite or impossible values."""
+        source = table.source
+        kept = self._in_window(source) if table.windowed else None
+        rows, kept_rows, undated = _row_columns(table)
+        columns = [f"count(*) AS {quote(rows)}"]
+        if kept is not None:
+            day = self._day(source)
+            columns += [
+                f"count(*) FILTER (WHERE {kept}) AS {quote(kept_rows)}",
+                f"count(*) FILTER (WHERE {day} IS NULL) AS {quote(undated)}",
+            ]
+        for metric in table.metrics:
+            columns.append(f"{_unit_aggregate(metric, kept)} AS {quote('m:' + metric.id)}")
+            for kind, predicate in _row_checks(metric, source):
+                where = predicate if kept is None else f"({kept}) AND ({predicate})"
+                columns.append(f"count(*) FILTER (WHERE {where}) AS {quote(_check_column(kind, metric))}")
+                plan.checks.append((kind, metric))
+        return f"SELECT {source.unit_id} AS unit_id, {', '.join(columns)} FROM {source.sql} GROUP BY 1"
+
+    def _day(self, source: Source) -> str:
+        """The event date of a row (NULL when missing or not a date)."""
+        column = quote(str(self.spec.data.timestamp))
+        return f"TRY_CAST({column} AS DATE)"
+
+    def _in_window(self, source: Source) -> str:
+        return f"{self._day(source)} BETWEEN $start AND $stop"
+
+    def _segment_values(self, ctes: list[str], joins: list[str], base: str) -> list[str]:
+        values = []
+        for k, segmentation in enumerate(self.segments):
+            label = quote("seg:" + segmentation.name)
+            if segmentation.rfm is not None:
+                source = self.sources[segmentation.rfm.source]
+                ctes.append(_rfm_cte(f"rfm{k}", segmentation.rfm, source))
+                joins.append(f"LEFT JOIN rfm{k} USING (unit_id)")
+                values.append(f"coalesce(rfm{k}.segment, 'new') AS {label}")
+            else:
+                column = quote("c:" + str(segmentation.column))
+                values.append(f"coalesce(CAST({base}.{column} AS VARCHAR), '') AS {label}")
+        return values
 
     def _materialise(self) -> None:
         """Store ``unit_values`` as a temporary table (later queries read it instead of the sources)."""
-        self._run(f"CREATE OR REPLACE TEMP TABLE unit_values AS {self.unit_query}", self.params)
+        self._run(f"CREATE OR REPLACE TEMP TABLE unit_values AS {self.plan.query}", self.plan.params)
         self.unit_cte = None
         self.materialised = True
         self.id_range = self._table_id_range()
@@ -248,9 +336,9 @@ class DuckAggregation:
     def _source_id_range(self) -> tuple[int, int] | None:
         """Smallest and largest integer unit id of the assignments, when a bitmap of them is small and
         the range costs no scan (Parquet statistics, an in-memory frame); else None."""
-        source = self.sources.get("assignments") or self.sources["units"]
+        source = self.sources.get("assignments") or self.sources[UNITS_SOURCE]
         column = self.spec.data.unit_id
-        if source.kind == "csv" or not source.columns.get(column, "").startswith(_INTEGER_TYPES):
+        if source.kind == "csv" or not source.columns.get(column, "").startswith(INTEGER_TYPES):
             return None
         found = self._run(
             f"SELECT min({quote(column)}), max({quote(column)}) FROM {source.sql}", source.params
@@ -258,16 +346,14 @@ class DuckAggregation:
         return _bitmap_range(found.fetchone())
 
     def _table_id_range(self) -> tuple[int, int] | None:
-        kind = self._run("SELECT typeof(unit_id) FROM unit_values LIMIT 1").fetchone()
-        if kind is None or not str(kind[0]).startswith(_INTEGER_TYPES):
+        kind = self._run("SELECT typeof(unit_id) FROM unit_values WHERE arm >= -1 LIMIT 1").fetchone()
+        if kind is None or not str(kind[0]).startswith(INTEGER_TYPES):
             return None
-        return _bitmap_range(self._run("SELECT min(unit_id), max(unit_id) FROM unit_values").fetchone())
+        return _bitmap_range(
+            self._run("SELECT min(unit_id), max(unit_id) FROM unit_values WHERE arm >= -1").fetchone()
+        )
 
-    def _assign_from(self) -> str:
-        return self.sources["assignments"].sql if "assignments" in self.sources else "u"
-
-    def _assign_unit_id(self) -> str:
-        return quote(self.spec.data.unit_id) if "assignments" in self.sources else "unit_id"
+    # ------------------------------------------------------------------ the statistics
 
     def compute_stats(self, log_moments: bool = False) -> None:
         """Capping thresholds, then one pass over the units for the checks and every arm's moments,
@@ -279,22 +365,23 @@ class DuckAggregation:
         """
         self.caps = self._caps()
         groups = self._arm_pass(log_moments)
-        self._check_labels(groups)
-        self._check_unit_ids(groups)
-        repeated = self._repeated(groups)
+        assigned = [g for g in groups if g["arm"] != UNASSIGNED]
+        self._check_labels(assigned)
+        self._check_unit_ids(assigned)
+        repeated = self._repeated(assigned)
         if repeated and "assignments" in self.sources and not self.distinct_assignments:
             self._raise_on_units_with_two_variants()
             self.build_unit_table(distinct_assignments=True, materialise=self.materialised)
             self.compute_stats(log_moments)
             return
         if repeated:
-            raise DataError(
-                f"{self.sources['units'].where}: {repeated:,} repeated unit id(s); "
-                "the units file needs one row per unit"
-            )
-        self._check_values(groups)
-        by_arm = {g["arm"]: g for g in groups}
+            raise DataError(self._repeat_message())
+        self.quality = self._quality(groups)
+        analysed = [g for g in groups if g["arm"] > 0]
+        self._check_values(analysed)
+        by_arm = {g["arm"]: g for g in analysed}
         arms = {arm: self._arm_stats(by_arm[k], log_moments) for k, arm in enumerate(self.arms, start=1)}
+        _check_finite(arms)
         segments: dict[str, dict[str, dict[str, Moments]]] = {}
         for segmentation in self.segments:
             column = f"seg:{segmentation.name}"
@@ -305,26 +392,37 @@ class DuckAggregation:
         self.stats = ExperimentStats(arms, self.caps, covariates, segments)
 
     def _arm_pass(self, log_moments: bool) -> list[dict[str, Any]]:
-        """One pass over ``unit_values`` grouped by arm (at most K + 2 groups: the holdout is 0, labels the
-        spec does not declare -1); each group as a dict by column alias."""
+        """One pass over ``unit_values`` grouped by arm (at most K + 3 groups: the holdout is 0, labels the
+        spec does not declare -1, unassigned event-table units -2); each group as a dict by alias."""
+        check_columns = [_check_column(kind, m) for kind, m in self.plan.checks]
+        row_columns = [c for table in self.plan.tables for c in _counted_rows(table)]
         values = [quote("cov:" + c) for c in self.covariates]
-        values += [quote("check:" + m.id) for m in self._checked]
-        values += [quote(m.id) for m in self.ordinals]
+        values += [quote(c) for c in [*check_columns, *row_columns]]
+        values += [quote("m:" + m.id) for m in self.ordinals]
         columns = {
             "n": "count(*)",
             "no label": "count(*) FILTER (WHERE label IS NULL)",
             "no id": "count(*) FILTER (WHERE unit_id IS NULL)",
         }
         if self.id_range is not None:
-            columns["ids"] = "bitstring_agg(unit_id, $id_low, $id_high)"
-        columns |= {f"check:{m.id}": f"coalesce(sum({quote('check:' + m.id)}), 0)" for m in self._checked}
+            columns["ids"] = "bitstring_agg(unit_id, $id_low, $id_high) FILTER (WHERE arm >= -1)"
+        columns |= {c: f"coalesce(sum({quote(c)}), 0)" for c in [*check_columns, *row_columns]}
+        columns |= {
+            f"null id:{c}": f"coalesce(sum({quote(c)}) FILTER (WHERE unit_id IS NULL), 0)"
+            for table in self.plan.tables
+            for c in _row_columns(table)[:1]
+        }
+        columns |= {
+            f"nonfinite:{name}": f"count(*) FILTER (WHERE NOT isfinite({quote(_sql_name(name))}))"
+            for name in self._moment_names()
+        }
         columns |= {
             f"null:{c}": f"count(*) FILTER (WHERE {quote('cov:' + c)} IS NULL)" for c in self.covariates
         }
         columns |= _moment_columns(self._moment_names())
         columns |= self._power_columns()
         columns |= {
-            f"hist:{m.id}": f"histogram({quote(m.id)}) FILTER (WHERE {quote(m.id)} IS NOT NULL)"
+            f"hist:{m.id}": f"histogram({quote('m:' + m.id)}) FILTER (WHERE {quote('m:' + m.id)} IS NOT NULL)"
             for m in self.ordinals
         }
         if log_moments:
@@ -335,7 +433,7 @@ class DuckAggregation:
         else:  # repeats: rows minus distinct ids over all arms (the union of the arms' bitmaps)
             distinct = f"(SELECT bit_count(bit_or(ids)) FROM g) AS {quote('distinct')}"
             sql = self._with(f"g AS ({grouped})") + f"SELECT g.* EXCLUDE (ids), {distinct} FROM g"
-        params = self.params | self._cap_params()
+        params = self.plan.params | self._cap_params()
         if self.id_range is not None:
             params |= {"id_low": self.id_range[0], "id_high": self.id_range[1]}
         found = self._run(sql, params)
@@ -344,7 +442,7 @@ class DuckAggregation:
 
     def _grouped(self, keys: Sequence[str], columns: Mapping[str, str], extra: Sequence[str] = ()) -> str:
         """``SELECT keys, columns GROUP BY keys`` over the units' capped values and ``extra`` columns."""
-        values = [f"{self._capped(name)} AS {quote(name)}" for name in self.variables]
+        values = [f"{self._capped(name)} AS {quote('m:' + name)}" for name in self.variables]
         inner = ", ".join(["unit_id", *map(quote, keys), *values, *extra])
         aggregates = ", ".join(f"{sql} AS {quote(alias)}" for alias, sql in columns.items())
         keys_sql = ", ".join(map(quote, keys))
@@ -367,7 +465,7 @@ class DuckAggregation:
         columns = {}
         for exponent in power_exponents(len(covs)):
             for name in self.variables if exponent[0] else [""]:
-                factors = [quote(name)] * exponent[0]
+                factors = [quote("m:" + name)] * exponent[0]
                 factors += [c for c, power in zip(covs, exponent[1:], strict=True) for _ in range(power)]
                 alias = f"pow:{name}:{''.join(map(str, exponent))}"
                 columns[alias] = f"fsum({' * '.join(factors)})" if factors else "count(*)::DOUBLE"
@@ -383,7 +481,7 @@ class DuckAggregation:
         columns = {}
         for metric in self.spec.metrics:
             if isinstance(metric, ContinuousMetric):
-                value = quote(metric.id)
+                value = quote("m:" + metric.id)
                 positive = f"FILTER (WHERE {value} > 0)"
                 columns[f"log n:{metric.id}"] = f"count(*) {positive}"
                 columns[f"log mean:{metric.id}"] = f"avg(ln({value})) {positive}"
@@ -417,107 +515,195 @@ class DuckAggregation:
                 powers[name] = PowerSums((name, *names), np.array(sums, dtype=float))
         return ArmStats(moments, histograms, logs, powers)
 
+    # ------------------------------------------------------------------ checks
+
     def _check_labels(self, groups: Sequence[Mapping[str, Any]]) -> None:
         """No unit without a variant; every label one the spec declares (the labels are looked up only
         when some are not)."""
         spec = self.spec
-        column = spec.data.variant_column
+        column = printable(spec.data.variant_column)
+        if not groups:
+            where = (self.sources.get("assignments") or self.sources[UNITS_SOURCE]).where
+            raise DataError(f"{where}: has no data rows; no unit is assigned to any arm")
         if any(g["no label"] for g in groups):
             raise DataError(f"{column}: some units have no variant (a missing value in the assignments)")
         if any(g["arm"] == -1 for g in groups):
             undeclared = self._run(
                 self._with() + "SELECT label, count(*) AS n FROM unit_values WHERE arm = -1 "
                 "GROUP BY label ORDER BY n DESC, label LIMIT 5",
-                self.params,
+                self.plan.params,
             ).fetchall()
-            shown = ", ".join(f"'{label}' ({n:,} units)" for label, n in undeclared)
+            shown = ", ".join(f"'{printable(label)}' ({n:,} units)" for label, n in undeclared)
             raise DataError(
                 f"{column}: label(s) {shown} are not variants of {spec.id}; expected one of "
-                f"{', '.join(map(repr, _label_lists(spec)[0]))} (map raw labels with data.variant_values)"
+                f"{quoted(_label_lists(spec)[0])} (map raw labels with data.variant_values)"
             )
 
     def _check_unit_ids(self, groups: Sequence[Mapping[str, Any]]) -> None:
         missing = sum(int(g["no id"]) for g in groups)
         if missing:
-            where = (self.sources.get("assignments") or self.sources["units"]).where
-            raise DataError(f"{where}: {missing:,} row(s) have no {self.spec.data.unit_id} (a missing value)")
+            where = (self.sources.get("assignments") or self.sources[UNITS_SOURCE]).where
+            raise DataError(
+                f"{where}: {missing:,} row(s) have no {printable(self.spec.data.unit_id)} (a missing value)"
+            )
 
     def _repeated(self, groups: Sequence[Mapping[str, Any]]) -> int:
-        """Rows of ``unit_values`` beyond one per distinct unit id."""
+        """Rows of assigned units beyond one per distinct unit id."""
         rows = sum(int(g["n"]) for g in groups)
         if self.id_range is not None:
             return rows - int(groups[0]["distinct"] or 0) if groups else 0
-        distinct = self._with() + "SELECT count(DISTINCT unit_id) FROM unit_values"
-        row = self._run(distinct, self.params).fetchone()
+        distinct = self._with() + "SELECT count(DISTINCT unit_id) FROM unit_values WHERE arm >= -1"
+        row = self._run(distinct, self.plan.params).fetchone()
         return rows - int(row[0]) if row else 0
 
+    def _repeat_message(self) -> str:
+        """Which file repeats unit ids: how many ids appear more than once, and the extra rows."""
+        spec = self.spec
+        found = []
+        for name in ("assignments", UNITS_SOURCE):
+            source = self.sources.get(name)
+            if source is None or (spec.data.row_id and name == UNITS_SOURCE) or not source.unit_id:
+                continue
+            row = self._run(
+                f"SELECT count(*), coalesce(sum(k - 1), 0), min(id) FROM (SELECT {source.unit_id} AS id, "
+                f"count(*) AS k FROM {source.sql} GROUP BY 1 HAVING count(*) > 1)",
+                source.params,
+            ).fetchone()
+            if row and row[0]:
+                found.append(
+                    f"{source.where}: {int(row[0]):,} unit id(s) appear more than once ({int(row[1]):,} "
+                    f"extra row(s), e.g. {printable(row[2])!s}); the {name} file needs one row per unit"
+                )
+        return "; ".join(found) or "repeated unit ids in the assignments"
+
+    def _quality(self, groups: Sequence[Mapping[str, Any]]) -> DataQuality:
+        """Rows of each event table: matched to assigned units, unmatched (with missing ids), outside the
+        window, undated; missing values of each metric and what was done with them.
+
+        Raises:
+            DataError: a table has no rows, or none of its rows is of an assigned unit in the window.
+        """
+        tables: dict[str, TableRows] = {}
+        problems = []
+        for table in self.plan.tables:
+            rows, kept, undated = _row_columns(table)
+            total = sum(int(g[rows]) for g in groups)
+            matched_groups = [g for g in groups if g["arm"] != UNASSIGNED]
+            matched = sum(int(g[rows]) for g in matched_groups)
+            in_window = sum(int(g[kept if table.windowed else rows]) for g in matched_groups)
+            counts = TableRows(
+                rows=total,
+                matched_rows=matched,
+                unmatched_rows=total - matched,
+                missing_id_rows=sum(int(g[f"null id:{rows}"]) for g in groups),
+                outside_window_rows=matched - in_window if table.windowed else 0,
+                undated_rows=sum(int(g[undated]) for g in matched_groups) if table.windowed else 0,
+                windowed=table.windowed,
+            )
+            tables[table.source.name] = counts
+            problems += _table_problems(table, counts, self.spec)
+        if problems:
+            raise DataError(problems)
+        missing = {
+            m.id: sum(int(g[_check_column("null", m)]) for g in groups if g["arm"] > 0)
+            for kind, m in self.plan.checks
+            if kind == "null"
+        }
+        policies = {m.id: m.missing_policy for kind, m in self.plan.checks if kind == "null"}
+        return DataQuality(tables, missing, policies)
+
     def _check_values(self, groups: Sequence[Mapping[str, Any]]) -> None:
-        """Every arm has units; no impossible metric value; no missing covariate."""
+        """Every arm has units; no missing (unless the metric's policy allows it), non-finite or
+        impossible metric value; no missing or non-finite covariate; no per-unit value that overflows."""
         present = {g["arm"] for g in groups}
         empty = [arm for k, arm in enumerate(self.arms, start=1) if k not in present]
         if empty:
             raise DataError(f"arm(s) {', '.join(empty)} have no units in the data (EMPTY_ARM)")
-        problems = [
-            f"{self.sources[_source(metric) or ''].where}: {bad:,} row(s) of column '{_column(metric)}' are "
-            f"{_row_check_meaning(metric)} (metric '{metric.id}')"
-            for metric in self._checked
-            if (bad := sum(int(g[f"check:{metric.id}"]) for g in groups))
-        ]
+        problems = []
+        for kind, metric in self.plan.checks:
+            bad = sum(int(g[_check_column(kind, metric)]) for g in groups)
+            if bad and not (kind == "null" and metric.missing_policy != "error"):
+                problems.append(self._value_problem(kind, metric, bad))
+        for name in self._moment_names():
+            bad = sum(int(g[f"nonfinite:{name}"]) for g in groups)
+            if bad and name.startswith("cov:"):
+                problems.append(
+                    f"{self.sources[UNITS_SOURCE].where}: covariate '{printable(name[4:])}' is not finite "
+                    f"(NaN or infinite) for {bad:,} unit(s)"
+                )
+            elif bad:
+                problems.append(
+                    f"metric '{name}': {bad:,} unit(s) have a value that is not finite once their rows are "
+                    "added up (the values are too large for a sum: check the column's unit)"
+                )
         problems += [
-            f"units: covariate '{c}' is missing for {n:,} assigned unit(s); every analysed unit needs a value"
+            f"{self.sources[UNITS_SOURCE].where}: covariate '{printable(c)}' is missing for {n:,} assigned "
+            "unit(s); every analysed unit needs a value"
             for c in self.covariates
             if (n := sum(int(g[f"null:{c}"]) for g in groups))
         ]
         if problems:
-            raise DataError("\n".join(problems))
+            raise DataError(problems)
 
-    @property
-    def _checked(self) -> list[AnyMetric]:
-        """Metrics with a per-row value check (a ``check:<id>`` column in ``unit_values``)."""
-        return [m for m in self.spec.metrics if _bad_value(m) is not None]
+    def _value_problem(self, kind: str, metric: AnyMetric, rows: int) -> str:
+        source = self.sources[metric_source(metric) or ""]
+        column = printable(metric_column(metric) or "")
+        what = CHECKS[kind] or _bad_value_meaning(metric, source)
+        hint = (
+            "; set the metric's missing: zero or drop to accept them"
+            if kind == "null" and not isinstance(metric, OrdinalMetric)
+            else ""
+        )
+        unit = "unit(s)" if metric_source(metric) == UNITS_SOURCE else "row(s)"
+        return f"{source.where}: {rows:,} {unit} of column '{column}' are {what} (metric '{metric.id}'){hint}"
 
     def _raise_on_units_with_two_variants(self) -> None:
+        source = self.sources["assignments"]
         column = quote(self.spec.data.variant_column)
-        example = self._run(
-            f"SELECT {self._assign_unit_id()} FROM {self._assign_from()} GROUP BY 1 "
-            f"HAVING count(DISTINCT {column}) > 1 LIMIT 3",
-            _source_params(self.sources),
-        ).fetchall()
+        repeated = f"GROUP BY 1 HAVING count(DISTINCT {column}) > 1 LIMIT 3"
+        example = self._run(f"SELECT {source.unit_id} FROM {source.sql} {repeated}", source.params).fetchall()
         if example:
             ids = [r[0] for r in example]
-            raise DataError(f"assignments: units assigned to two variants, e.g. unit_id {ids}")
+            raise DataError(f"{source.where}: units assigned to two variants, e.g. unit_id {printable(ids)}")
+
+    # ------------------------------------------------------------------ other passes
 
     def daily_curve(self, metric: AnyMetric) -> dict[str, Any] | None:
-        """Cumulative mean per randomised unit of ``metric`` at the end of each day, per arm.
+        """Cumulative mean per randomised unit of ``metric`` at the end of each day of the window, per arm.
 
         Day ``d`` counts the metric's rows up to ``d``: the value summed (count, continuous ``sum``), or
         units with a first qualifying row by ``d`` (binary). Uncapped. None when the metric has no
         event table with the ``data.timestamp`` column, or is not cumulative (``mean``/``max``).
         """
-        column, table = self.spec.data.timestamp, _source(metric)
+        column, table = self.spec.data.timestamp, metric_source(metric)
         cumulative = isinstance(metric, BinaryMetric | CountMetric) or (
             isinstance(metric, ContinuousMetric) and metric.agg == "sum"
         )
-        if column is None or table in (None, "units") or not cumulative:
+        if column is None or table in (None, UNITS_SOURCE) or not cumulative:
             return None
         source = self.sources[str(table)]
         if column not in source.columns:
             return None
-        day = f"CAST({quote(column)} AS DATE)"
-        unit = quote(self.spec.data.unit_id)
-        raw = _column(metric)
+        day = self._day(source)
+        raw = metric_column(metric)
+        window = self._in_window(source)
         if isinstance(metric, BinaryMetric):
-            hit = f"WHERE CAST({quote(raw)} AS BOOLEAN)" if raw else ""
-            first = f"min({day}) AS day"
-            rows = f"SELECT {unit} AS unit_id, {first}, 1.0 AS value FROM {source.sql} {hit} GROUP BY 1"
+            hit = f" AND CAST({quote(raw)} AS BOOLEAN)" if raw else ""
+            rows = (
+                f"SELECT {source.unit_id} AS unit_id, min({day}) AS day, 1.0 AS value FROM {source.sql} "
+                f"WHERE {window}{hit} GROUP BY 1"
+            )
         else:
-            value = f"CAST({quote(raw)} AS DOUBLE)" if raw else "1.0"
-            rows = f"SELECT {unit} AS unit_id, {day} AS day, {value} AS value FROM {source.sql}"
+            value = f"coalesce(CAST({quote(raw)} AS DOUBLE), 0)" if raw else "1.0"
+            rows = (
+                f"SELECT {source.unit_id} AS unit_id, {day} AS day, {value} AS value "
+                f"FROM {source.sql} WHERE {window}"
+            )
         arms = "arms AS (SELECT DISTINCT unit_id, arm FROM unit_values WHERE arm > 0)"
         found = self._run(
             self._with(f"r AS ({rows})", arms) + "SELECT r.day, arms.arm, sum(r.value) FROM r "
-            "JOIN arms USING (unit_id) WHERE r.day IS NOT NULL GROUP BY ALL ORDER BY 1",
-            self.params,
+            "JOIN arms USING (unit_id) GROUP BY ALL ORDER BY 1",
+            self.plan.params,
         ).fetchall()
         days = sorted({r[0] for r in found})
         totals = {arm: [0.0] * len(days) for arm in self.arms}
@@ -532,11 +718,11 @@ class DuckAggregation:
 
     def _moments(self, names: Sequence[str], keys: Sequence[str]) -> dict[tuple[Any, ...], Moments]:
         """Moments of the (capped) ``names`` in each group of ``keys`` (assigned arms only)."""
-        extra = [quote(n) for n in names if n not in self.variables]
+        extra = [quote(_sql_name(n)) for n in names if n not in self.variables]
         grouped = self._grouped(keys, {"n": "count(*)", **_moment_columns(names)}, extra)
         found = self._run(
             self._with(f"g AS ({grouped})") + "SELECT * FROM g WHERE arm > 0",
-            self.params | self._cap_params(),
+            self.plan.params | self._cap_params(),
         )
         aliases = [d[0] for d in found.description]
         groups = [dict(zip(aliases, row, strict=True)) for row in found.fetchall()]
@@ -572,7 +758,7 @@ class DuckAggregation:
         sums += [f"sum({e} * {e} * {u[j]} * {u[k]})" for j in range(p) for k in range(j, p)]
         rows = self._run(
             self._with() + f"SELECT arm, {', '.join(sums)} FROM unit_values WHERE arm > 0 GROUP BY arm",
-            self.params | params | self._cap_params(),
+            self.plan.params | params | self._cap_params(),
         ).fetchall()
         result = {}
         for row in rows:
@@ -588,6 +774,7 @@ class DuckAggregation:
         return result
 
     # ------------------------------------------------------------------ helpers
+
     def _run(self, sql: str, params: Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
         import duckdb
 
@@ -595,12 +782,23 @@ class DuckAggregation:
         try:
             return self.con.execute(sql, used or None)
         except duckdb.Error as error:
-            raise DataError(
-                f"{self.spec.id}: the data could not be aggregated: {_first_line(error)}"
-            ) from None
+            raise DataError(self._explain(error)) from None
+
+    def _explain(self, error: Exception) -> str:
+        """The failing input of a query: each source is read in full on its own to find the file whose
+        rows cannot be read (a value past the rows whose types were sniffed, a ragged or truncated CSV,
+        a corrupt Parquet file); else the first line of DuckDB's message."""
+        for source in self.sources.values():
+            try:
+                self.con.execute(
+                    f"SELECT count(COLUMNS(*)) FROM {source.sql}", source.params or None
+                ).fetchall()
+            except Exception as failure:  # duckdb.Error or an OS error of the reader
+                return f"{source.where}: cannot be read in full: {_read_failure(failure)}"
+        return f"{self.spec.id}: the data could not be aggregated: {first_line(error)}"
 
     def _capped(self, name: str) -> str:
-        column = quote(name)
+        column = quote("m:" + name)
         return f"LEAST({column}, $cap{self.variables.index(name)})" if name in self.caps else column
 
     def _cap_params(self) -> dict[str, float]:
@@ -617,8 +815,8 @@ class DuckAggregation:
             else:
                 row = self._run(
                     self._with()
-                    + f"SELECT quantile_cont({quote(metric.id)}, $q) FROM unit_values WHERE arm > 0",
-                    self.params | {"q": capping.percentile},
+                    + f"SELECT quantile_cont({quote('m:' + metric.id)}, $q) FROM unit_values WHERE arm > 0",
+                    self.plan.params | {"q": capping.percentile},
                 ).fetchone()
                 caps[metric.id] = float(row[0]) if row and row[0] is not None else 0.0
         return caps
@@ -627,88 +825,154 @@ class DuckAggregation:
 # ---------------------------------------------------------------------- SQL pieces (no user strings)
 
 
-def _source(metric: AnyMetric) -> str | None:
-    """The table a metric reads (None for ratio metrics)."""
-    return None if isinstance(metric, RatioMetric) else metric.source
+def _check_finite(arms: Mapping[str, ArmStats]) -> None:
+    """Means and co-moments are finite: values whose squares overflow (|x| beyond ~1e154) stop here."""
+    too_large = sorted(
+        {
+            name
+            for stats in arms.values()
+            for i, name in enumerate(stats.moments.names)
+            if not (np.isfinite(stats.moments.mean[i]) and np.isfinite(stats.moments.comoment[i]).all())
+        }
+    )
+    if too_large:
+        raise DataError(
+            f"{', '.join(too_large)}: values so large that their sums of squares overflow; check the "
+            "columns' units (a statistic computed from them would be meaningless)"
+        )
 
 
-def _column(metric: AnyMetric) -> str | None:
-    """The column a metric reads, if any."""
-    return None if isinstance(metric, RatioMetric) else metric.column
+def _sql_name(name: str) -> str:
+    """Column of ``unit_values`` holding a moment variable: ``m:<metric>``, or ``cov:<covariate>``."""
+    return name if name.startswith("cov:") else "m:" + name
+
+
+def _check_column(kind: str, metric: AnyMetric) -> str:
+    return f"chk:{kind}:{metric.id}"
+
+
+def _row_columns(table: _Table) -> tuple[str, str, str]:
+    """Per-unit counts of a table's rows: all, in the window, undated."""
+    k = table.index
+    return f"rows:{k}", f"kept:{k}", f"undated:{k}"
+
+
+def _counted_rows(table: _Table) -> tuple[str, ...]:
+    """The row counts a table's query computes (the window's only when it is windowed)."""
+    return _row_columns(table) if table.windowed else _row_columns(table)[:1]
 
 
 def _metrics_by_table(spec: ExperimentSpec) -> dict[str, list[AnyMetric]]:
     grouped: dict[str, list[AnyMetric]] = {}
     for metric in spec.metrics:
-        source = _source(metric)
+        source = metric_source(metric)
         if source is not None:
             grouped.setdefault(source, []).append(metric)
     return dict(sorted(grouped.items()))
 
 
-def _unit_aggregate(metric: AnyMetric) -> str:
-    """Aggregate of one unit's rows in an event table."""
-    column = quote(raw) if (raw := _column(metric)) else None
+def _unit_aggregate(metric: AnyMetric, kept: str | None) -> str:
+    """Aggregate of one unit's rows (in the window, when ``kept`` filters it) in an event table; a
+    missing value counts 0 with ``missing: zero``, and is left out otherwise."""
+    raw = metric_column(metric)
+    column = None if raw is None else quote(raw)
+    zero = (
+        isinstance(metric, BinaryMetric | ContinuousMetric | CountMetric) and metric.missing_policy == "zero"
+    )
+    if column is not None and zero:
+        column = f"coalesce({column}, 0)"
+    window = "" if kept is None else f" FILTER (WHERE {kept})"
     match metric:
         case BinaryMetric():
-            return f"max(CAST({column} AS BOOLEAN)::INTEGER)" if column else "1"
+            return f"max(CAST({column} AS BOOLEAN)::INTEGER){window}" if column else f"max(1){window}"
         case ContinuousMetric():
-            return f"{_SQL_AGG[metric.agg]}(CAST({column} AS DOUBLE))"
+            return f"{_SQL_AGG[metric.agg]}(CAST({column} AS DOUBLE)){window}"
         case CountMetric():
-            return f"sum(CAST({column} AS DOUBLE))" if column else "count(*)"
+            return f"sum(CAST({column} AS DOUBLE)){window}" if column else f"count(*){window}"
         case OrdinalMetric():
-            return f"avg(CAST({column} AS DOUBLE))"
+            return f"avg(CAST({column} AS DOUBLE)){window}"
     raise AssertionError(metric)
 
 
-def _bad_value(metric: AnyMetric, prefix: str = "") -> str | None:
-    """Predicate of an impossible value: a negative count, an ordinal score outside the levels."""
+def _bad_value(metric: AnyMetric, value: str, duck_type: str) -> str | None:
+    """Predicate of an impossible value: a negative count, a binary value other than 0/1, an ordinal
+    score outside the levels."""
     match metric:
-        case CountMetric(column=str(column)):
-            return f"{prefix}{quote(column)} < 0"
+        case CountMetric(column=str()):
+            return f"{value} < 0"
+        case BinaryMetric(column=str()) if duck_type != "BOOLEAN":
+            return f"{value} NOT IN (0, 1)"
         case OrdinalMetric():
             levels = ", ".join(str(level) for level in metric.levels)  # ints validated by the spec
-            return f"{prefix}{quote(metric.column)} NOT IN ({levels})"
+            return f"{value} NOT IN ({levels})"
     return None
 
 
-def _row_check(metric: AnyMetric) -> str | None:
-    """Per-unit count of impossible rows of an event table."""
-    bad = _bad_value(metric)
-    return None if bad is None else f"count(*) FILTER (WHERE {bad})"
-
-
-def _row_check_meaning(metric: AnyMetric) -> str:
+def _bad_value_meaning(metric: AnyMetric, source: Source) -> str:
     if isinstance(metric, OrdinalMetric):
         return f"not one of the levels {list(metric.levels)}"
+    if isinstance(metric, BinaryMetric):
+        return "not 0/1 or true/false"
     return "negative"
 
 
+def _value_checks(metric: AnyMetric, value: str, duck_type: str) -> list[tuple[str, str]]:
+    """(check kind, predicate over one value) of a metric column: missing, not finite, impossible."""
+    if metric_column(metric) is None:
+        return []
+    checks = [("null", f"{value} IS NULL")]
+    if duck_type != "BOOLEAN":
+        checks.append(("nonfinite", f"NOT isfinite(CAST({value} AS DOUBLE))"))
+    if (bad := _bad_value(metric, value, duck_type)) is not None:
+        checks.append(("bad", bad))
+    return checks
+
+
+def _row_checks(metric: AnyMetric, source: Source) -> list[tuple[str, str]]:
+    """Checks of an event table's rows."""
+    column = metric_column(metric)
+    return [] if column is None else _value_checks(metric, quote(column), source.columns[column])
+
+
+def _units_checks(metric: AnyMetric, units: Source, base: str) -> list[tuple[str, str]]:
+    """Checks of a units-file column, per unit (a missing ordinal score is no response, not a problem
+    to count against the policy unless the policy says error)."""
+    column = metric_column(metric)
+    if column is None:
+        return []
+    value = f"{base}.{quote('c:' + column)}"
+    return _value_checks(metric, value, units.columns[column])
+
+
 def _table_value(metric: AnyMetric, alias: str) -> str:
-    value = f"{alias}.{quote(metric.id)}"
+    value = f"{alias}.{quote('m:' + metric.id)}"
     if isinstance(metric, OrdinalMetric):
-        return f"{value} AS {quote(metric.id)}"
-    return f"coalesce(CAST({value} AS DOUBLE), 0) AS {quote(metric.id)}"
+        return f"{value} AS {quote('m:' + metric.id)}"
+    return f"coalesce(CAST({value} AS DOUBLE), 0) AS {quote('m:' + metric.id)}"
 
 
-def _units_value(metric: AnyMetric) -> str:
-    column = f"u.{quote(_column(metric) or '')}"
+def _units_value(metric: AnyMetric, base: str) -> str:
+    """A metric read from the units file: its column (NULL as 0 under ``missing: zero``; a NULL that
+    the policy refuses is counted by the checks, and an ordinal NULL is no response)."""
+    column = f"{base}.{quote('c:' + (metric_column(metric) or ''))}"
+    alias = quote("m:" + metric.id)
+    if isinstance(metric, OrdinalMetric):
+        return f"CAST({column} AS DOUBLE) AS {alias}"
     if isinstance(metric, BinaryMetric):
-        return f"coalesce(CAST({column} AS BOOLEAN)::DOUBLE, 0) AS {quote(metric.id)}"
-    if isinstance(metric, OrdinalMetric):
-        return f"CAST({column} AS DOUBLE) AS {quote(metric.id)}"
-    return f"coalesce(CAST({column} AS DOUBLE), 0) AS {quote(metric.id)}"
+        return f"coalesce(CAST({column} AS BOOLEAN)::DOUBLE, 0) AS {alias}"
+    return f"coalesce(CAST({column} AS DOUBLE), 0) AS {alias}"
 
 
-def _units_cte(spec: ExperimentSpec, source: _Source, columns: Sequence[str], with_variant: bool) -> str:
-    """The units table with its id as ``unit_id`` (1-based row number with ``data.row_id``)."""
-    unit_id = "row_number() OVER ()" if spec.data.row_id else quote(spec.data.unit_id)
+def _units_cte(spec: ExperimentSpec, source: Source, columns: Sequence[str], with_variant: bool) -> str:
+    """The units table with its id as ``unit_id`` (1-based row number with ``data.row_id``) and its
+    columns as ``c:<name>``."""
+    unit_id = "row_number() OVER ()" if spec.data.row_id else source.unit_id
     keep = [*columns, spec.data.variant_column] if with_variant else list(columns)
-    selected = "".join(f", {quote(c)}" for c in dict.fromkeys(keep))
+    selected = "".join(f", {quote(c)} AS {quote('c:' + c)}" for c in dict.fromkeys(keep))
     return f"u AS (SELECT {unit_id} AS unit_id{selected} FROM {source.sql})"
 
 
-def _rfm_cte(name: str, rfm: Rfm, source: _Source, spec: ExperimentSpec) -> str:
+def _rfm_cte(name: str, rfm: Rfm, source: Source) -> str:
     """RFM cell of each unit with pre-period orders (before ``spec.start``), e.g. ``R5F3M2``.
 
     recency = days from the last order to the start, frequency = orders, monetary = their sum. Each
@@ -718,7 +982,7 @@ def _rfm_cte(name: str, rfm: Rfm, source: _Source, spec: ExperimentSpec) -> str:
     cuts = ", ".join(f"{k / rfm.bins!r}" for k in range(1, rfm.bins))
     date = f"CAST({quote(rfm.date)} AS DATE)"
     units = (
-        f"SELECT {quote(spec.data.unit_id)} AS unit_id, date_diff('day', max({date}), $start) AS r, "
+        f"SELECT {source.unit_id} AS unit_id, date_diff('day', max({date}), $start) AS r, "
         f"count(*) AS f, sum(CAST({quote(rfm.amount)} AS DOUBLE)) AS m "
         f"FROM {source.sql} WHERE {date} < $start GROUP BY 1"
     )
@@ -745,104 +1009,55 @@ def _label_lists(spec: ExperimentSpec) -> tuple[list[str], list[int]]:
     return labels, arms
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0]
+def _table_problems(table: _Table, counts: TableRows, spec: ExperimentSpec) -> list[str]:
+    """An event table that cannot feed its metrics: no rows, no row of an assigned unit, or none in the
+    window."""
+    where = table.source.where
+    if counts.rows == 0:
+        return [
+            f"{where}: has no data rows; its metrics ({', '.join(m.id for m in table.metrics)}) need some"
+        ]
+    if counts.matched_rows == 0:
+        return [
+            f"{where}: none of its {counts.rows:,} rows is of a unit in the assignments (their "
+            f"'{printable(spec.data.unit_id)}' values do not match): check that both files hold the same ids"
+        ]
+    if counts.matched_rows == counts.outside_window_rows + counts.undated_rows:
+        stop = spec.end + dt.timedelta(days=spec.post_days)
+        return [
+            f"{where}: none of its rows of assigned units is dated in the test window {spec.start} .. "
+            f"{stop} (column '{printable(str(spec.data.timestamp))}')"
+        ]
+    return []
 
 
-# ---------------------------------------------------------------------- sources and their columns
+def _read_failure(error: BaseException) -> str:
+    """DuckDB's message about unreadable rows, shortened to the line, the column and the value."""
+    text = str(error)
+    line = re.search(r"(?:Line|line):? ?(\d+)", text)
+    column = re.search(r'converting column "([^"]+)"', text)
+    value = re.search(r"Could not convert string \"([^\"]*)\" to '?([A-Z0-9]+)", text)
+    if column and value:
+        at = f" at line {line.group(1)}" if line else ""
+        return (
+            f"column '{printable(column.group(1))}'{at} holds '{printable(value.group(1))}', not "
+            f"{value.group(2)} as its first rows suggested (types are sniffed from the first rows)"
+        )
+    return first_line(error)
 
 
-def _open_sources(
-    con: duckdb.DuckDBPyConnection,
-    spec: ExperimentSpec,
-    paths: Mapping[str, Path],
-    frames: Mapping[str, pd.DataFrame],
-    segments: Sequence[Segmentation] = (),
-) -> dict[str, _Source]:
-    needed = {"assignments"} if spec.data.assignments else set()
-    needed |= {s for m in spec.metrics if (s := _source(m)) is not None}
-    needed |= {s.rfm.source for s in segments if s.rfm is not None}
-    if spec.data.assignments is None or spec.analysis.covariates or any(s.column for s in segments):
-        needed.add("units")
-    sources = {}
-    for k, name in enumerate(sorted(needed)):
-        param = f"path{k}"
-        if name in frames:
-            view = f"frame_{k}"
-            con.register(view, frames[name])
-            sql, where, kind = quote(view), f"DataFrame '{name}'", "frame"
-            params: dict[str, Any] = {}
-        elif name in paths:
-            path = require_file(paths[name], name)
-            kind = "parquet" if path.suffix.lower() == ".parquet" else "csv"
-            sql, where, params = f"read_{kind}(${param})", str(path), {param: str(path)}
-        else:
-            raise DataError(
-                f"{spec.id}: no '{name}' data (the spec's data block names none, and none was given)"
-            )
-        try:
-            described = con.execute(f"DESCRIBE SELECT * FROM {sql}", params or None).fetchall()
-        except Exception as error:  # duckdb.Error, but also OS errors surfaced by the reader
-            raise DataError(f"{where}: cannot read the {name} file: {_first_line(error)}") from None
-        sources[name] = _Source(name, sql, where, {str(r[0]): str(r[1]) for r in described}, params, kind)
-    return sources
-
-
-def _source_params(sources: Mapping[str, _Source]) -> dict[str, Any]:
+def _source_params(sources: Mapping[str, Source]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for source in sources.values():
         params |= source.params
     return params
 
 
-def _check_columns(
-    spec: ExperimentSpec,
-    sources: Mapping[str, _Source],
-    covariates: Sequence[str],
-    segments: Sequence[Segmentation] = (),
-) -> None:
-    """Every column the spec reads exists, with a numeric (or boolean) type where one is needed."""
-    problems: list[str] = []
-    assign = sources.get("assignments") or sources["units"]
-    needed: list[tuple[_Source, str, bool]] = [(assign, spec.data.variant_column, False)]
-    if not (spec.data.row_id and assign.name == "units"):
-        needed.append((assign, spec.data.unit_id, False))
-    for metric in spec.metrics:
-        source = _source(metric)
-        if source is None:
-            continue
-        if source != "units":
-            needed.append((sources[source], spec.data.unit_id, False))
-        if (column := _column(metric)) is not None:
-            needed.append((sources[source], column, True))
-    if covariates:
-        units = sources["units"]
-        if not spec.data.row_id:
-            needed.append((units, spec.data.unit_id, False))
-        needed += [(units, c, True) for c in covariates]
-    for segmentation in segments:
-        if segmentation.column is not None:
-            needed.append((sources["units"], segmentation.column, False))
-        if (rfm := segmentation.rfm) is not None:
-            table = sources[rfm.source]
-            needed += [(table, spec.data.unit_id, False), (table, rfm.date, False), (table, rfm.amount, True)]
-    for table, name, numeric in {(t.name, c, n): (t, c, n) for t, c, n in needed}.values():
-        kind = table.columns.get(name)
-        if kind is None:
-            problems.append(
-                f"{table.where}: missing column '{name}'; columns are {', '.join(map(repr, table.columns))}"
-            )
-        elif numeric and not kind.startswith(_NUMERIC_TYPES):
-            problems.append(f"{table.where}: column '{name}' must be numeric, got {kind}")
-    if problems:
-        raise DataError("\n".join(problems))
-
-
 def _moment_columns(names: Sequence[str]) -> dict[str, str]:
     """Aggregates of :class:`Moments`: ``mean:i`` and ``comoment:i:j`` (population covariance, i <= j)."""
-    columns = {f"mean:{i}": f"avg({quote(name)})" for i, name in enumerate(names)}
+    columns = {f"mean:{i}": f"avg({quote(_sql_name(name))})" for i, name in enumerate(names)}
     columns |= {
-        f"comoment:{i}:{j}": f"covar_pop({quote(names[i])}, {quote(names[j])})"
+        f"comoment:{i}:{j}": f"covar_pop({quote(_sql_name(names[i]))}, {quote(_sql_name(names[j]))})"
         for i in range(len(names))
         for j in range(i, len(names))
     }

@@ -221,4 +221,4 @@ def _check(lifts: Sequence[ArmLift]) -> None:
             problems.append(Problem(("lifts", i), f"{where}: given twice (each arm counts once)"))
         seen.add((lift.experiment, lift.arm))
     if problems:
-        raise DataError("\n".join(p.render() for p in problems))
+        raise DataError([p.render() for p in problems])

@@ -48,8 +48,6 @@ records that salt, so the plain method run with it reproduces the table.
 from __future__ import annotations
 
 import hashlib
-import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -57,12 +55,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from promolab.design.balance import _quoted, _require_columns, standardised_mean_differences
-from promolab.errors import DataError
-from promolab.spec.checks import WEIGHT_TOLERANCE
+from promolab.design.balance import _require_columns, standardised_mean_differences
+from promolab.errors import DataError, quoted
+from promolab.spec.buckets import BUCKETS, HOLDOUT, bucket_ranges, cumulative_shares
 
-BUCKETS = 10_000
-HOLDOUT = "holdout"
+__all__ = ["BUCKETS", "HOLDOUT", "Assignment", "assign_clusters", "assign_stratified", "assign_units",
+           "bucket_ranges", "rerandomise"]  # fmt: skip
 # Ids hashed per batch: bounds the memory of the rendered keys (~20 MB per batch for 30-byte keys).
 _CHUNK = 1 << 18
 _VARIANT = "__variant__"  # column of the arm beside the covariates while rerandomising
@@ -93,43 +91,6 @@ class Assignment:
     salt: str
     method: str
     shares: dict[str, float]
-
-
-def bucket_ranges(arms: Arms, holdout: float = 0.0) -> dict[str, range]:
-    """Buckets of each label: the arms in order, then ``holdout`` when it has buckets (step 4).
-
-    Args:
-        arms: (arm id, weight) in spec order; weights positive and summing to 1.
-        holdout: share of buckets held out: 0, or in [0.00005, 0.99995) so that it rounds to at
-            least one bucket and leaves one.
-
-    Raises:
-        ValueError: fewer than 2 arms, repeated ids, bad weights or holdout, an arm named
-            ``holdout`` beside a holdout, or an arm whose weight rounds to no bucket.
-
-    >>> bucket_ranges([("control", 0.5), ("treatment", 0.5)], holdout=0.05)
-    {'control': range(0, 4750), 'treatment': range(4750, 9500), 'holdout': range(9500, 10000)}
-    """
-    names = _checked_arm_names(arms)
-    in_range = 0 <= holdout < 1  # False for NaN too
-    held = math.floor(BUCKETS * holdout + 0.5) if in_range else 0
-    if not in_range or (holdout > 0 and held == 0) or held == BUCKETS:
-        half = 0.5 / BUCKETS  # a holdout must round to at least one bucket and leave one
-        raise ValueError(f"holdout: must be 0 or in [{half:g}, {1 - half:g}), got {holdout:g}")
-    if held > 0 and HOLDOUT in names:
-        raise ValueError(
-            f"arms: an arm is named '{HOLDOUT}', the holdout's label; rename it or drop the holdout"
-        )
-    kept = BUCKETS - held
-    bounds = [0, *(math.floor(kept * c + 0.5) for c in _cumulative_shares(arms))]
-    ranges = {name: range(lo, hi) for name, (lo, hi) in zip(names, itertools.pairwise(bounds), strict=True)}
-    empty = [name for name, buckets in ranges.items() if not buckets]
-    if empty:
-        raise ValueError(
-            f"arms: {_quoted(empty)} get no bucket of {kept}; a weight must be >= {0.5 / kept:.2g} "
-            "of the total"
-        )
-    return ranges | ({HOLDOUT: range(kept, BUCKETS)} if held else {})
 
 
 def assign_units(unit_ids: UnitIds, arms: Arms, salt: str, holdout: float = 0.0) -> Assignment:
@@ -225,7 +186,7 @@ def assign_clusters(
         if varying.any():
             example = clusters.iloc[int(varying.idxmax())]
             raise DataError(
-                f"units.{cluster_column}: strata {_quoted(strata)} must be constant within a cluster, "
+                f"units.{cluster_column}: strata {quoted(strata)} must be constant within a cluster, "
                 f"got several values in cluster {example!r}"
             )
         blocks = np.empty(len(clusters), dtype=np.int64)
@@ -279,7 +240,7 @@ def rerandomise(
         raise ValueError(f"tries: must be >= 1, got {tries}")
     if reference not in [name for name, _ in arms]:
         raise ValueError(
-            f"reference: must be one of the arms {_quoted(n for n, _ in arms)}, got '{reference}'"
+            f"reference: must be one of the arms {quoted(n for n, _ in arms)}, got '{reference}'"
         )
     _require_columns(units, [unit_id_column, *covariates], "units")
     best: tuple[float, Assignment] | None = None
@@ -298,7 +259,7 @@ def rerandomise(
             best = (score, candidate)
     if best is None:
         raise DataError(
-            f"rerandomise: none of {tries} salts gives every arm >= 2 values of each of {_quoted(covariates)}"
+            f"rerandomise: none of {tries} salts gives every arm >= 2 values of each of {quoted(covariates)}"
         )
     return replace(best[1], method=f"rerandomised-{best[1].method}")
 
@@ -311,27 +272,6 @@ def _max_abs_smd(
     frame[_VARIANT] = assignment.table["variant"].cat.set_categories([name for name, _ in arms])
     smd = standardised_mean_differences(frame, _VARIANT, covariates, reference)["smd"]
     return float(smd.abs().max())
-
-
-def _checked_arm_names(arms: Arms) -> list[str]:
-    names = [name for name, _ in arms]
-    weights = [weight for _, weight in arms]
-    if len(names) < 2:
-        raise ValueError(f"arms: need at least 2, got {len(names)}")
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise ValueError(f"arms: ids must be unique, got {_quoted(repeated)} more than once")
-    if not all(math.isfinite(w) and w > 0 for w in weights):
-        raise ValueError(f"arms: weights must be positive, got {weights}")
-    if abs(sum(weights) - 1) > WEIGHT_TOLERANCE:
-        raise ValueError(f"arms: weights must sum to 1, got {sum(weights):.6g}")
-    return names
-
-
-def _cumulative_shares(arms: Arms) -> list[float]:
-    """``c_k = (w_1 + ... + w_k) / (w_1 + ... + w_K)``, summed left to right; ``c_K`` is exactly 1."""
-    sums = list(itertools.accumulate(weight for _, weight in arms))
-    return [s / sums[-1] for s in sums]
 
 
 def _checked_ids(values: UnitIds, what: str) -> pd.Series:
@@ -404,7 +344,7 @@ def _dealt_codes(h: Hashes, blocks: Codes, ids: pd.Series, arms: Arms, ranges: d
     """Holdout by bucket, then the other rows dealt within their blocks; codes index ``ranges``."""
     in_test = h % BUCKETS < ranges[arms[-1][0]].stop
     codes = np.full(len(h), len(arms), dtype=np.int64)  # the holdout's index, used only when it exists
-    codes[in_test] = _deal(h[in_test], blocks[in_test], ids[in_test], _cumulative_shares(arms))
+    codes[in_test] = _deal(h[in_test], blocks[in_test], ids[in_test], cumulative_shares(arms))
     return codes
 
 

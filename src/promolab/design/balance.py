@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from promolab.design.srm import SRM_FLAG, SRM_THRESHOLD, SrmResult, _quoted, srm_test
-from promolab.errors import DataError
+from promolab.design.srm import SRM_FLAG, SRM_THRESHOLD, SrmResult, srm_test
+from promolab.errors import DataError, quoted
 
 __all__ = ["SRM_FLAG", "SRM_THRESHOLD", "BalanceReport", "SrmResult", "balance_report", "srm_test"]
 
@@ -60,7 +60,7 @@ def standardised_mean_differences(
     grouped = matrix.groupby(frame[variant_column], observed=False, sort=True)
     means, variances, counts = grouped.mean(), grouped.var(ddof=1), grouped.count()
     if reference not in means.index:
-        raise DataError(f"balance: reference arm '{reference}' has no units; arms: {_quoted(means.index)}")
+        raise DataError(f"balance: reference arm '{reference}' has no units; arms: {quoted(means.index)}")
     short = counts.stack()[lambda count: count < 2]
     if not short.empty:
         (arm, column), got = next(iter(short.items()))
@@ -175,6 +175,4 @@ def _require_columns(frame: pd.DataFrame, columns: Sequence[str], place: str = "
     """Raise a DataError naming every column of ``columns`` that ``frame`` lacks."""
     missing = [c for c in dict.fromkeys(columns) if c not in frame.columns]
     if missing:
-        raise DataError(
-            f"{place}: missing column(s) {_quoted(missing)}; columns are {_quoted(frame.columns)}"
-        )
+        raise DataError(f"{place}: missing column(s) {quoted(missing)}; columns are {quoted(frame.columns)}")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from promolab.errors import DataError
+from promolab.errors import DataError, quoted
 
 SRM_THRESHOLD = 0.001
 SRM_FLAG = "SRM_DETECTED"
@@ -87,7 +87,7 @@ def srm_test(
         raise ValueError(f"srm_test: threshold must be in (0, 1), got {threshold:g}")
     unknown = [arm for arm in counts if arm not in weights]
     if unknown:
-        raise DataError(f"variant counts: {_quoted(unknown)} not among the arms {_quoted(weights)}")
+        raise DataError(f"variant counts: {quoted(unknown)} not among the arms {quoted(weights)}")
     observed = np.array([counts.get(arm, 0) for arm in weights], dtype=np.int64)
     if (observed < 0).any():
         raise DataError(f"variant counts: must be >= 0, got {dict(counts)}")
@@ -111,7 +111,3 @@ def srm_test(
         threshold=threshold,
         flag=SRM_FLAG if p_value < threshold else None,
     )
-
-
-def _quoted(names: Any) -> str:
-    return ", ".join(f"'{name}'" for name in names)

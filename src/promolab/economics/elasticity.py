@@ -193,7 +193,7 @@ def _check(points: Sequence[PricePoint]) -> None:
                 )
             )
     if problems:
-        raise DataError("\n".join(problem.render() for problem in problems))
+        raise DataError([problem.render() for problem in problems])
 
 
 def _row(point: PricePoint, se: float, unit_cost: float, z: float, share: float) -> PriceRow:

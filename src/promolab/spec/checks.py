@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING
 
 from promolab.errors import Problem, SpecError
+from promolab.spec.buckets import WEIGHT_TOLERANCE, bucket_ranges
 from promolab.spec.models import (
     ECONOMIC_QUANTITIES,
     UNITS_SOURCE,
@@ -20,9 +22,7 @@ from promolab.spec.models import (
 )
 
 if TYPE_CHECKING:
-    from promolab.spec.models import ExperimentSpec
-
-WEIGHT_TOLERANCE = 1e-6
+    from promolab.spec.models import AnyMetric, ExperimentSpec
 
 
 def raise_on_problems(spec: ExperimentSpec) -> None:
@@ -36,6 +36,7 @@ def consistency_problems(spec: ExperimentSpec) -> Iterator[Problem]:
     """Yield every cross-field problem, in spec order."""
     yield from _dates(spec)
     yield from _variants(spec)
+    yield from _buckets(spec)
     yield from _metrics(spec)
     yield from _guardrails(spec)
     yield from _offers(spec)
@@ -50,6 +51,21 @@ def consistency_problems(spec: ExperimentSpec) -> Iterator[Problem]:
 def _dates(spec: ExperimentSpec) -> Iterator[Problem]:
     if spec.end < spec.start:
         yield Problem(("end",), f"must be on or after start ({spec.start}), got {spec.end}")
+    if (dt.date.max - spec.end).days < spec.post_days:
+        yield Problem(("post_days",), f"end ({spec.end}) + {spec.post_days} days is past the last date")
+
+
+def _buckets(spec: ExperimentSpec) -> Iterator[Problem]:
+    """The hash assignment can honour the weights and the holdout (what ``promolab assign`` needs)."""
+    ids = [v.id for v in spec.variants]
+    total = sum(v.weight for v in spec.variants)
+    if len(ids) < 2 or len(set(ids)) < len(ids) or abs(total - 1) > WEIGHT_TOLERANCE:
+        return  # reported by _variants
+    try:
+        bucket_ranges([(v.id, v.weight) for v in spec.variants], spec.design.holdout)
+    except ValueError as error:
+        field = ("design", "holdout") if str(error).startswith("holdout") else ("variants",)
+        yield Problem(field, str(error).partition(": ")[2])
 
 
 def _duplicates(ids: list[str], field: str) -> Iterator[Problem]:
@@ -112,6 +128,7 @@ def _metrics(spec: ExperimentSpec) -> Iterator[Problem]:
                 (*where, "top_box"),
                 f"must be below the number of levels ({len(metric.levels)}), got {metric.top_box}",
             )
+        yield from _missing(metric, where)
         if isinstance(metric, RatioMetric):
             for part in ("numerator", "denominator"):
                 target = getattr(metric, part)
@@ -124,6 +141,26 @@ def _metrics(spec: ExperimentSpec) -> Iterator[Problem]:
                     )
         else:
             yield from _source(spec, metric, where)
+
+
+def _missing(metric: AnyMetric, where: tuple[str | int, ...]) -> Iterator[Problem]:
+    """``missing`` applies to a column, and each choice to the kinds it makes sense for."""
+    if isinstance(metric, RatioMetric) or metric.missing is None:
+        return
+    if metric.column is None:
+        yield Problem(
+            (*where, "missing"), "applies to a metric's column; this metric counts rows, it has none"
+        )
+    elif isinstance(metric, OrdinalMetric) and metric.missing == "zero":
+        yield Problem(
+            (*where, "missing"), "an ordinal score has no zero; a missing score is no response (drop)"
+        )
+    elif metric.missing == "drop" and metric.source == UNITS_SOURCE and not isinstance(metric, OrdinalMetric):
+        yield Problem(
+            (*where, "missing"),
+            "'drop' leaves event rows out; a unit of the units file cannot leave one metric only "
+            "(that would bias it): use 'zero' or 'error'",
+        )
 
 
 def _source(spec: ExperimentSpec, metric: object, where: tuple[str | int, ...]) -> Iterator[Problem]:

@@ -17,6 +17,9 @@ from promolab.spec.models import ExperimentSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".toml")
 LineMap = dict[tuple[PathPart, ...], int]
+MAX_SPEC_BYTES = 1 << 20  # a spec is a page of text; 1 MiB is far beyond any real one
+MAX_NODES = 100_000  # values in a spec once YAML aliases are expanded ("billion laughs" stops here)
+MAX_DEPTH = 64  # nesting levels of mappings and lists
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
@@ -124,22 +127,55 @@ def _read(path: Path) -> tuple[object, LineMap]:
             str(path),
         )
     try:
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            message = f"the file is {path.stat().st_size:,} bytes; a spec may have at most {MAX_SPEC_BYTES:,}"
+            raise SpecError([Problem((), message)], str(path))
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise SpecError([Problem((), f"cannot read the file: {error.strerror}")], str(path)) from None
+        reason = error.strerror or type(error).__name__
+        raise SpecError([Problem((), f"cannot read the file: {reason}")], str(path)) from None
     except UnicodeDecodeError as error:
         message = f"the file is not UTF-8 text (byte {error.start}); save it as UTF-8"
         raise SpecError([Problem((), message)], str(path)) from None
+    if "\x00" in text:
+        raise SpecError([Problem((), "the file holds a NUL byte; a spec is plain text")], str(path))
     if path.suffix == ".toml":
         try:
-            return tomllib.loads(text), {}
+            raw: object = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise SpecError([Problem((), f"invalid TOML: {error}")], str(path)) from None
+        except RecursionError:
+            raise SpecError([Problem((), _too_deep())], str(path)) from None
+        _check_depth(raw, str(path))
+        return raw, {}
     return _read_yaml(text, str(path))
 
 
+def _too_deep() -> str:
+    return f"nested more than {MAX_DEPTH} levels deep; a spec is a few levels of mappings and lists"
+
+
+def _check_depth(raw: object, source: str) -> None:
+    """Refuse values nested deeper than ``MAX_DEPTH`` (walked without recursion)."""
+    stack: list[tuple[object, int]] = [(raw, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise SpecError([Problem((), _too_deep())], source)
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one) and leaves dates as
+    text, so that the spec model parses them (``2026-02-30`` is then a located problem, not a crash)."""
+
+
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -169,15 +205,49 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 def _read_yaml(text: str, source: str) -> tuple[object, LineMap]:
     try:
         node = yaml.compose(text, Loader=_StrictLoader)
+        if node is not None:
+            _check_size(node, source)
         raw = yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         line = mark.line + 1 if mark is not None else None
         raise SpecError([Problem((), f"invalid YAML: {error.problem}", line)], source) from None
+    except yaml.YAMLError as error:  # e.g. a reader error: characters YAML does not allow
+        raise SpecError([Problem((), f"invalid YAML: {error}".splitlines()[0])], source) from None
+    except RecursionError:
+        raise SpecError([Problem((), _too_deep())], source) from None
     lines: LineMap = {}
     if node is not None:
         _index_lines(node, (), lines, set())
     return raw, lines
+
+
+def _check_size(root: yaml.Node, source: str) -> None:
+    """Refuse a document nested deeper than ``MAX_DEPTH`` or holding more than ``MAX_NODES`` values once
+    its aliases are expanded (each node's expanded size is computed once, without recursion)."""
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        children = _children(node)
+        if depth > MAX_DEPTH and children:
+            raise SpecError([Problem((), _too_deep(), node.start_mark.line + 1)], source)
+        if done:
+            size[id(node)] = 1 + sum(size.get(id(child), 1) for child in children)
+            if size[id(node)] > MAX_NODES:
+                message = f"holds more than {MAX_NODES:,} values once its aliases are expanded"
+                raise SpecError([Problem((), message, node.start_mark.line + 1)], source)
+        elif id(node) not in size:
+            stack.append((node, depth, True))
+            stack.extend((child, depth + 1, False) for child in children if id(child) not in size)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _index_lines(node: yaml.Node, path: tuple[PathPart, ...], lines: LineMap, open_nodes: set[int]) -> None:

@@ -28,8 +28,14 @@ from pydantic.json_schema import SkipJsonSchema
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 Column = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Probability = Annotated[float, Field(gt=0, lt=1)]
-Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-PositiveMoney = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+MAX_MONEY = 1e12  # per unit, per order or per arm: amounts beyond this are typing errors, and they would
+#                   overflow sums of squares over millions of units
+Money = Annotated[float, Field(ge=0, le=MAX_MONEY)]
+PositiveMoney = Annotated[float, Field(gt=0, le=MAX_MONEY)]
+MAX_COUNT = 10**12  # units, days, draws: integers beyond this cannot be meant (and overflow floats' 2^53)
+Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+MAX_ITEMS = 200  # entries of a list in a spec (arms, metrics, levels, covariates, ...)
+Lift = Annotated[float, Field(gt=-1, le=100)]  # a relative lift: -100% (exclusive) to +10,000%
 
 Channel = Literal[
     "email",
@@ -51,7 +57,7 @@ UNITS_SOURCE = "units"
 class SpecModel(BaseModel):
     """Base of every spec model: immutable, unknown keys rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _tag(name: str) -> Tag:
@@ -126,15 +132,15 @@ class Bogo(_DiscountBase):
     """Buy ``buy`` units, get ``get`` more free."""
 
     mechanic: Literal["bogo"]
-    buy: int = Field(default=1, ge=1)
-    get: int = Field(default=1, ge=1)
+    buy: int = Field(default=1, ge=1, le=1000)
+    get: int = Field(default=1, ge=1, le=1000)
 
 
 class Bundle(_DiscountBase):
     """``items`` units sold together for ``bundle_price``."""
 
     mechanic: Literal["bundle"]
-    items: int = Field(ge=2)
+    items: int = Field(ge=2, le=1000)
     bundle_price: PositiveMoney
 
 
@@ -254,8 +260,23 @@ class _MetricBase(SpecModel):
     direction: Literal["higher", "lower"] = Field(default="higher", description="Which way is better.")
 
 
+MissingPolicy = Literal["error", "zero", "drop"]
+
+
 class _SourcedMetric(_MetricBase):
     source: Slug = Field(description="A table in data.tables, or 'units' for per-unit columns.")
+    missing: MissingPolicy | None = Field(
+        default=None,
+        description="What a missing (NULL) value in `column` means: 'error' (the default), 'zero', or "
+        "'drop' (event tables: the row is left out; ordinal metrics: no response, their default).",
+    )
+
+    @property
+    def missing_policy(self) -> MissingPolicy:
+        """``missing`` as declared, else 'drop' for ordinal scores (no response) and 'error' otherwise."""
+        if self.missing is not None:
+            return self.missing
+        return "drop" if self.kind == "ordinal" else "error"
 
 
 class BinaryMetric(_SourcedMetric):
@@ -295,7 +316,9 @@ class OrdinalMetric(_SourcedMetric):
 
     kind: Literal["ordinal"]
     column: Column
-    levels: tuple[int, ...] = Field(description="At least 2 levels, strictly increasing.")
+    levels: tuple[Annotated[int, Field(ge=-1_000_000, le=1_000_000)], ...] = Field(
+        max_length=101, description="At least 2 levels (at most 101), strictly increasing."
+    )
     top_box: int = Field(default=2, ge=1, description="How many top levels count as 'satisfied'.")
 
     @field_validator("levels")
@@ -354,7 +377,7 @@ class Guardrail(SpecModel):
 
     metric: Slug
     max_relative_drop: float | None = Field(default=None, gt=0, lt=1)
-    max_absolute_drop: float | None = Field(default=None, gt=0)
+    max_absolute_drop: float | None = Field(default=None, gt=0, le=MAX_MONEY)
 
     @model_validator(mode="after")
     def _exactly_one_margin(self) -> Guardrail:
@@ -378,7 +401,7 @@ class Economics(SpecModel):
     units_per_order: float = Field(
         default=1.0, ge=1, description="Mean units per order (per-order costs to per-unit)."
     )
-    horizon_units: int | None = Field(
+    horizon_units: Count | None = Field(
         default=None, gt=0, description="Units a shipped promotion reaches (amortises fixed costs)."
     )
     revenue: Slug | None = Field(
@@ -407,8 +430,8 @@ class Economics(SpecModel):
 class Mde(SpecModel):
     """Minimum detectable effect, relative (0.05 = +5%) or absolute (in the metric's unit)."""
 
-    relative: float | None = Field(default=None, gt=0)
-    absolute: float | None = Field(default=None, gt=0)
+    relative: float | None = Field(default=None, gt=0, le=100)
+    absolute: float | None = Field(default=None, gt=0, le=MAX_MONEY)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Mde:
@@ -421,8 +444,8 @@ class Baseline(SpecModel):
     """Expected control-arm behaviour of a metric: a ``rate`` (binary) or ``mean`` and ``sd``."""
 
     rate: Probability | None = None
-    mean: float | None = None
-    sd: float | None = Field(default=None, gt=0)
+    mean: float | None = Field(default=None, ge=-MAX_MONEY, le=MAX_MONEY)
+    sd: float | None = Field(default=None, gt=0, le=MAX_MONEY)
 
     @model_validator(mode="after")
     def _rate_or_moments(self) -> Baseline:
@@ -454,10 +477,10 @@ class Design(SpecModel):
         default=False, description="Binary metrics: pooled variance under the null (statsmodels')."
     )
     mde: Mde | None = None
-    total_units: int | None = Field(
-        default=None, gt=0, description="Units available: plan the MDE for this size."
+    total_units: Count | None = Field(
+        default=None, description="Units available: plan the MDE for this size."
     )
-    daily_units: int | None = Field(default=None, gt=0, description="New units entering per day.")
+    daily_units: Count | None = Field(default=None, description="New units entering per day.")
     round_to_weeks: bool = False
     baseline: dict[Slug, Baseline] = Field(default_factory=dict)
     cuped_r2: float | None = Field(
@@ -466,9 +489,9 @@ class Design(SpecModel):
     cluster: ClusterDesign | None = None
     salt: str | None = Field(default=None, description="Assignment salt (default: the spec id).")
     holdout: float = Field(default=0.0, ge=0, lt=1, description="Share of units held out of the test.")
-    strata: tuple[Column, ...] = Field(default=(), description="Block on these unit columns.")
+    strata: tuple[Column, ...] = Field(default=(), max_length=10, description="Block on these unit columns.")
     rerandomise: int | None = Field(
-        default=None, ge=2, description="Try this many salts; keep the best balanced."
+        default=None, ge=2, le=10_000, description="Try this many salts; keep the best balanced."
     )
 
 
@@ -521,24 +544,24 @@ class Bayes(SpecModel):
     )
     priors: dict[Slug, Prior] = Field(default_factory=dict, description="Priors by metric id.")
     draws: int = Field(default=2000, ge=100, le=100_000, description="Posterior draws per chain.")
-    tune: int = Field(default=1000, ge=100, description="MCMC tuning steps per chain.")
+    tune: int = Field(default=1000, ge=100, le=100_000, description="MCMC tuning steps per chain.")
     chains: int = Field(default=2, ge=1, le=16)
     target_accept: float = Field(default=0.9, gt=0.5, lt=1)
     sampler: Literal["pymc", "nutpie"] = Field(default="pymc", description="NUTS implementation.")
-    seed: int = Field(default=20260101, ge=0, description="Random seed of every draw.")
+    seed: int = Field(default=20260101, ge=0, lt=2**32, description="Random seed of every draw.")
 
 
 class Analysis(SpecModel):
     """How the analysis runs."""
 
     covariates: tuple[Column, ...] = Field(
-        default=(), description="Pre-period columns of the units table for CUPED."
+        default=(), max_length=50, description="Pre-period columns of the units table for CUPED."
     )
     confidence: Probability = 0.95
     method: Literal["frequentist", "bayesian", "both"] = "frequentist"
     bayes: Bayes = Field(default_factory=Bayes)
     segments: tuple[Segmentation, ...] = Field(
-        default=(), description="Segmentations for partially pooled segment-level uplift."
+        default=(), max_length=10, description="Segmentations for partially pooled segment-level uplift."
     )
 
 
@@ -586,16 +609,16 @@ class Data(SpecModel):
 class SimEffect(SpecModel):
     """True effect of one arm in simulated data (relative lifts against the reference arm)."""
 
-    conversion: float = Field(default=0.0, gt=-1, description="Relative lift in P(purchase).")
-    basket: float = Field(default=0.0, gt=-1, description="Relative lift in units per order.")
+    conversion: Lift = Field(default=0.0, description="Relative lift in P(purchase).")
+    basket: Lift = Field(default=0.0, description="Relative lift in units per order.")
     redemption: float = Field(
         default=1.0, ge=0, le=1, description="Share of the arm's orders that redeem the offer."
     )
-    score: float = Field(default=0.0, description="Shift of latent satisfaction, in sd units.")
-    rates: dict[Slug, float] = Field(
+    score: float = Field(default=0.0, ge=-10, le=10, description="Shift of latent satisfaction, in sd units.")
+    rates: dict[Slug, Lift] = Field(
         default_factory=dict, description="Relative lift of event-table rates (e.g. clicks)."
     )
-    metrics: dict[Slug, float] = Field(
+    metrics: dict[Slug, Lift] = Field(
         default_factory=dict,
         description="Relative lift of binary metrics in simulation.unit_rates.",
     )
@@ -607,7 +630,7 @@ class SimTable(SpecModel):
     kind: Literal["orders", "survey", "events", "pre_orders"] = Field(
         description="pre_orders: the pre-period orders behind pre_revenue/frequency/recency_days."
     )
-    rate: float | None = Field(default=None, gt=0, description="events: mean rows per unit.")
+    rate: float | None = Field(default=None, gt=0, le=1000, description="events: mean rows per unit.")
     per: Slug | None = Field(default=None, description="events: thin this table's rows instead.")
     prob: Probability | None = Field(default=None, description="events with 'per': keep prob.")
 
@@ -622,17 +645,17 @@ class Simulation(SpecModel):
     """Parameters of ``promolab simulate``; see README "Simulator"."""
 
     purchase_prob: Probability = Field(default=0.08, description="Reference P(>= 1 order).")
-    orders_per_buyer: float = Field(default=1.3, ge=1, description="Mean orders of a buyer.")
-    units_median: float = Field(default=1.5, ge=1, description="Median units per order.")
-    units_sigma: float = Field(default=0.8, gt=0, description="Log-sd of units per order.")
+    orders_per_buyer: float = Field(default=1.3, ge=1, le=100, description="Mean orders of a buyer.")
+    units_median: float = Field(default=1.5, ge=1, le=1000, description="Median units per order.")
+    units_sigma: float = Field(default=0.8, gt=0, le=3, description="Log-sd of units per order.")
     item_price: PositiveMoney = Field(default=25.0, description="Used when economics has none.")
-    heterogeneity: float = Field(default=1.0, ge=0, description="Log-sd of unit propensity.")
+    heterogeneity: float = Field(default=1.0, ge=0, le=3, description="Log-sd of unit propensity.")
     pre_corr: float = Field(default=0.8, ge=0, lt=1, description="Latent pre/in-period corr.")
     survey_rate: Probability = Field(default=0.3)
-    clusters: int = Field(default=50, ge=1, description="Number of stores units belong to.")
-    cluster_sd: float = Field(default=0.2, ge=0, description="Log-sd of store propensity.")
+    clusters: int = Field(default=50, ge=1, le=1_000_000, description="Number of stores units belong to.")
+    cluster_sd: float = Field(default=0.2, ge=0, le=3, description="Log-sd of store propensity.")
     price_elasticity: float = Field(
-        default=-1.5, description="d log P(purchase) / d log price, for price-point arms."
+        default=-1.5, ge=-20, le=20, description="d log P(purchase) / d log price, for price-point arms."
     )
     tables: dict[Slug, SimTable] = Field(default_factory=dict)
     unit_rates: dict[Slug, Probability] = Field(
@@ -656,18 +679,18 @@ class ExperimentSpec(SpecModel):
     unit: Literal["customer", "session", "store", "region", "user", "device", "market"]
     start: dt.date
     end: dt.date
-    post_days: int = Field(default=0, ge=0, description="Days after 'end' still measured.")
-    variants: tuple[Variant, ...] = Field(description="At least 2 arms.")
-    metrics: tuple[Metric, ...] = Field(description="At least 1 metric.")
+    post_days: int = Field(default=0, ge=0, le=3650, description="Days after 'end' still measured.")
+    variants: tuple[Variant, ...] = Field(max_length=MAX_ITEMS, description="At least 2 arms.")
+    metrics: tuple[Metric, ...] = Field(max_length=MAX_ITEMS, description="At least 1 metric.")
     primary: Slug
-    guardrails: tuple[Guardrail, ...] = ()
+    guardrails: tuple[Guardrail, ...] = Field(default=(), max_length=MAX_ITEMS)
     economics: Economics | None = None
     design: Design = Field(default_factory=Design)
     analysis: Analysis = Field(default_factory=Analysis)
     decision: Decision | None = None
     data: Data
     simulation: Simulation | None = None
-    tags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = Field(default=(), max_length=MAX_ITEMS)
 
     _source: str | None = PrivateAttr(default=None)
 

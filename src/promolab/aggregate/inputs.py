@@ -1,0 +1,321 @@
+"""The input tables of an aggregation, checked before any statistic is computed.
+
+A source is a CSV or Parquet file (read by DuckDB's table functions with its path bound as a parameter)
+or a registered pandas DataFrame. Before the statistics query runs, every source is described once and
+checked, so that no column is misread:
+
+- each column the spec reads exists, once (a repeated CSV header or Parquet field is an error: DuckDB
+  would silently read the first), with a numeric or boolean type where a number is needed;
+- the unit ids of every table have one kind: integers (integral floats up to 2^53 count as integers and
+  are read as BIGINT; beyond 2^53 a float cannot tell neighbouring ids apart), or text. Mixing integers
+  and text between tables is an error naming both files (the join would match nothing).
+
+Identifiers are quoted; paths and values are bound as parameters: no SQL is built from user strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promolab.errors import DataError, printable, quoted
+from promolab.sources import require_file
+from promolab.spec import ExperimentSpec
+from promolab.spec.models import UNITS_SOURCE, AnyMetric, RatioMetric, Segmentation
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+_SIGNED = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
+INTEGER_TYPES = (*_SIGNED, *(f"U{t}" for t in _SIGNED))
+FLOAT_TYPES = ("FLOAT", "DOUBLE", "DECIMAL")
+NUMERIC_TYPES = (*INTEGER_TYPES, *FLOAT_TYPES, "BOOLEAN")
+TEXT_TYPES = ("VARCHAR",)
+MAX_EXACT_FLOAT_ID = 2**53  # beyond this, a float id cannot tell neighbouring integers apart
+
+
+def quote(identifier: str) -> str:
+    """A SQL identifier, double-quoted with inner quotes doubled."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input table: its SQL (a table function with a bound path, or a registered view), where it
+    came from (for messages), its columns and types, and the SQL that reads its unit id (the column,
+    cast to BIGINT when it holds integral floats; set by :func:`check_unit_ids`)."""
+
+    name: str
+    sql: str
+    where: str
+    columns: dict[str, str]
+    params: dict[str, Any]
+    kind: str  # "parquet", "csv" or "frame"
+    unit_id: str = ""
+
+
+def id_kind(duck_type: str) -> str:
+    """``integer``, ``float`` or ``text`` for a DuckDB column type, else the type itself.
+
+    >>> [id_kind(t) for t in ("BIGINT", "DECIMAL(18,0)", "DOUBLE", "VARCHAR", "DATE")]
+    ['integer', 'integer', 'float', 'text', 'DATE']
+    """
+    if duck_type.startswith(INTEGER_TYPES) or (duck_type.startswith("DECIMAL") and duck_type.endswith(",0)")):
+        return "integer"
+    if duck_type.startswith(FLOAT_TYPES):
+        return "float"
+    if duck_type.startswith(TEXT_TYPES):
+        return "text"
+    return duck_type
+
+
+def metric_source(metric: AnyMetric) -> str | None:
+    """The table a metric reads (None for ratio metrics)."""
+    return None if isinstance(metric, RatioMetric) else metric.source
+
+
+def metric_column(metric: AnyMetric) -> str | None:
+    """The column a metric reads, if any."""
+    return None if isinstance(metric, RatioMetric) else metric.column
+
+
+def open_sources(
+    con: duckdb.DuckDBPyConnection,
+    spec: ExperimentSpec,
+    paths: Mapping[str, Path],
+    frames: Mapping[str, pd.DataFrame],
+    segments: Sequence[Segmentation] = (),
+) -> dict[str, Source]:
+    """Describe every table the spec needs (files or DataFrames), refusing repeated column names."""
+    needed = {"assignments"} if spec.data.assignments else set()
+    needed |= {s for m in spec.metrics if (s := metric_source(m)) is not None}
+    needed |= {s.rfm.source for s in segments if s.rfm is not None}
+    if spec.data.assignments is None or spec.analysis.covariates or any(s.column for s in segments):
+        needed.add(UNITS_SOURCE)
+    sources = {}
+    for k, name in enumerate(sorted(needed)):
+        param = f"path{k}"
+        if name in frames:
+            view = f"frame_{k}"
+            frame = frames[name]
+            _refuse_repeats([str(c) for c in frame.columns], f"DataFrame '{name}'")
+            con.register(view, frame)
+            sql, where, kind = quote(view), f"DataFrame '{name}'", "frame"
+            params: dict[str, Any] = {}
+        elif name in paths:
+            path = require_file(paths[name], name)
+            kind = "parquet" if path.suffix.lower() == ".parquet" else "csv"
+            sql, where, params = f"read_{kind}(${param})", printable(path), {param: str(path)}
+        else:
+            raise DataError(
+                f"{spec.id}: no '{name}' data (the spec's data block names none, and none was given)"
+            )
+        try:
+            described = con.execute(f"DESCRIBE SELECT * FROM {sql}", params or None).fetchall()
+            if kind != "frame":
+                _refuse_repeats(_raw_header(con, kind, params, path), where)
+        except DataError:
+            raise
+        except Exception as error:  # duckdb.Error, but also OS errors surfaced by the reader
+            raise DataError(f"{where}: cannot read the {name} file: {first_line(error)}") from None
+        columns = {str(r[0]): str(r[1]) for r in described}
+        sources[name] = Source(name, sql, where, columns, params, kind)
+    return sources
+
+
+def _raw_header(
+    con: duckdb.DuckDBPyConnection, kind: str, params: Mapping[str, Any], path: Path
+) -> list[str]:
+    """Column names as the file writes them (DuckDB renames a repeated name ``x`` to ``x_1``)."""
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    row = con.execute(
+        "SELECT * FROM read_csv($raw, header = false, all_varchar = true) LIMIT 1",
+        {"raw": next(iter(params.values()))},
+    ).fetchone()
+    return [str(value) for value in row or ()]
+
+
+def _refuse_repeats(names: Sequence[str], where: str) -> None:
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataError(
+            f"{where}: column name(s) {quoted(map(printable, repeated))} appear more than once; "
+            "every column needs its own name"
+        )
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error message, escaped (it may quote user data)."""
+    lines = str(error).strip().splitlines()
+    return printable(lines[0]) if lines else type(error).__name__
+
+
+def check_columns(
+    con: duckdb.DuckDBPyConnection,
+    spec: ExperimentSpec,
+    sources: Mapping[str, Source],
+    covariates: Sequence[str],
+    segments: Sequence[Segmentation] = (),
+) -> None:
+    """Every column the spec reads exists, with a numeric (or boolean) type where one is needed.
+
+    Raises:
+        DataError: one line per missing or mistyped column (a file with no data rows, or a CSV whose
+            rows have different numbers of fields, is named as such).
+    """
+    problems: list[str] = []
+    for source, name, numeric in _needed_columns(spec, sources, covariates, segments):
+        kind = source.columns.get(name)
+        if kind is None:
+            problems.append(
+                f"{source.where}: missing column '{printable(name)}'; columns are "
+                f"{quoted(map(printable, source.columns))}{_ragged_hint(source)}"
+            )
+        elif numeric and not kind.startswith(NUMERIC_TYPES):
+            empty = _row_count(con, source) == 0
+            problems.append(
+                f"{source.where}: has no data rows (a header only)"
+                if empty
+                else f"{source.where}: column '{printable(name)}' must be numeric, got {kind}"
+            )
+    problems += _timestamp_problems(spec, sources)
+    if problems:
+        raise DataError(list(dict.fromkeys(problems)))
+
+
+DATE_TYPES = ("DATE", "TIMESTAMP", "VARCHAR")
+
+
+def _timestamp_problems(spec: ExperimentSpec, sources: Mapping[str, Source]) -> list[str]:
+    """``data.timestamp`` holds dates or times (or text read as dates) in every table that has it."""
+    column = spec.data.timestamp
+    if column is None:
+        return []
+    return [
+        f"{source.where}: column '{printable(column)}' (data.timestamp) must hold dates or times, "
+        f"got {source.columns[column]}"
+        for source in sources.values()
+        if column in source.columns and not source.columns[column].startswith(DATE_TYPES)
+    ]
+
+
+def _needed_columns(
+    spec: ExperimentSpec,
+    sources: Mapping[str, Source],
+    covariates: Sequence[str],
+    segments: Sequence[Segmentation],
+) -> list[tuple[Source, str, bool]]:
+    """(table, column, must be numeric) of every column the aggregation reads."""
+    assign = sources.get("assignments") or sources[UNITS_SOURCE]
+    needed: list[tuple[Source, str, bool]] = [(assign, spec.data.variant_column, False)]
+    if not (spec.data.row_id and assign.name == UNITS_SOURCE):
+        needed.append((assign, spec.data.unit_id, False))
+    for metric in spec.metrics:
+        source = metric_source(metric)
+        if source is None:
+            continue
+        if source != UNITS_SOURCE:
+            needed.append((sources[source], spec.data.unit_id, False))
+        if (column := metric_column(metric)) is not None:
+            needed.append((sources[source], column, True))
+    if covariates:
+        units = sources[UNITS_SOURCE]
+        if not spec.data.row_id:
+            needed.append((units, spec.data.unit_id, False))
+        needed += [(units, c, True) for c in covariates]
+    for segmentation in segments:
+        if segmentation.column is not None:
+            needed.append((sources[UNITS_SOURCE], segmentation.column, False))
+        if (rfm := segmentation.rfm) is not None:
+            table = sources[rfm.source]
+            needed += [(table, spec.data.unit_id, False), (table, rfm.date, False), (table, rfm.amount, True)]
+    return list({(t.name, c, n): (t, c, n) for t, c, n in needed}.values())
+
+
+def _ragged_hint(source: Source) -> str:
+    """A CSV read as one column whose name holds a delimiter: its rows have different field counts."""
+    if (
+        source.kind == "csv"
+        and len(source.columns) == 1
+        and any(d in next(iter(source.columns)) for d in ",;\t|")
+    ):
+        return " (the file could not be split into columns: are some rows longer or shorter than the header?)"
+    return ""
+
+
+def _row_count(con: duckdb.DuckDBPyConnection, source: Source) -> int:
+    row = con.execute(f"SELECT count(*) FROM {source.sql}", source.params or None).fetchone()
+    return int(row[0]) if row else 0
+
+
+def check_unit_ids(
+    con: duckdb.DuckDBPyConnection, spec: ExperimentSpec, sources: Mapping[str, Source]
+) -> dict[str, Source]:
+    """The sources with the SQL that reads their unit ids, after checking that the ids join.
+
+    Every table's ids are integers or every table's are text; float ids must be whole numbers within
+    +-2^53 (they are then read as BIGINT). Units numbered by row (``data.row_id``) have integer ids.
+
+    Raises:
+        DataError: ids of different kinds in two tables (naming both files), non-integral or too
+            large float ids, ids of another type (dates, ...).
+    """
+    column = spec.data.unit_id
+    checked: dict[str, Source] = {}
+    kinds: dict[str, Source] = {}
+    problems: list[str] = []
+    for name, source in sources.items():
+        if spec.data.row_id and name == UNITS_SOURCE:
+            checked[name] = source
+            kinds.setdefault("integer", source)
+            continue
+        if column not in source.columns:  # only the assignments' variant table may lack it
+            checked[name] = source
+            continue
+        kind = id_kind(source.columns[column])
+        sql = quote(column)
+        if kind == "float":
+            problems += _float_id_problems(con, source, column)
+            kind, sql = "integer", f"CAST({quote(column)} AS BIGINT)"
+        elif kind not in ("integer", "text"):
+            problems.append(
+                f"{source.where}: unit ids in column '{printable(column)}' are {kind}; "
+                "expected integers or text"
+            )
+        kinds.setdefault(kind, source)
+        checked[name] = _with_unit_id(source, sql)
+    if len(kinds) > 1 and not problems:
+        (a_kind, a), (b_kind, b) = list(kinds.items())[:2]
+        problems.append(
+            f"unit ids do not join: {a.where} has {a_kind} ids but {b.where} has {b_kind} ids in "
+            f"'{printable(column)}'; store them with one type in every table"
+        )
+    if problems:
+        raise DataError(problems)
+    return checked
+
+
+def _with_unit_id(source: Source, sql: str) -> Source:
+    return replace(source, unit_id=sql)
+
+
+def _float_id_problems(con: duckdb.DuckDBPyConnection, source: Source, column: str) -> list[str]:
+    """Float unit ids that are not whole numbers, not finite, or beyond 2^53 (an example of each)."""
+    value = f"CAST({quote(column)} AS DOUBLE)"
+    bad = f"NOT isfinite({value}) OR {value} <> trunc({value}) OR abs({value}) > {MAX_EXACT_FLOAT_ID}"
+    row = con.execute(
+        f"SELECT count(*) FILTER (WHERE {bad}), any_value({value}) FILTER (WHERE {bad}) FROM {source.sql}",
+        source.params or None,
+    ).fetchone()
+    if row is None or not row[0]:
+        return []
+    return [
+        f"{source.where}: {int(row[0]):,} unit id(s) in '{printable(column)}' are not whole numbers within "
+        f"+-2^53 (e.g. {row[1]!r}); float ids must be integers that a float holds exactly"
+    ]
