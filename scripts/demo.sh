@@ -29,5 +29,5 @@ fi
 echo "== quarterly promotion reviews"
 "$bin/promolab" review experiments --quarter all -o "$out/reports"
 echo "Demo outputs are in $out/: one folder per experiment (design.json, power-curve.png, data/,"
-echo "assignment, analysis.json); reports and quarterly reviews (HTML, Markdown, JSON) in $out/reports/."
-ls "$out"/reports/*.html
+echo "assignment, analysis.json); reports and quarterly reviews (HTML, Markdown, JSON) in $out/reports/<id>/."
+ls "$out"/reports/*/*.html

@@ -352,7 +352,9 @@ def test_every_plan_finds_repeated_units(plan, case, plan_frames, tmp_path):
         want = aggregate(make_spec(), frames=plan_frames, covariates=COVARIATES, log_moments=True).stats
         _assert_same_stats(got, want)
         return
-    message = "units assigned to two variants" if case == "two variants" else "3 unit id(s) appear more than once"
+    message = (
+        "units assigned to two variants" if case == "two variants" else "3 unit id(s) appear more than once"
+    )
     with pytest.raises(DataError, match=re.escape(message)):
         _aggregate(plan, defective, tmp_path)
 

@@ -50,7 +50,7 @@ def _experiment(tmp: Path, name: str, spec_path: Path) -> dict:
     )
     _run("report", str(spec_path), "--results", results, "-o", str(tmp / "reports"))
     spec_id = yaml.safe_load(spec_path.read_text())["id"]
-    return json.loads((tmp / "reports" / f"{spec_id}.json").read_text())
+    return json.loads((tmp / "reports" / spec_id / f"{spec_id}.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def workspace(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def spring(workspace) -> tuple[dict, str, str]:
-    stem = workspace / "reports" / "spring-discount-2026"
+    stem = workspace / "reports" / "spring-discount-2026" / "spring-discount-2026"
     return (
         json.loads(stem.with_suffix(".json").read_text()),
         stem.with_suffix(".html").read_text(),
@@ -163,14 +163,16 @@ def test_economics_waterfall_runs_from_margin_at_list_price_to_net_profit(spring
 
 
 def test_price_report_has_the_price_response(workspace):
-    report = json.loads((workspace / "reports" / "starter-kit-price-2026q1.json").read_text())
+    report = json.loads(
+        (workspace / "reports" / "starter-kit-price-2026q1" / "starter-kit-price-2026q1.json").read_text()
+    )
     response = report["price_response"]
     assert [row["price"] for row in response["rows"]] == [35, 40, 45]
     assert sum(row["prob_profit_max"] for row in response["rows"]) == pytest.approx(1.0)
     low, high = response["loglog_ci"]
     truth = yaml.safe_load((EXAMPLES / "price-points.yaml").read_text())["simulation"]["price_elasticity"]
     assert low < truth < high  # the simulator's elasticity of demand is recovered end to end
-    html = (workspace / "reports" / "starter-kit-price-2026q1.html").read_text()
+    html = (workspace / "reports" / "starter-kit-price-2026q1" / "starter-kit-price-2026q1.html").read_text()
     assert 'id="price"' in html
     assert 'alt="ROI waterfall"' not in html  # alternative prices have no promotion cost to decompose
     assert interval(response["loglog_ci"], "num") in html
@@ -201,7 +203,7 @@ def test_html_renders_in_headless_chromium_without_console_errors(spring, worksp
     control = tmp_path / "control.html"  # the console check is not blind: a page that logs is caught
     control.write_text('<html><body><script>console.error("seen")</script></body></html>')
     assert "CONSOLE" in render(control)[1]
-    for page in (workspace / "reports").glob("*.html"):
+    for page in (workspace / "reports").glob("*/*.html"):
         shot, log = render(page)
         assert "CONSOLE" not in log, log
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -216,7 +218,7 @@ def review(workspace) -> dict:
     specs = [str(workspace / "spring.yaml"), str(EXAMPLES / "price-points.yaml")]
     reports = str(workspace / "reports")
     _run("review", *specs, "--quarter", "2026Q1", "-o", reports)
-    return json.loads((workspace / "reports" / "review-2026Q1.json").read_text())
+    return json.loads((workspace / "reports" / "review-2026Q1" / "review-2026Q1.json").read_text())
 
 
 def test_review_portfolio_covers_every_arm_ranked_by_roi(review):
@@ -254,7 +256,7 @@ def test_review_pools_every_mechanic(review, workspace):
     assert sum(e["arms"] for e in effects) == 3
     for e in effects:
         assert e["rel_hdi"][0] < e["rel_lift_mean"] < e["rel_hdi"][1]
-    html = (workspace / "reports" / "review-2026Q1.html").read_text()
+    html = (workspace / "reports" / "review-2026Q1" / "review-2026Q1.html").read_text()
     assert 'id="mechanics"' in html
     assert "<script>" not in html
 
@@ -315,13 +317,13 @@ def test_report_from_saved_posterior_draws_uses_the_bayesian_law(workspace, tmp_
         "analyze", spec, "--data-dir", str(data), "--method", "bayesian", "--json", results, "--draws", draws
     )
     _run("report", spec, "--results", results, "--draws", draws, "-o", str(tmp_path))
-    report = json.loads((tmp_path / "spring-discount-2026.json").read_text())
+    report = json.loads((tmp_path / "spring-discount-2026" / "spring-discount-2026.json").read_text())
     assert report["economics"]["method"] == "bayesian"
     assert any("posterior draws of revenue" in note for note in report["notes"])
     for arm in report["economics"]["arms"]:
         low, high = arm["net_profit"]["ci"]
         assert low < arm["net_profit"]["value"] < high
-    html = (tmp_path / "spring-discount-2026.html").read_text()
+    html = (tmp_path / "spring-discount-2026" / "spring-discount-2026.html").read_text()
     assert 'alt="posterior of the relative lift"' in html
 
 
@@ -428,13 +430,15 @@ def test_bad_draws_exit_2(workspace, tmp_path, frame, message):
 
 def test_review_with_a_corrupt_report_exits_2(workspace, tmp_path):
     specs = [str(workspace / "spring.yaml"), str(EXAMPLES / "price-points.yaml")]
-    good = (workspace / "reports" / "spring-discount-2026.json").read_text()
+    good = (workspace / "reports" / "spring-discount-2026" / "spring-discount-2026.json").read_text()
+    price_report = workspace / "reports" / "starter-kit-price-2026q1" / "starter-kit-price-2026q1.json"
     for spring, price, message in [
         (good, '{"experiment": "starter-kit-price-2026q1"}', "not a promolab report (missing name"),
-        ("{broken", (workspace / "reports" / "starter-kit-price-2026q1.json").read_text(), "not JSON"),
+        ("{broken", price_report.read_text(), "not JSON"),
     ]:
-        (tmp_path / "spring-discount-2026.json").write_text(spring)
-        (tmp_path / "starter-kit-price-2026q1.json").write_text(price)
+        for name, text in (("spring-discount-2026", spring), ("starter-kit-price-2026q1", price)):
+            (tmp_path / name).mkdir(exist_ok=True)
+            (tmp_path / name / f"{name}.json").write_text(text)
         outcome = runner.invoke(app, ["review", *specs, "--quarter", "2026Q1", "-o", str(tmp_path)])
         assert outcome.exit_code == 2
         assert message in outcome.output

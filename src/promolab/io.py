@@ -197,7 +197,7 @@ def check_outputs(
     read = [Path(p) for p in inputs if p is not None]
     for option, output in (files or {}).items():
         for source in read:
-            if output is not None and _same_file(Path(output), source):
+            if output is not None and same_file(Path(output), source):
                 raise OutputError(
                     f"{option} {printable(output)}: is an input of this command ({printable(source)}); "
                     "promolab never overwrites its inputs"
@@ -211,7 +211,8 @@ def check_outputs(
                 )
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (equal once resolved, or the same inode); False for a loop."""
     try:
         if a.resolve() == b.resolve():
             return True

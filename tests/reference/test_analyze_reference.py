@@ -748,7 +748,10 @@ BAD_CASES = {
         "metric 'satisfaction'",
     ],
     "missing variant": ["variant: some units have no variant"],
-    "repeated units rows": ["DataFrame 'units': 2 unit id(s) appear more than once (2 extra row(s)", "one row per unit"],
+    "repeated units rows": [
+        "DataFrame 'units': 2 unit id(s) appear more than once (2 extra row(s)",
+        "one row per unit",
+    ],
 }
 
 

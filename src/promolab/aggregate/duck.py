@@ -65,6 +65,7 @@ from promolab.spec.models import (
     RatioMetric,
     Rfm,
     Segmentation,
+    SourcedMetric,
 )
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class _Table:
 
     index: int
     source: Source
-    metrics: tuple[AnyMetric, ...]
+    metrics: tuple[SourcedMetric, ...]
     windowed: bool
 
 
@@ -143,7 +144,7 @@ class _Plan:
     query: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     tables: list[_Table] = field(default_factory=list)
-    checks: list[tuple[str, AnyMetric]] = field(default_factory=list)  # (kind, metric) check columns
+    checks: list[tuple[str, SourcedMetric]] = field(default_factory=list)  # (kind, metric) check columns
 
 
 class DuckAggregation:
@@ -609,7 +610,7 @@ class DuckAggregation:
             for kind, m in self.plan.checks
             if kind == "null"
         }
-        policies = {m.id: m.missing_policy for kind, m in self.plan.checks if kind == "null"}
+        policies = {m.id: str(m.missing_policy) for kind, m in self.plan.checks if kind == "null"}
         return DataQuality(tables, missing, policies)
 
     def _check_values(self, groups: Sequence[Mapping[str, Any]]) -> None:
@@ -862,12 +863,11 @@ def _counted_rows(table: _Table) -> tuple[str, ...]:
     return _row_columns(table) if table.windowed else _row_columns(table)[:1]
 
 
-def _metrics_by_table(spec: ExperimentSpec) -> dict[str, list[AnyMetric]]:
-    grouped: dict[str, list[AnyMetric]] = {}
+def _metrics_by_table(spec: ExperimentSpec) -> dict[str, list[SourcedMetric]]:
+    grouped: dict[str, list[SourcedMetric]] = {}
     for metric in spec.metrics:
-        source = metric_source(metric)
-        if source is not None:
-            grouped.setdefault(source, []).append(metric)
+        if not isinstance(metric, RatioMetric):
+            grouped.setdefault(metric.source, []).append(metric)
     return dict(sorted(grouped.items()))
 
 

@@ -74,8 +74,8 @@ class BayesResult:
     variant_mean: float
     abs_mean: float
     abs_hdi: tuple[float, float]
-    rel_lift_mean: float
-    rel_hdi: tuple[float, float]
+    rel_lift_mean: float | None  # None when the reference's posterior reaches 0 or below
+    rel_hdi: tuple[float, float] | None
     prob_beat_control: float
     prob_best: float
     expected_loss: float
@@ -94,7 +94,7 @@ class BayesResult:
             "abs_mean": self.abs_mean,
             "abs_hdi": list(self.abs_hdi),
             "rel_lift_mean": self.rel_lift_mean,
-            "rel_hdi": list(self.rel_hdi),
+            "rel_hdi": None if self.rel_hdi is None else list(self.rel_hdi),
             "decision": self.decision,
             "diagnostics": self.diagnostics,
         }
@@ -221,10 +221,11 @@ def _guardrails(
             if guardrail.max_absolute_drop is not None:
                 margin = f"absolute drop <= {guardrail.max_absolute_drop:g}"
                 prob = float(np.mean(sign * (t - c) >= -guardrail.max_absolute_drop))
-            else:
+            else:  # t / c - 1 >= -r (higher) or <= r (lower), written without dividing by c
                 assert guardrail.max_relative_drop is not None
                 margin = f"relative drop <= {guardrail.max_relative_drop:.1%}"
-                prob = float(np.mean(sign * (t / c - 1) >= -guardrail.max_relative_drop))
+                bound = (1 - sign * guardrail.max_relative_drop) * c
+                prob = float(np.mean(sign * (t - bound) >= 0) if np.all(c > 0) else 0.0)
             found.append(BayesGuardrail(guardrail.metric, arm, margin, prob, prob >= threshold))
     return found
 
@@ -311,6 +312,8 @@ def _fit_metric(
             return [(metric.id, _closed("normal (has y < 0)", closed, size, rng))]
         case RatioMetric():
             num, den = metric.numerator, metric.denominator
+            if any(m.mean_of(den) == 0 for m in moments.values()):
+                return []  # no ratio in an arm (flagged ZERO_DENOMINATOR by the frequentist engine)
             closed = {arm: _normal(ratio_summary(m, num, den)) for arm, m in moments.items()}
             return [(metric.id, _closed("normal (delta)", closed, size, rng))]
         case OrdinalMetric():
@@ -404,7 +407,8 @@ def _summary(
     rope: float,
 ) -> BayesResult:
     c, t = fitted.draws[control], fitted.draws[arm]
-    absolute, relative = t - c, t / c - 1
+    absolute = t - c
+    relative = t / c - 1 if np.all(c > 0) else None  # a reference at or below 0: no relative lift
     if fitted.closed is not None:
         pc, pt = fitted.closed[control], fitted.closed[arm]
         beat = conjugate.prob_greater(pt, pc) if higher else conjugate.prob_greater(pc, pt)
@@ -414,7 +418,7 @@ def _summary(
         beat = float(np.mean(t > c) if higher else np.mean(t < c))
         loss = float(np.mean(np.maximum(c - t, 0) if higher else np.maximum(t - c, 0)))
         means = (float(np.mean(c)), float(np.mean(t)))
-    rel_hdi = hdi(relative, hdi_prob)
+    rel_hdi = None if relative is None else hdi(relative, hdi_prob)
     return BayesResult(
         metric=name,
         variant=arm,
@@ -423,12 +427,12 @@ def _summary(
         variant_mean=means[1],
         abs_mean=means[1] - means[0],
         abs_hdi=hdi(absolute, hdi_prob),
-        rel_lift_mean=float(np.mean(relative)),
+        rel_lift_mean=None if relative is None else float(np.mean(relative)),
         rel_hdi=rel_hdi,
         prob_beat_control=beat,
         prob_best=prob_best,
         expected_loss=loss,
-        decision=rope_decision(rel_hdi, rope, higher),
+        decision="undefined" if rel_hdi is None else rope_decision(rel_hdi, rope, higher),
         diagnostics=fitted.diagnostics,
     )
 

@@ -46,7 +46,8 @@ def fit(moments: Mapping[str, Moments], metric: str, covariates: Sequence[str]) 
     within_xx = sum(m.comoment[np.ix_(x, x)] for m in moments.values())
     within_xy = sum(m.comoment[x, y] for m in moments.values())
     if np.linalg.matrix_rank(within_xx) < len(x):
-        raise ValueError(f"covariates {list(covariates)} are constant or collinear within arms")
+        names = [c.removeprefix("cov:") for c in covariates]
+        raise ValueError(f"covariates {names} are constant or collinear within arms")
     slopes = np.linalg.solve(within_xx, within_xy)
     counts = np.array([m.n for m in moments.values()], dtype=float)
     x_means = np.array([m.mean[x] for m in moments.values()])

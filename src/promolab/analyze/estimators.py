@@ -9,8 +9,13 @@ Conventions (README "Statistical methods"):
 - Relative lift ``m_t / m_c - 1`` with a delta-method interval on ``log(m_t / m_c)``:
   ``se_log^2 = v_t / m_t^2 + v_c / m_c^2 - 2 cov / (m_t m_c)``,
   interval ``exp(log(m_t / m_c) +- z se_log) - 1``.
-  It is never the absolute interval divided by the control mean. Undefined (None) unless both means > 0.
+  It is never the absolute interval divided by the control mean. With a reference mean <= 0 the
+  relative lift and its interval are undefined (None, flagged ``NONPOSITIVE_REFERENCE``); with a variant
+  mean <= 0 the lift is shown but its log-scale interval is undefined (``NONPOSITIVE_VARIANT``).
 - Ratio metrics ``R = mean(num) / mean(den)``: ``var(R) = (v_nn - 2 R v_nd + R^2 v_dd) / (n mean(den)^2)``.
+- Degenerate input never gives a plausible number: a non-finite statistic raises
+  :class:`NonFiniteStatisticError`; no variation in either arm gives no p-value and no interval
+  (``ZERO_VARIANCE``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,16 @@ import numpy as np
 from scipy import special
 
 from promolab.aggregate.moments import Histogram, Moments
+from promolab.errors import DataError
+
+ZERO_VARIANCE = "ZERO_VARIANCE"  # neither arm varies: no standard error, so no test and no interval
+NONPOSITIVE_REFERENCE = "NONPOSITIVE_REFERENCE"  # reference mean <= 0: no relative lift
+NONPOSITIVE_VARIANT = "NONPOSITIVE_VARIANT"  # variant mean <= 0: no log-scale relative interval
+ZERO_DENOMINATOR = "ZERO_DENOMINATOR"  # a ratio metric's denominator is 0 in an arm: no ratio
+
+
+class NonFiniteStatisticError(DataError):
+    """An estimator was given a NaN or infinite statistic: it refuses to compute anything from it."""
 
 
 @dataclass(frozen=True)
@@ -43,11 +58,12 @@ class Comparison:
     abs_diff: float
     se: float
     df: float | None
-    abs_ci: tuple[float, float]
+    abs_ci: tuple[float, float] | None
     rel_lift: float | None
     rel_ci: tuple[float, float] | None
     se_log: float | None
-    p_value: float
+    p_value: float | None
+    flags: tuple[str, ...] = ()
 
 
 def mean_summary(moments: Moments, name: str) -> ArmSummary:
@@ -81,18 +97,22 @@ def ratio_summary(moments: Moments, numerator: str, denominator: str) -> ArmSumm
 
 
 def histogram_summary(histogram: Histogram) -> ArmSummary:
-    """Mean score of responding units (ddof-1 variance, Welch df)."""
+    """Mean score of responding units (ddof-1 variance, Welch df); at least 2 responses."""
     values, counts = histogram.arrays()
     n = int(counts.sum())
+    if n < 2:
+        raise ValueError(f"a mean score needs at least 2 responses, got {n}")
     mean = float(values @ counts) / n
     var = float(counts @ (values - mean) ** 2) / (n - 1)
     return ArmSummary(n, mean, var / n, n - 1)
 
 
 def top_box_summary(histogram: Histogram, threshold: float) -> ArmSummary:
-    """Share of responding units scoring at least ``threshold`` (normal reference)."""
+    """Share of responding units scoring at least ``threshold`` (normal reference); at least 1 response."""
     values, counts = histogram.arrays()
     n = int(counts.sum())
+    if n < 1:
+        raise ValueError("a top-box share needs at least 1 response, got 0")
     share = float(counts[values >= threshold].sum()) / n
     return ArmSummary(n, share, share * (1 - share) / n, None)
 
@@ -107,17 +127,30 @@ def compare(
         confidence: interval level, e.g. 0.95.
         covariance: covariance of the two means (0 for independent arms; non-zero after regression
             adjustment with a shared slope).
+
+    Raises:
+        NonFiniteStatisticError: a mean, variance or the covariance is NaN or infinite.
     """
+    _require_finite(control, variant, covariance)
     diff = variant.mean - control.mean
     var = variant.var_of_mean + control.var_of_mean - 2 * covariance
     se = math.sqrt(max(var, 0.0))
     df = welch_df(control, variant)
-    q = quantile(0.5 + confidence / 2, df)
-    p_value = two_sided_p(diff / se, df) if se > 0 else (1.0 if diff == 0 else 0.0)
-    rel_lift = variant.mean / control.mean - 1 if control.mean != 0 else None
+    flags = [ZERO_VARIANCE] if se == 0 else []
+    abs_ci, p_value = None, None
+    if se > 0:
+        q = quantile(0.5 + confidence / 2, df)
+        abs_ci, p_value = (diff - q * se, diff + q * se), two_sided_p(diff / se, df)
+    rel_lift: float | None = None
     rel_ci: tuple[float, float] | None = None
     se_log = None
-    if control.mean > 0 and variant.mean > 0:
+    if control.mean <= 0:
+        flags.append(NONPOSITIVE_REFERENCE)
+    elif variant.mean <= 0:
+        rel_lift = variant.mean / control.mean - 1
+        flags.append(NONPOSITIVE_VARIANT)
+    else:
+        rel_lift = variant.mean / control.mean - 1
         se_log = math.sqrt(
             max(
                 variant.var_of_mean / variant.mean**2
@@ -126,12 +159,27 @@ def compare(
                 0.0,
             )
         )
-        z = quantile(0.5 + confidence / 2, None)
-        log_ratio = math.log(variant.mean / control.mean)
-        rel_ci = (math.expm1(log_ratio - z * se_log), math.expm1(log_ratio + z * se_log))
-    return Comparison(
-        control, variant, diff, se, df, (diff - q * se, diff + q * se), rel_lift, rel_ci, se_log, p_value
-    )
+        if se > 0:
+            z = quantile(0.5 + confidence / 2, None)
+            log_ratio = math.log(variant.mean / control.mean)
+            rel_ci = (math.expm1(log_ratio - z * se_log), math.expm1(log_ratio + z * se_log))
+    return Comparison(control, variant, diff, se, df, abs_ci, rel_lift, rel_ci, se_log, p_value, tuple(flags))
+
+
+def _require_finite(control: ArmSummary, variant: ArmSummary, covariance: float) -> None:
+    values = {
+        "control mean": control.mean,
+        "control variance": control.var_of_mean,
+        "variant mean": variant.mean,
+        "variant variance": variant.var_of_mean,
+        "covariance": covariance,
+    }
+    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise NonFiniteStatisticError(
+            f"{', '.join(bad)} not finite ({', '.join(f'{values[b]!r}' for b in bad)}): no estimate is "
+            "computed from it"
+        )
 
 
 def welch_df(control: ArmSummary, variant: ArmSummary) -> float | None:
@@ -168,8 +216,11 @@ def noninferiority_p(
 
     Absolute margin ``M`` (higher is better): H0 ``d <= -M``, statistic ``(d + M) / se``. Relative
     margin ``r``: H0 ``m_t / m_c <= 1 - r``, statistic ``(log(m_t / m_c) - log(1 - r)) / se_log``.
-    Mirrored when lower is better. None when a relative margin meets a non-positive mean.
+    Mirrored when lower is better. None when a relative margin meets a non-positive mean, or when
+    neither arm varies (no standard error).
     """
+    if comparison.p_value is None:
+        return None
     sign = 1.0 if higher_is_better else -1.0
     if max_absolute_drop is not None:
         statistic = (sign * comparison.abs_diff + max_absolute_drop) / comparison.se

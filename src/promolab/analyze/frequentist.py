@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from promolab.aggregate.moments import ExperimentStats, ResidualMoments
 from promolab.analyze import cuped
 from promolab.analyze.estimators import (
+    ZERO_DENOMINATOR,
     ArmSummary,
     Comparison,
     compare,
@@ -25,7 +26,7 @@ from promolab.analyze.estimators import (
     ratio_summary,
     top_box_summary,
 )
-from promolab.analyze.multiplicity import benjamini_hochberg, holm
+from promolab.analyze.multiplicity import adjust_present, benjamini_hochberg, holm
 from promolab.design.srm import SrmResult
 from promolab.errors import DataError
 from promolab.spec import ExperimentSpec
@@ -45,17 +46,18 @@ class LiftResult:
     role: str
     n_control: int
     n_variant: int
-    control_mean: float
-    variant_mean: float
-    abs_diff: float
-    se: float
-    abs_ci: tuple[float, float]
+    control_mean: float | None
+    variant_mean: float | None
+    abs_diff: float | None
+    se: float | None
+    abs_ci: tuple[float, float] | None
     rel_lift: float | None
     rel_ci: tuple[float, float] | None
-    p_value: float
-    p_value_adjusted: float
+    p_value: float | None
+    p_value_adjusted: float | None
     method: str
     mann_whitney_p_value: float | None = None
+    flags: tuple[str, ...] = ()  # stable codes: ZERO_VARIANCE, NONPOSITIVE_REFERENCE, ... (estimators)
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,12 @@ class Verdict:
 
 def lift_results(
     spec: ExperimentSpec, stats: ExperimentStats, residual_pass: ResidualPass | None
-) -> list[tuple[LiftResult, Comparison]]:
+) -> list[tuple[LiftResult, Comparison | None]]:
     """Results of every metric and arm, regression-adjusted when ``stats`` has covariates and the HC1
     residual sums can be had: from the arms' power sums, else from ``residual_pass`` (a second pass)."""
     confidence = spec.analysis.confidence
     reference = spec.reference.id
-    raw: list[tuple[LiftResult, Comparison]] = []
+    raw: list[tuple[LiftResult, Comparison | None]] = []
     for metric in spec.metrics:
         role = spec.role(metric.id)
         if role == "treatment_only":
@@ -94,6 +96,11 @@ def lift_results(
             continue
         for arm in (t.id for t in spec.treatments):
             for name, summarise, method in _summaries(metric):
+                if isinstance(metric, RatioMetric) and _zero_denominator(stats, metric, (reference, arm)):
+                    raw.append(
+                        (_undefined(name, arm, role, method, stats, reference, ZERO_DENOMINATOR), None)
+                    )
+                    continue
                 control, variant = summarise(stats, reference), summarise(stats, arm)
                 comparison = compare(control, variant, confidence)
                 extra = None
@@ -106,7 +113,7 @@ def lift_results(
 
 
 def guardrail_results(
-    spec: ExperimentSpec, results: list[tuple[LiftResult, Comparison]]
+    spec: ExperimentSpec, results: list[tuple[LiftResult, Comparison | None]]
 ) -> list[GuardrailResult]:
     """One-sided non-inferiority test of every guardrail for every treatment arm."""
     alpha = 1 - spec.analysis.confidence
@@ -121,7 +128,13 @@ def guardrail_results(
         for result, comparison in results:
             if result.metric != guardrail.metric:
                 continue
-            p = noninferiority_p(comparison, higher, guardrail.max_absolute_drop, guardrail.max_relative_drop)
+            p = (
+                None
+                if comparison is None
+                else noninferiority_p(
+                    comparison, higher, guardrail.max_absolute_drop, guardrail.max_relative_drop
+                )
+            )
             found.append(
                 GuardrailResult(result.metric, result.variant, margin, p, p is not None and p < alpha)
             )
@@ -139,7 +152,9 @@ def decide(
     winners, reasons = [], []
     for result in (r for r in results if r.metric == spec.primary):
         failed = [g.metric for g in guardrails if g.variant == result.variant and not g.passed]
-        if result.p_value_adjusted >= alpha or sign * result.abs_diff <= 0:
+        if result.p_value_adjusted is None or result.abs_diff is None:
+            reasons.append(f"{result.variant}: {spec.primary} cannot be tested ({', '.join(result.flags)})")
+        elif result.p_value_adjusted >= alpha or sign * result.abs_diff <= 0:
             reasons.append(f"{result.variant}: {spec.primary} not significantly better")
         elif failed:
             reasons.append(f"{result.variant}: guardrail(s) {', '.join(failed)} not shown non-inferior")
@@ -147,7 +162,7 @@ def decide(
             winners.append(result)
     if not winners:
         return Verdict(None, "; ".join(reasons))
-    best = max(winners, key=lambda r: sign * r.abs_diff)
+    best = max(winners, key=lambda r: sign * (r.abs_diff or 0.0))
     return Verdict(
         best.variant, f"{best.variant}: {spec.primary} significantly better and every guardrail passes"
     )
@@ -185,16 +200,22 @@ def _adjustable(metric: AnyMetric) -> bool:
 
 def _cuped_results(
     spec: ExperimentSpec, stats: ExperimentStats, metric: AnyMetric, residual_pass: ResidualPass | None
-) -> list[tuple[LiftResult, Comparison]]:
+) -> list[tuple[LiftResult, Comparison | None]]:
     moments = {arm: s.moments for arm, s in stats.arms.items()}
-    fitted = cuped.fit(moments, metric.id, stats.covariates)
+    try:
+        fitted = cuped.fit(moments, metric.id, stats.covariates)
+    except ValueError as error:
+        raise DataError(
+            f"metric '{metric.id}': cannot adjust for covariates: {error}; drop one from "
+            "analysis.covariates, or analyse with --no-cuped"
+        ) from None
     residuals = _residuals(stats, metric.id, fitted, residual_pass)
     covariance = cuped.hc1_covariance(moments, stats.covariates, fitted, residuals)
     index = {arm: k for k, arm in enumerate(fitted.arms)}
     reference = spec.reference.id
     c = index[reference]
     control = ArmSummary(moments[reference].n, float(fitted.adjusted_means[c]), float(covariance[c, c]), None)
-    found = []
+    found: list[tuple[LiftResult, Comparison | None]] = []
     for arm in (t.id for t in spec.treatments):
         k = index[arm]
         variant = ArmSummary(moments[arm].n, float(fitted.adjusted_means[k]), float(covariance[k, k]), None)
@@ -248,17 +269,47 @@ def _result(
         p_value_adjusted=comparison.p_value,
         method=method,
         mann_whitney_p_value=mann_whitney,
+        flags=comparison.flags,
+    )
+
+
+def _zero_denominator(stats: ExperimentStats, metric: RatioMetric, arms: tuple[str, str]) -> bool:
+    return any(stats.arms[arm].moments.mean_of(metric.denominator) == 0 for arm in arms)
+
+
+def _undefined(
+    name: str, arm: str, role: str, method: str, stats: ExperimentStats, reference: str, flag: str
+) -> LiftResult:
+    """A result that has no estimate (e.g. a ratio whose denominator is 0 in an arm): counts and the flag."""
+    return LiftResult(
+        metric=name,
+        variant=arm,
+        role=role,
+        n_control=stats.arms[reference].moments.n,
+        n_variant=stats.arms[arm].moments.n,
+        control_mean=None,
+        variant_mean=None,
+        abs_diff=None,
+        se=None,
+        abs_ci=None,
+        rel_lift=None,
+        rel_ci=None,
+        p_value=None,
+        p_value_adjusted=None,
+        method=method,
+        flags=(flag,),
     )
 
 
 def _adjust(
-    spec: ExperimentSpec, raw: list[tuple[LiftResult, Comparison]]
-) -> list[tuple[LiftResult, Comparison]]:
-    """Holm on the primary metric's arms, Benjamini-Hochberg across secondary results."""
+    spec: ExperimentSpec, raw: list[tuple[LiftResult, Comparison | None]]
+) -> list[tuple[LiftResult, Comparison | None]]:
+    """Holm on the primary metric's arms, Benjamini-Hochberg across secondary results (untestable
+    results, without a p-value, are not members of a family)."""
     adjusted = [result for result, _ in raw]
     for role, method in (("primary", holm), ("secondary", benjamini_hochberg)):
         members = [i for i, r in enumerate(adjusted) if r.role == role]
-        if members:
-            for i, p in zip(members, method([adjusted[i].p_value for i in members]), strict=True):
-                adjusted[i] = replace(adjusted[i], p_value_adjusted=p)
+        found = adjust_present([adjusted[i].p_value for i in members], method)
+        for i, p in zip(members, found, strict=True):
+            adjusted[i] = replace(adjusted[i], p_value_adjusted=p)
     return [(result, comparison) for result, (_, comparison) in zip(adjusted, raw, strict=True)]

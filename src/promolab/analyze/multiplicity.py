@@ -1,8 +1,12 @@
-"""Multiple-testing adjustments of p-values (same results as statsmodels ``multipletests``)."""
+"""Multiple-testing adjustments of p-values (same results as statsmodels ``multipletests``).
+
+A hypothesis that could not be tested (p-value None: no variation) is not a member of the family: it
+keeps None, and the others are adjusted among themselves (:func:`adjust_present`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -28,3 +32,15 @@ def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
     adjusted = np.empty(m)
     adjusted[order] = np.minimum(stepped, 1.0)
     return adjusted.tolist()
+
+
+def adjust_present(
+    p_values: Sequence[float | None], method: Callable[[Sequence[float]], list[float]]
+) -> list[float | None]:
+    """``method`` over the p-values that exist; None stays None."""
+    present = [(i, p) for i, p in enumerate(p_values) if p is not None]
+    adjusted: list[float | None] = list(p_values)
+    if present:
+        for (i, _), p in zip(present, method([p for _, p in present]), strict=True):
+            adjusted[i] = p
+    return adjusted

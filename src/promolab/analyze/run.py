@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from promolab import __version__
 from promolab.aggregate.moments import ExperimentStats, Moments
+from promolab.aggregate.quality import DataQuality
 from promolab.analyze.frequentist import (
     GuardrailResult,
     LiftResult,
@@ -18,6 +19,7 @@ from promolab.analyze.frequentist import (
     lift_results,
 )
 from promolab.design.srm import SrmResult, srm_test
+from promolab.errors import DataError
 from promolab.sources import data_paths
 from promolab.spec import ExperimentSpec, spec_hash
 
@@ -48,6 +50,7 @@ class Analysis:
     bayes_verdict: Verdict | None = None
     arms: dict[str, Moments] = field(default_factory=dict)  # per-arm moments (economics reads them)
     daily: dict[str, Any] | None = None  # the primary metric's cumulative mean by day (reports)
+    data_quality: DataQuality = field(default_factory=DataQuality)  # rows left out, and why
 
     @property
     def decision(self) -> Verdict:
@@ -86,6 +89,7 @@ class Analysis:
             "results": self.to_dicts(),
             "arms": {arm: moments.to_dict() for arm, moments in self.arms.items()},
             "daily": self.daily,
+            "data_quality": self.data_quality.to_dict(),
             "guardrails": [asdict(g) for g in self.guardrails],
             "method": self.method,
             "decision": asdict(self.decision),
@@ -139,7 +143,7 @@ def analyze_spec(
         spec, paths, frames, covariates, segments, log_moments=method != "frequentist", daily=daily
     )
     analysis = analyze_stats(spec, aggregation.stats, aggregation.residual_moments, method)
-    return replace(analysis, daily=aggregation.daily)
+    return replace(analysis, daily=aggregation.daily, data_quality=aggregation.quality)
 
 
 def analyze_stats(
@@ -148,6 +152,7 @@ def analyze_stats(
     """The analysis from per-arm statistics alone. Regression adjustment needs the arms' power sums, or
     ``residual_pass`` (a second pass over the units) when they are absent or would cancel."""
     method = method or spec.analysis.method
+    check_sample(spec, stats)
     counts = {arm: s.moments.n for arm, s in stats.arms.items()}
     srm = srm_test(counts, {v.id: v.weight for v in spec.variants})
     paired = lift_results(spec, stats, residual_pass)
@@ -175,3 +180,40 @@ def analyze_stats(
         bayes_verdict=bayes_verdict,
         arms={arm: s.moments for arm, s in stats.arms.items()},
     )
+
+
+MIN_UNITS = 2  # per arm: a variance (ddof 1) needs two values
+
+
+def check_sample(spec: ExperimentSpec, stats: ExperimentStats) -> None:
+    """Enough units for every estimate: each arm of the spec present with >= 2 units, >= 2 responses per
+    arm for each ordinal metric, and more units than the regression adjustment has parameters.
+
+    Raises:
+        DataError: naming the arm and metric, with the code ``TOO_FEW_UNITS``.
+    """
+    problems = []
+    missing = [v.id for v in spec.variants if v.id not in stats.arms]
+    if missing:
+        raise DataError(f"arm(s) {', '.join(missing)} have no statistics (EMPTY_ARM)")
+    for arm, arm_stats in stats.arms.items():
+        if arm_stats.moments.n < MIN_UNITS:
+            problems.append(
+                f"arm '{arm}' has {arm_stats.moments.n} unit(s); every arm needs at least {MIN_UNITS} to "
+                "estimate a variance (TOO_FEW_UNITS)"
+            )
+        for metric, histogram in arm_stats.histograms.items():
+            if histogram.n < MIN_UNITS:
+                problems.append(
+                    f"metric '{metric}': arm '{arm}' has {histogram.n} response(s); a mean score needs at "
+                    f"least {MIN_UNITS} per arm (TOO_FEW_UNITS)"
+                )
+    total = sum(s.moments.n for s in stats.arms.values())
+    parameters = len(stats.arms) + len(stats.covariates)
+    if stats.covariates and total <= parameters:
+        problems.append(
+            f"{total} units cannot fit {len(stats.arms)} arm means and {len(stats.covariates)} covariate "
+            "slope(s) (TOO_FEW_UNITS); analyse without covariates (--no-cuped)"
+        )
+    if problems:
+        raise DataError(problems)

@@ -1,27 +1,35 @@
 """The ``promolab`` command line: one sub-command per pipeline step.
 
-Exit codes are API: 0 ok; 1 ran but the verdict failed; 2 usage, spec or data error (printed on
-stderr, one line per problem, no traceback). Machine output goes to stdout or ``--json`` files;
-logs and progress go to stderr. Heavy libraries are imported inside the commands that need them.
+Exit codes are API: 0 ok; 1 ran, but the decision is one that ``report --fail-on`` asked to fail on;
+2 usage, spec, data or output error (printed on stderr, one line per problem, no traceback); 3 an
+internal error (a bug: one line, and the traceback with ``PROMOLAB_DEBUG=1``). Machine output goes to
+stdout or ``--json`` files; logs, warnings and progress go to stderr. No command writes over one of its
+inputs. Heavy libraries are imported inside the commands that need them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from typer.core import TyperGroup
 
 from promolab import __version__
-from promolab.cli.console import err, out
-from promolab.errors import PromolabError, SpecError
+from promolab.cli.console import err, out, plain
+from promolab.errors import OutputError, PromolabError, SpecError, printable
+from promolab.io import check_outputs, same_file
 from promolab.spec import load_spec
 from promolab.spec.loader import SPEC_SUFFIXES
 
+EXIT_VERDICT = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+TABLE_SUFFIXES = (".parquet", ".csv")
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 class FileFormat(StrEnum):
@@ -32,20 +40,39 @@ class FileFormat(StrEnum):
 class _ProblemLinesError(PromolabError):
     """Pre-rendered problem lines, possibly from several files."""
 
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__("\n".join(lines))
-
 
 class _Group(TyperGroup):
-    """Turns promolab's own errors into one line per problem on stderr and exit code 2."""
+    """Turns every failure into one line per problem on stderr: promolab's own errors and file-system
+    errors exit 2; anything else is a bug (exit 3)."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except PromolabError as error:
-            for line in str(error).splitlines():
-                err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(EXIT_USAGE) from None
+            _fail(error.lines, EXIT_USAGE)
+        except OSError as error:  # a file system refusing: permissions, a full disk, a symlink loop
+            place = f"{printable(error.filename)}: " if error.filename else ""
+            _fail([f"{place}{error.strerror or type(error).__name__}"], EXIT_USAGE)
+        except MemoryError:
+            _fail(["out of memory: the input is too large for this machine"], EXIT_USAGE)
+        except (typer.TyperException, typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise  # usage errors (click prints them, exit 2), --version, Ctrl-C
+        except Exception as error:
+            if os.environ.get("PROMOLAB_DEBUG"):
+                raise
+            _fail(
+                [
+                    f"internal error ({type(error).__name__}: {error}); this is a bug in promolab: "
+                    "rerun with PROMOLAB_DEBUG=1 for the traceback and report it"
+                ],
+                EXIT_INTERNAL,
+            )
+
+
+def _fail(lines: Any, code: int) -> None:
+    for line in lines:
+        err.print(f"error: {printable(line)}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
 
 
 app = typer.Typer(
@@ -90,14 +117,13 @@ def validate(specs: SpecsArg) -> None:
         try:
             spec = load_spec(path)
         except SpecError as error:
-            problems.extend(str(error).splitlines())
+            problems.extend(error.lines)
             continue
         if spec.id in ids:
-            problems.append(f"{path}: id: '{spec.id}' is also the id of {ids[spec.id]}")
+            problems.append(f"{printable(path)}: id: '{spec.id}' is also the id of {printable(ids[spec.id])}")
         ids[spec.id] = path
-        out.print(
-            f"ok  {path}  [dim]({spec.id}: {len(spec.variants)} arms, {len(spec.metrics)} metrics)[/dim]"
-        )
+        detail = f"({spec.id}: {len(spec.variants)} arms, {len(spec.metrics)} metrics)"
+        out.print(f"ok  {plain(path)}  [dim]{detail}[/dim]")
     if problems:
         raise _ProblemLinesError(problems)
 
@@ -114,8 +140,10 @@ def schema() -> None:
 def simulate(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Experiment spec file.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the tables into.")],
-    units: Annotated[int, typer.Option(min=2, help="Number of units to simulate.")] = 100_000,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same data).")] = 0,
+    units: Annotated[
+        int, typer.Option(min=2, max=100_000_000, help="Number of units to simulate.")
+    ] = 100_000,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed (same seed, same data).")] = 0,
     file_format: Annotated[
         FileFormat | None,
         typer.Option("--format", help="Force a file format (default: each spec path's suffix)."),
@@ -123,14 +151,22 @@ def simulate(
 ) -> None:
     """Write realistic simulated data for SPEC where its data block names the files."""
     from promolab.simulate import simulate as run
-    from promolab.simulate import write_simulated
+    from promolab.simulate import simulated_paths, write_simulated
 
     spec = load_spec(spec_path)
+    fmt: Literal["parquet", "csv"] | None = (
+        "csv" if file_format == FileFormat.csv else ("parquet" if file_format == FileFormat.parquet else None)
+    )
+    _require_folder(out_dir, "--out")
+    targets = simulated_paths(spec, out_dir, fmt)
+    _guard([spec_path], {f"--out ({name})": path for name, path in targets.items()})
+    if units < len(spec.variants):
+        raise PromolabError(f"--units {units}: needs at least one unit per arm ({len(spec.variants)})")
     data = run(spec, units=units, seed=seed)
-    written = write_simulated(data, spec, out_dir, fmt=file_format.value if file_format else None)
+    written = write_simulated(data, spec, out_dir, fmt=fmt)
     for name, path in written.items():
-        out.print(f"{name:<12} {data.tables[name].num_rows:>10,} rows  {path}")
-    err.print(f"[dim]analyse with --data-dir {out_dir}[/dim]")
+        out.print(f"{name:<12} {data.tables[name].num_rows:>10,} rows  {plain(path)}")
+    err.print(f"analyse with --data-dir {plain(out_dir)}", style="dim")
 
 
 @app.command()
@@ -141,13 +177,18 @@ def design(
         typer.Option(help="Per-unit pre-period values (a column per metric id; covariates; cluster)."),
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan as JSON here.")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write the power curve here (.png or .svg).")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write the power curve here (.png, .svg or .pdf).")
+    ] = None,
 ) -> None:
     """Sample size per arm, duration, MDE, power and break-even lifts of SPEC."""
     from promolab.cli.output import print_table, write_json
     from promolab.design.estimates import read_pre_period
     from promolab.design.plan import plan_design
 
+    if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise PromolabError(f"--plot {printable(plot)}: must end in {', '.join(PLOT_SUFFIXES)}")
+    _guard([spec_path, pre_period], {"--json": json_out, "--plot": plot})
     spec = load_spec(spec_path)
     frame = read_pre_period(pre_period) if pre_period is not None else None
     plan = plan_design(spec, frame, source=str(pre_period))
@@ -176,7 +217,7 @@ def design(
         from promolab.design.curve import save_power_curve
 
         save_power_curve(plan, plot)
-        err.print(f"wrote {plot}")
+        err.print(f"wrote {plain(plot)}")
 
 
 DataDirOption = Annotated[
@@ -210,20 +251,19 @@ def assign(
     from promolab.sources import column_names, data_paths, parse_overrides, read_frame
 
     spec = load_spec(spec_path)
+    paths = data_paths(spec, data_dir, parse_overrides(data or []))
     if units is None:
-        paths = data_paths(spec, data_dir, parse_overrides(data or []))
         units = paths.get("units") or paths["assignments"]
-    if out_file.suffix.lower() not in (".parquet", ".csv"):
-        raise PromolabError(f"--out {out_file}: must end in .parquet or .csv")
-    if out_file.resolve() == units.resolve():
-        raise PromolabError(f"--out {out_file}: is the units file; promolab never overwrites its input")
+    if out_file.suffix.lower() not in TABLE_SUFFIXES:
+        raise PromolabError(f"--out {printable(out_file)}: must end in .parquet or .csv")
+    _guard([spec_path, units, *paths.values()], {"--out": out_file, "--json": json_out})
     available = column_names(units, "units")
     covariates = [c for c in spec.analysis.covariates if c in available]
     frame = read_frame(units, "units", unit_columns(spec, covariates))
     try:
         assignment = assign_spec(spec, frame)
     except ValueError as error:
-        raise PromolabError(f"{spec_path}: {error}") from None
+        raise PromolabError(f"{printable(spec_path)}: {error}") from None
     write_table(out_file, assignment.table)
     report = assignment_balance(spec, assignment, frame, covariates)
     title = f"{spec.id}: {len(frame):,} units, method {assignment.method}, salt '{assignment.salt}'"
@@ -244,8 +284,10 @@ def assign(
     out.print(f"SRM chi2 = {srm.chi2:.3g}, df = {srm.df}, p = {srm.p_value:.3g}: {verdict}")
     missing = [c for c in spec.analysis.covariates if c not in available]
     if missing:
-        err.print(f"[dim]covariates not in {units.name}, not checked: {', '.join(missing)}[/dim]")
-    err.print(f"wrote {out_file}")
+        err.print(
+            f"covariates not in {plain(units.name)}, not checked: {plain(', '.join(missing))}", style="dim"
+        )
+    err.print(f"wrote {plain(out_file)}")
     if json_out is not None:
         payload = {
             "experiment": spec.id,
@@ -288,17 +330,21 @@ def analyze(
     """Lifts with confidence intervals for every metric and arm, guardrails, SRM check and verdict."""
     from promolab.analyze import analyze_spec
     from promolab.cli.output import print_analysis, write_json
-    from promolab.sources import parse_overrides
+    from promolab.sources import data_paths, parse_overrides
 
     spec = load_spec(spec_path)
     chosen = spec.analysis.method if method is None else method.value
     if draws_out is not None and chosen == "frequentist":
         raise PromolabError("--draws needs the Bayesian engine: add --method bayesian (or both)")
-    if draws_out is not None and draws_out.suffix.lower() not in (".parquet", ".csv"):
-        raise PromolabError(f"--draws {draws_out}: must end in .parquet or .csv")
-    analysis = analyze_spec(
-        spec, data_dir, parse_overrides(data or []), cuped=cuped, method=chosen, daily=daily
+    if draws_out is not None and draws_out.suffix.lower() not in TABLE_SUFFIXES:
+        raise PromolabError(f"--draws {printable(draws_out)}: must end in .parquet or .csv")
+    overrides = parse_overrides(data or [])
+    _guard(
+        [spec_path, *data_paths(spec, data_dir, overrides).values()],
+        {"--json": json_out, "--draws": draws_out},
     )
+    analysis = analyze_spec(spec, data_dir, overrides, cuped=cuped, method=chosen, daily=daily)
+    _warn(analysis.data_quality.warnings(spec.data.timestamp))
     print_analysis(analysis)
     if json_out is not None:
         write_json(json_out, analysis.to_dict())
@@ -308,10 +354,20 @@ def analyze(
         write_table(draws_out, analysis.bayes.draws_frame())
 
 
+class FailOn(StrEnum):
+    stop = "stop"
+    iterate = "iterate"
+
+
+FAILING = {FailOn.stop: ("stop",), FailOn.iterate: ("iterate", "stop")}
+
+
 @app.command()
 def report(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Experiment spec file.")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for <id>.html, .md and .json.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the report folder <id>/ (HTML, Markdown, JSON).")
+    ],
     results: Annotated[
         Path | None,
         typer.Option(help="Analysis JSON from `promolab analyze --json` (else the data is analysed now)."),
@@ -325,6 +381,14 @@ def report(
     method: Annotated[
         Method | None, typer.Option(help="Inference method (default: the spec's analysis.method).")
     ] = None,
+    fail_on: Annotated[
+        FailOn | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when the decision is 'stop' (--fail-on stop) or 'iterate' or 'stop' "
+            "(--fail-on iterate): for CI pipelines.",
+        ),
+    ] = None,
 ) -> None:
     """Promotion-effect and ROI report of one experiment: HTML (plots embedded), Markdown and JSON."""
     from promolab.report import load_draws, load_results, malformed, write_report
@@ -334,11 +398,18 @@ def report(
         raise PromolabError("--draws goes with --results (without --results the analysis runs now)")
     if method is not None and results is not None:
         raise PromolabError("--method applies when report analyses the data; --results already has a method")
+    inputs = [spec_path, results, draws_in]
+    if results is None:
+        from promolab.sources import data_paths, parse_overrides
+
+        inputs += data_paths(spec, data_dir, parse_overrides(data or [])).values()
+    _require_folder(out_dir, "--out")
+    _guard(inputs, folders={"--out": out_dir / spec.id})
     draws = None
     if results is not None:
         payload, warning = load_results(results, spec)
         if warning is not None:
-            err.print(f"warning: {warning}", markup=False, highlight=False)
+            _warn([warning])
         draws = load_draws(draws_in, spec) if draws_in is not None else None
     else:
         from promolab.analyze import analyze_spec
@@ -346,17 +417,21 @@ def report(
 
         chosen = spec.analysis.method if method is None else method.value
         analysis = analyze_spec(spec, data_dir, parse_overrides(data or []), method=chosen, daily=True)
+        _warn(analysis.data_quality.warnings(spec.data.timestamp))
         payload = analysis.to_dict()
         draws = analysis.bayes.draws if analysis.bayes is not None else None
     if results is None:
-        paths = write_report(spec, payload, out_dir, draws)
+        written = write_report(spec, payload, out_dir, draws)
     else:
         with malformed(results, "analysis", "rerun `promolab analyze --json`"):
-            paths = write_report(spec, payload, out_dir, draws)
-    decision = json.loads(paths["json"].read_text(encoding="utf-8"))["decision"]
-    out.print(f"{decision['action'].upper()}: {decision['reason']}", markup=False, highlight=False)
-    for path in paths.values():
-        err.print(f"wrote {path}", markup=False, highlight=False)
+            written = write_report(spec, payload, out_dir, draws)
+    decision = written.decision
+    out.print(f"{decision['action'].upper()}: {plain(decision['reason'])}")
+    for path in written.paths.values():
+        err.print(f"wrote {plain(path)}")
+    if fail_on is not None and decision["action"] in FAILING[fail_on]:
+        err.print(f"--fail-on {fail_on.value}: the decision is {decision['action']}", style="bold red")
+        raise typer.Exit(EXIT_VERDICT)
 
 
 @app.command()
@@ -366,22 +441,26 @@ def review(
         str, typer.Option(help="Quarter as YYYYQn, e.g. 2026Q1 (by the specs' end dates), or 'all'.")
     ],
     out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for review-<quarter>.html, .md, .json.")
+        Path, typer.Option("--out", "-o", help="Folder for the review folder review-<quarter>/.")
     ],
     reports: Annotated[
-        Path | None, typer.Option(help="Folder of the <id>.json reports (default: the --out folder).")
+        Path | None, typer.Option(help="Folder of the <id>/ report folders (default: the --out folder).")
     ] = None,
 ) -> None:
     """Quarterly promotion review: portfolio, totals, ROI ranking and pooled mechanic effects."""
-    from promolab.report import write_review
+    from promolab.report import report_json, write_review
     from promolab.report.review import quarter_of
 
-    loaded = [load_spec(path) for path in _spec_files(specs)]
+    files = _spec_files(specs)
+    loaded = [load_spec(path) for path in files]
     quarters = sorted({quarter_of(s.end) for s in loaded}) if quarter == "all" else [quarter]
+    _require_folder(out_dir, "--out")
+    inputs = [*files, *(report_json(reports or out_dir, s.id) for s in loaded)]
+    _guard(inputs, folders={f"--out (review-{label})": out_dir / f"review-{label}" for label in quarters})
     for label in quarters:
         paths = write_review(loaded, label, reports or out_dir, out_dir)
         for path in paths.values():
-            err.print(f"wrote {path}", markup=False, highlight=False)
+            err.print(f"wrote {plain(path)}")
 
 
 def _spec_files(paths: list[Path]) -> list[Path]:
@@ -392,12 +471,34 @@ def _spec_files(paths: list[Path]) -> list[Path]:
             found = sorted(p for p in path.iterdir() if p.suffix in SPEC_SUFFIXES)
             if not found:
                 raise _ProblemLinesError(
-                    [f"{path}: no spec files ({', '.join(SPEC_SUFFIXES)}) in this folder"]
+                    [f"{printable(path)}: no spec files ({', '.join(SPEC_SUFFIXES)}) in this folder"]
                 )
             files.extend(found)
         else:
             files.append(path)
     return files
+
+
+def _guard(
+    inputs: Any, files: dict[str, Path | None] | None = None, folders: dict[str, Path] | None = None
+) -> None:
+    """No output over an input, and no two outputs on one path."""
+    check_outputs(list(inputs), files, folders)
+    chosen = [(option, path) for option, path in (files or {}).items() if path is not None]
+    for k, (option, path) in enumerate(chosen):
+        for other, second in chosen[:k]:
+            if same_file(path, second):
+                raise OutputError(f"{option} {printable(path)}: is also where {other} writes")
+
+
+def _require_folder(path: Path, option: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {printable(path)}: is a file; expected a folder to write into")
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        err.print(f"warning: {printable(line)}", markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
+from rich.text import Text
 
-from promolab.cli.console import err, out
+from promolab.cli.console import err, out, plain
+from promolab.errors import printable
 from promolab.io import json_text, write_text
 
 MAX_SEGMENTS_SHOWN = 12  # larger segmentations (RFM cells) are in the JSON only
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 def write_json(target: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` as JSON (NaN/inf become null) atomically, and say where on stderr."""
     write_text(target, json_text(payload))
-    err.print(f"wrote {target}")
+    err.print(f"wrote {plain(target)}")
 
 
 def fmt(value: Any, name: str = "") -> str:
@@ -40,11 +42,13 @@ def fmt(value: Any, name: str = "") -> str:
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     """Print rows under ``columns``; values formatted by :func:`fmt` keyed on the column name."""
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    table = Table(title=Text(printable(title)), title_justify="left", show_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column, justify="left" if column in ("arm", "metric", "variant") else "right")
     for row in rows:
-        table.add_row(*(fmt(value, column) for value, column in zip(row, columns, strict=True)))
+        table.add_row(
+            *(Text(printable(fmt(value, column))) for value, column in zip(row, columns, strict=True))
+        )
     out.print(table)
 
 
@@ -62,11 +66,11 @@ def print_analysis(analysis: Analysis) -> None:
     verdict = analysis.verdict
     decision = "do not ship" if verdict.ship is None else f"ship {verdict.ship}"
     if analysis.method != "bayesian":
-        out.print(f"SRM p = {srm.p_value:.3g}. Verdict: {decision} ({verdict.reason})")
+        out.print(f"SRM p = {srm.p_value:.3g}. Verdict: {decision} ({plain(verdict.reason)})")
     if analysis.bayes_verdict is not None:
         bayes = analysis.bayes_verdict
         decision = "do not ship" if bayes.ship is None else f"ship {bayes.ship}"
-        out.print(f"SRM p = {srm.p_value:.3g}. Bayesian verdict: {decision} ({bayes.reason})")
+        out.print(f"SRM p = {srm.p_value:.3g}. Bayesian verdict: {decision} ({plain(bayes.reason)})")
 
 
 def _print_frequentist(analysis: Analysis) -> None:

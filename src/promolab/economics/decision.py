@@ -140,7 +140,8 @@ def _primary_improved(spec: ExperimentSpec, payload: Mapping[str, Any]) -> list[
         if payload.get("method") == "bayesian" and bayes is not None:
             better = bayes["prob_beat_control"] >= threshold
         else:
-            better = row["p_value_adjusted"] < alpha and sign * row["abs_diff"] > 0
+            p, diff = row["p_value_adjusted"], row["abs_diff"]
+            better = p is not None and diff is not None and p < alpha and sign * diff > 0
         if better:
             improved.append(row["variant"])
     return improved

@@ -1,8 +1,10 @@
 """promolab.report: per-experiment reports and the quarterly promotion review.
 
-``write_report`` turns an analysis payload into ``<id>.html`` (self-contained), ``<id>.md`` and
-``<id>.json`` (the report content, for pipelines and for the review); ``write_review`` reads those
-JSON files for every experiment that ended in a quarter.
+``write_report`` turns an analysis payload into the folder ``<out>/<id>/`` holding ``<id>.html``
+(self-contained), ``<id>.md`` and ``<id>.json`` (the report content, for pipelines and for the review);
+``write_review`` reads those JSON files for every experiment that ended in a quarter and writes
+``<out>/review-<quarter>/``. Each folder is published in one step (:func:`promolab.io.publish_folder`):
+its files always come from one run.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from promolab.io import json_text, write_text
+from promolab.errors import printable
+from promolab.io import json_text, publish_folder
 from promolab.report.build import build_report
 from promolab.report.render import (
     figures,
@@ -36,9 +40,25 @@ __all__ = [
     "in_quarter",
     "load_draws",
     "load_results",
+    "report_json",
     "write_report",
     "write_review",
 ]
+
+MAX_INTEGER_DIGITS = 30  # integers in promolab's JSON are counts; longer ones cannot be meant
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    """The files of one report and the decision it carries."""
+
+    paths: dict[str, Path]
+    decision: dict[str, Any]
+
+
+def report_json(reports_dir: str | Path, experiment: str) -> Path:
+    """Where ``promolab report -o reports_dir`` put the report content of ``experiment``."""
+    return Path(reports_dir) / experiment / f"{experiment}.json"
 
 
 @contextmanager
@@ -48,7 +68,16 @@ def malformed(path: str | Path, what: str, rerun: str) -> Iterator[None]:
 
     try:
         yield
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, np.linalg.LinAlgError) as error:
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+        RecursionError,
+        np.linalg.LinAlgError,
+    ) as error:
         raise DataError(
             f"{path}: a malformed promolab {what} ({type(error).__name__}: {error}); {rerun}"
         ) from None
@@ -59,15 +88,16 @@ def write_report(
     payload: Mapping[str, Any],
     out_dir: str | Path,
     draws: Mapping[str, Mapping[str, np.ndarray]] | None = None,
-) -> dict[str, Path]:
-    """Write the experiment's HTML, Markdown and JSON report into ``out_dir``; return the paths."""
+) -> WrittenReport:
+    """Write the experiment's HTML, Markdown and JSON report as the folder ``out_dir/<id>/``."""
     report = build_report(spec, payload, draws)
-    out = Path(out_dir)
-    paths = {kind: out / f"{spec.id}.{kind}" for kind in ("html", "md", "json")}
-    write_text(paths["json"], json_text(report))
-    write_text(paths["md"], render_markdown(report))
-    write_text(paths["html"], render_html(report, figures(report, draws)))
-    return paths
+    files = {
+        f"{spec.id}.json": json_text(report),
+        f"{spec.id}.md": render_markdown(report),
+        f"{spec.id}.html": render_html(report, figures(report, draws)),
+    }
+    written = publish_folder(Path(out_dir) / spec.id, files)
+    return WrittenReport({Path(name).suffix[1:]: path for name, path in written.items()}, report["decision"])
 
 
 def write_review(
@@ -80,26 +110,28 @@ def write_review(
     chosen = in_quarter(specs, quarter)
     if not chosen:
         raise DataError(f"no experiment ended in {quarter} (by the specs' 'end' dates)")
-    missing = [s.id for s in chosen if not (Path(reports_dir) / f"{s.id}.json").is_file()]
+    missing = [s.id for s in chosen if not report_json(reports_dir, s.id).is_file()]
     if missing:
         raise DataError(
-            f"{reports_dir}: no report for {', '.join(missing)}; "
-            f"run `promolab report SPEC -o {reports_dir}` first"
+            f"{printable(reports_dir)}: no report for {', '.join(missing)}; "
+            f"run `promolab report SPEC -o {printable(reports_dir)}` first"
         )
-    rerun = f"rerun `promolab report SPEC -o {reports_dir}`"
-    reports = [_read_json(Path(reports_dir) / f"{s.id}.json", "report", REPORT_KEYS, rerun) for s in chosen]
+    rerun = f"rerun `promolab report SPEC -o {printable(reports_dir)}`"
+    reports = [_read_json(report_json(reports_dir, s.id), "report", REPORT_KEYS, rerun) for s in chosen]
     with malformed(reports_dir, "report in this folder", rerun):
         review = build_review(reports, quarter, REVIEW_SAMPLER, chosen[0].analysis.confidence)
     stale = [s.id for s, r in zip(chosen, reports, strict=True) if r.get("spec_hash") != spec_hash(s)]
     if stale:
         review["notes"].append(f"Reports made from an earlier version of the spec: {', '.join(stale)}.")
-    out = Path(out_dir)
-    paths = {kind: out / f"review-{quarter}.{kind}" for kind in ("html", "md", "json")}
     images = {"mechanics": plots.mechanics(review["mechanics"]["effects"]) if review["mechanics"] else None}
-    write_text(paths["json"], json_text(review))
-    write_text(paths["md"], render_review_markdown(review))
-    write_text(paths["html"], render_review_html(review, images))
-    return paths
+    name = f"review-{quarter}"
+    files = {
+        f"{name}.json": json_text(review),
+        f"{name}.md": render_review_markdown(review),
+        f"{name}.html": render_review_html(review, images),
+    }
+    written = publish_folder(Path(out_dir) / name, files)
+    return {Path(file).suffix[1:]: path for file, path in written.items()}
 
 
 RESULT_KEYS = ("experiment", "reference", "spec_hash", "srm", "results", "guardrails", "decision", "arms")
@@ -140,15 +172,33 @@ def _read_json(path: Path, what: str, keys: tuple[str, ...], rerun: str) -> dict
     from promolab.errors import DataError
 
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        payload = json.loads(
+            path.read_text(encoding="utf-8"), parse_int=_bounded_int, parse_constant=_no_constant
+        )
     except OSError as error:
-        raise DataError(f"{path}: cannot read the {what} ({error.strerror})") from None
+        raise DataError(f"{printable(path)}: cannot read the {what} ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{printable(path)}: not UTF-8 text; not a promolab {what}") from None
     except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not JSON (line {error.lineno}: {error.msg})") from None
+        raise DataError(f"{printable(path)}: not JSON (line {error.lineno}: {error.msg})") from None
+    except RecursionError:
+        raise DataError(f"{printable(path)}: nested too deeply to be a promolab {what}; {rerun}") from None
+    except ValueError as error:
+        raise DataError(f"{printable(path)}: {error}; not a promolab {what}") from None
     missing = [key for key in keys if not isinstance(payload, dict) or key not in payload]
     if missing:
         raise DataError(f"{path}: not a promolab {what} (missing {', '.join(missing)}); {rerun}")
     return dict(payload)
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits")
+    return int(text)
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"a non-finite number ({name})")
 
 
 def load_results(path: str | Path, spec: ExperimentSpec) -> tuple[dict[str, Any], str | None]:

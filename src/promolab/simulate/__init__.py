@@ -8,11 +8,12 @@ from typing import Literal
 
 import pyarrow as pa
 
+from promolab.errors import OutputError, printable
 from promolab.io import write_with
 from promolab.simulate.engine import SimulatedData, simulate
 from promolab.spec.models import ExperimentSpec
 
-__all__ = ["SimulatedData", "simulate", "write_simulated"]
+__all__ = ["SimulatedData", "simulate", "simulated_paths", "write_simulated"]
 
 FileFormat = Literal["parquet", "csv"]
 
@@ -26,16 +27,30 @@ def write_simulated(
     ones keep only their file name. ``fmt`` forces the format (and suffix); by default the spec
     path's suffix decides (``.csv`` or Parquet). Files are written atomically.
     """
-    written: dict[str, Path] = {}
+    written = simulated_paths(spec, out_dir, fmt)
+    for name, target in written.items():
+        chosen: FileFormat = "csv" if target.suffix == ".csv" else "parquet"
+        write_with(target, partial(_write_table, data.tables[name], fmt=chosen))
+    return written
+
+
+def simulated_paths(
+    spec: ExperimentSpec, out_dir: str | Path, fmt: FileFormat | None = None
+) -> dict[str, Path]:
+    """Where :func:`write_simulated` writes each table (see there)."""
+    paths = {}
     for name, spec_path in _destinations(spec).items():
         relative = Path(spec_path)
         if relative.is_absolute():
             relative = Path(relative.name)
         chosen: FileFormat = fmt or ("csv" if relative.suffix == ".csv" else "parquet")
-        target = Path(out_dir) / relative.with_suffix(".csv" if chosen == "csv" else ".parquet")
-        write_with(target, partial(_write_table, data.tables[name], fmt=chosen))
-        written[name] = target
-    return written
+        if ".." in relative.parts:
+            raise OutputError(
+                f"data.{name}: '{printable(spec_path)}' leads outside --out; simulate writes only inside "
+                "the --out folder (use a path without '..')"
+            )
+        paths[name] = Path(out_dir) / relative.with_suffix(".csv" if chosen == "csv" else ".parquet")
+    return paths
 
 
 def _destinations(spec: ExperimentSpec) -> dict[str, str]:

@@ -276,7 +276,7 @@ class _SourcedMetric(_MetricBase):
         """``missing`` as declared, else 'drop' for ordinal scores (no response) and 'error' otherwise."""
         if self.missing is not None:
             return self.missing
-        return "drop" if self.kind == "ordinal" else "error"
+        return "drop" if getattr(self, "kind", None) == "ordinal" else "error"
 
 
 class BinaryMetric(_SourcedMetric):
@@ -343,6 +343,7 @@ AnyVariant = (
     | ChannelVariant
 )
 AnyMetric = BinaryMetric | ContinuousMetric | CountMetric | RatioMetric | OrdinalMetric
+SourcedMetric = BinaryMetric | ContinuousMetric | CountMetric | OrdinalMetric  # read from a table
 
 
 class _UnknownMetric(SpecModel):
