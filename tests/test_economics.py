@@ -410,6 +410,41 @@ def test_creatives_with_equal_media_spend_have_no_iroas():
     assert value(result, "net_profit") == pytest.approx(500 * 0.4 - 300, rel=1e-12)
 
 
+def test_equal_budgets_in_arms_of_unequal_realised_size_spend_nothing_extra():
+    """Budgets are planned amounts: arms of equal weight and equal media and fixed budgets that reached
+    1000 and 1100 units by chance have no incremental spend, so no iROAS (with the reason) and no
+    fixed and media cost; the spend per randomised unit of an arm is its budget per planned unit."""
+    spec = two_arm_spec(
+        {"id": "product", "kind": "ad_creative", "creative": "a", "headline": "h"},
+        {"id": "ugc", "kind": "ad_creative", "creative": "b", "headline": "h"},
+        {"media_cost": {"product": 800, "ugc": 800}, "fixed_cost": {"product": 300, "ugc": 300}},
+    )
+    result = promotion_economics(spec, {"product": arm(n=1000, conversion=0.05, revenue=4.0),
+                                        "ugc": arm(n=1100, conversion=0.05, revenue=4.5)})  # fmt: skip
+    assert "iroas" not in result.arms[0].quantities
+    assert "no more on media per planned unit" in result.arms[0].not_applicable["iroas"]
+    assert value(result, "fixed_media_cost") == 0
+    assert value(result, "promotion_cost") == 0
+    # margin only: 1100 x (4.5 - 4.0) x (1 - 24/40) = 220
+    assert value(result, "net_profit") == pytest.approx(220, rel=1e-12)
+
+
+def test_a_larger_media_budget_is_the_incremental_spend_of_iroas():
+    """Unequal budgets: the extra spend is the difference of the budgets per planned unit (weights 0.5,
+    2100 analysed units: 1050 planned each) over the arm's units: 1100 x (1500 - 1000) / 1050."""
+    spec = two_arm_spec(
+        {"id": "product", "kind": "ad_creative", "creative": "a", "headline": "h"},
+        {"id": "ugc", "kind": "ad_creative", "creative": "b", "headline": "h"},
+        {"media_cost": {"product": 1000, "ugc": 1500}},
+    )
+    result = promotion_economics(spec, {"product": arm(n=1000, conversion=0.05, revenue=4.0),
+                                        "ugc": arm(n=1100, conversion=0.05, revenue=4.5)})  # fmt: skip
+    spend = 1100 * 500 / 1050
+    assert value(result, "fixed_media_cost") == pytest.approx(spend, rel=1e-12)
+    assert value(result, "iroas") == pytest.approx(1100 * 0.5 / spend, rel=1e-12)
+    assert result.arms[0].not_applicable == {}
+
+
 @pytest.mark.parametrize(
     ("variant", "revenue", "expected"),
     [

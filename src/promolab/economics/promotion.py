@@ -10,7 +10,8 @@ Per randomised unit of arm ``k`` (means over the arm's ``n_k`` units; currency o
     Q_k  discount given        (``economics.discount``, else nominal: face value x D_k for amount-off
                                 and coupons, the cut per unit sold x U_k for percent-off, BOGO, bundles)
     G_k  gift / shipping cost  = cost per redeemed order x D_k
-    K_k  cost per contact (channels);  F_k = (fixed_k + media_k) / n_k
+    K_k  cost per contact (channels);  F_k = (fixed_k + media_k) / (w_k N)  (the arm's budgets per
+                                planned unit: weight w_k of N = sum n / sum w analysed units)
     margin_k  = R_k - c U_k                    (gross margin after the discount; c = unit cost)
     profit_k  = margin_k - G_k - K_k - F_k     (contribution per randomised unit)
 
@@ -22,7 +23,10 @@ spends or earns per randomised unit minus what the reference does)::
     subsidy          = n_k (Q_k / U_k - Q_0 / U_0) U_0   (the extra discount per unit sold on the units
                         the reference arm shows would have sold anyway); on incremental sales: the rest
     net profit       = n_k (profit_k - profit_0)
-    ROI = net profit / promotion cost;  iROAS = incremental revenue / extra media spend;
+    ROI = net profit / promotion cost;  iROAS = incremental revenue / extra media spend, where the extra
+    spend n_k (media_k / (w_k N) - media_0 / (w_0 N)) is the difference of the planned budgets per
+    planned unit: equal budgets for equal weights spend nothing extra, whatever sizes the arms reached
+    by chance, so iROAS is then not applicable (and says why);
     cost per incremental conversion = promotion cost / incremental conversions
     break-even lift  = (profit_0 + K_k + F_k) / (U_0 m_k) - 1,  m_k = (margin_k - G_k) / U_k
                        (net profit is zero when U_k reaches U_0 (1 + lift) at the same m_k)
@@ -87,6 +91,7 @@ class ArmEconomicsResult:
     quantities: dict[str, Estimate]
     break_even_lift: float | None  # relative lift in units sold at which net profit is zero
     observed_units_lift: float | None  # None when units sold are unknown (no price, no units metric)
+    not_applicable: dict[str, str] = field(default_factory=dict)  # quantity -> why it has no value
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,7 @@ class PromotionEconomics:
                     "units": a.units,
                     "break_even_lift": a.break_even_lift,
                     "observed_units_lift": a.observed_units_lift,
+                    "not_applicable": a.not_applicable,
                     **{
                         name: {"value": q.value, "ci": q.ci, "prob_positive": q.prob_positive}
                         for name, q in a.quantities.items()
@@ -217,10 +223,10 @@ def _default(declared: Mapping[str, str], name: str, kind: str) -> str | None:
 
 
 def _per_unit(
-    values: Values, variant: AnyVariant, spec: ExperimentSpec, sources: _Sources, n: int
+    values: Values, variant: AnyVariant, spec: ExperimentSpec, sources: _Sources, planned: float
 ) -> dict[str, Array]:
-    """R, U, Q, G, K, fixed and media cost, margin and profit per randomised unit of one arm of ``n``
-    units (module docstring)."""
+    """R, U, Q, G, K, fixed and media cost, margin and profit per randomised unit of one arm planned to
+    have ``planned`` units (its weight of the analysed total: module docstring)."""
     economics = spec.economics or Economics()
     nominal = arm_economics(variant, economics, _reference_price(spec), units=1)
     revenue = values[sources.revenue]
@@ -232,8 +238,8 @@ def _per_unit(
     )
     gifts = _scaled(_cost_per_redeemed_order(variant), redeemed)
     contact = _scaled(variant.cost_per_contact if isinstance(variant, ChannelVariant) else 0.0, revenue, 1.0)
-    fixed = _scaled(economics.fixed_cost.get(variant.id, 0.0) / n, revenue, 1.0)
-    media = _scaled(economics.media_cost.get(variant.id, 0.0) / n, revenue, 1.0)
+    fixed = _scaled(economics.fixed_cost.get(variant.id, 0.0) / planned, revenue, 1.0)
+    media = _scaled(economics.media_cost.get(variant.id, 0.0) / planned, revenue, 1.0)
     margin = revenue - _scaled(economics.unit_cost or 0.0, units)
     book = {
         "revenue": revenue,
@@ -410,8 +416,9 @@ def promotion_economics(
     else:
         method = "frequentist"
         sampled = {arm: normal_draws(arms[arm], names, size, rng) for arm in arms}
+    planned = _planned_units(spec, arms)
     books = {
-        key: {arm: _per_unit(values[arm], spec.variant(arm), spec, sources, arms[arm].n) for arm in arms}
+        key: {arm: _per_unit(values[arm], spec.variant(arm), spec, sources, planned[arm]) for arm in arms}
         for key, values in (("point", points), ("draws", sampled))
     }
     tail = (1 - confidence) / 2
@@ -433,9 +440,30 @@ def promotion_economics(
                 quantities=quantities,
                 break_even_lift=_break_even(mine, ref),
                 observed_units_lift=lift if math.isfinite(lift) else None,
+                not_applicable=_not_applicable(economics, arm, reference.id, "iroas" in point),
             )
         )
     return PromotionEconomics(economics.currency, reference.id, method, confidence, results, notes)
+
+
+def _planned_units(spec: ExperimentSpec, arms: Mapping[str, Moments]) -> dict[str, float]:
+    """Units each arm was planned to have: its weight of the analysed units ``N = sum n / sum w``."""
+    weights = {v.id: v.weight for v in spec.variants if v.id in arms}
+    total = sum(arms[arm].n for arm in weights) / sum(weights.values())
+    return {arm: weight * total for arm, weight in weights.items()}
+
+
+def _not_applicable(economics: Economics, arm: str, reference: str, has_iroas: bool) -> dict[str, str]:
+    """Why a quantity is not reported, for a reader who expected one."""
+    if has_iroas:
+        return {}
+    media = economics.media_cost
+    if arm not in media and reference not in media:
+        return {"iroas": "no media spend in either arm"}
+    return {
+        "iroas": "the arm spends no more on media per planned unit than the reference arm (equal budgets "
+        "for equal weights): there is no incremental spend to return on"
+    }
 
 
 def _estimate(centre: Array, drawn: Array, tail: float) -> Estimate:

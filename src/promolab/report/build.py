@@ -39,6 +39,11 @@ def build_report(
         revenue_draws = (draws or {}).get(sources.revenue)
         economics = promotion_economics(spec, arms, confidence, revenue_draws)
         notes += economics.notes
+        notes += [
+            f"{a.variant}: {quantity} not reported: {why}."
+            for a in economics.arms
+            for quantity, why in a.not_applicable.items()
+        ]
         notes.append(_uncertainty_note(economics.method, confidence))
     decision = promotion_decision(spec, payload, economics)
     if any(str(row.get("method", "")).startswith("cuped") for row in payload["results"]):
