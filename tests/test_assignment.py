@@ -332,12 +332,15 @@ def test_rerandomise_excludes_the_holdout_and_skips_degenerate_salts():
 @pytest.mark.parametrize(
     ("unit_ids", "message"),
     [
-        ([], "unit ids: no ids to assign"),
-        ([1, 2, 2, 3, 3], r"unit ids: must be unique, got 2 repeats \(e.g. 2, 3\)"),
-        (["a", "b", "a"], r"unit ids: must be unique, got 1 repeats \(e.g. 'a'\)"),
-        ([1, "b"], "unit ids: must be all integers or all strings, got mixed-integer values"),
-        (["a", None], r"unit ids: 1 missing ids \(rows 1, counted from 0\)"),
-        (pd.Series([1, None, 3, None], dtype="Int64"), r"unit ids: 2 missing ids \(rows 1, 3"),
+        ([], "units.unit_id: no ids to assign"),
+        (
+            [1, 2, 2, 2, 3, 3],
+            r"must be unique; 2 id\(s\) appear more than once \(3 extra row\(s\), e.g. 2, 3\)",
+        ),
+        (["a", "b", "a"], r"units.unit_id: must be unique; 1 id\(s\) appear more than once \(1 extra row"),
+        ([1, "b"], "units.unit_id: must be all integers or all strings, got mixed-integer values"),
+        (["a", None], r"units.unit_id: 1 missing ids \(rows 1, counted from 0\)"),
+        (pd.Series([1, None, 3, None], dtype="Int64"), r"units.unit_id: 2 missing ids \(rows 1, 3"),
         ([1.0, 2.0], "got floating values"),
         ([True, False], "got boolean values"),
     ],

@@ -165,7 +165,7 @@ def test_assign_missing_id_column_and_repeated_ids(tmp_path):
         app, ["assign", str(SPRING), "--units", str(units_file), "--out", str(tmp_path / "o.csv")]
     )
     assert result.exit_code == 2
-    assert "repeat" in result.stderr
+    assert "appear more than once" in result.stderr
     assert not (tmp_path / "o.csv").exists()
 
 

@@ -474,8 +474,12 @@ def test_markdown_escape(text, escaped):
     ("change", "message"),
     [
         (lambda p: p.update(reference="pct15"), "analysed against 'pct15'"),
-        (lambda p: p.update(srm={}), "a malformed promolab analysis (KeyError"),
-        (lambda p: p["results"].clear(), "a malformed promolab analysis"),
+        (lambda p: p.update(srm={}), "a.json: srm.chi2: Field required (and 2 more problem(s))"),
+        (lambda p: p["results"].clear(), "a.json: results: List should have at least 1 item"),
+        (
+            lambda p: p["arms"]["control"].update(n=-3),
+            "a.json: arms.control.n: must be greater than or equal to 2",
+        ),
     ],
 )
 def test_saved_results_with_another_reference_or_broken_insides_exit_2(workspace, tmp_path, change, message):

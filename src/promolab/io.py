@@ -178,6 +178,26 @@ def _remove_stale_runs(target: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def check_writable(target: Path, option: str, folder: bool) -> None:
+    """Fail before any work when ``target`` cannot be written: a file output that is an existing folder,
+    a folder output that is an existing file, or a nearest existing parent that is not a writable folder.
+
+    Raises:
+        OutputError: naming the option and the path.
+    """
+    if not folder and target.is_dir():
+        raise OutputError(f"{option} {printable(target)}: is a folder; expected a file to write")
+    if folder and target.exists() and not target.is_dir():
+        raise OutputError(f"{option} {printable(target)}: is a file; expected a folder")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{option} {printable(target)}: {printable(parent)} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{option} {printable(target)}: the folder {printable(parent)} is not writable")
+
+
 def check_outputs(
     inputs: Iterable[Path | None],
     files: Mapping[str, Path | None] | None = None,

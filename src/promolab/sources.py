@@ -7,12 +7,14 @@ against ``data_dir`` when given (simulated data), else against the spec's folder
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from promolab.errors import DataError
+from promolab.errors import DataError, printable
 from promolab.spec import ExperimentSpec, resolve_data_path
+from promolab.spec.loader import absolute
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,31 +49,45 @@ def data_paths(
                 f"--data {name}=...: '{name}' is not a data file of {spec.id}; "
                 f"names are {', '.join(repr(n) for n in named)}"
             )
-        paths[name] = path.resolve()
+        paths[name] = absolute(path)
     return paths
 
 
 def require_file(path: Path, what: str) -> Path:
     """``path`` if it is a readable CSV or Parquet file, else a DataError saying what is wrong."""
+    where = printable(path)
+    if path.is_dir():
+        raise DataError(f"{where}: the {what} file is a folder; expected a .parquet or .csv file")
     if not path.is_file():
-        raise DataError(f"{path}: {what} file not found")
+        broken = " (a broken symbolic link, or a loop of links)" if path.is_symlink() else ""
+        raise DataError(f"{where}: {what} file not found{broken}")
     if path.suffix.lower() not in READABLE_SUFFIXES:
-        raise DataError(f"{path}: {what} file must be .parquet or .csv, got '{path.suffix}'")
+        raise DataError(f"{where}: {what} file must be .parquet or .csv, got '{printable(path.suffix)}'")
+    if path.stat().st_size == 0:
+        raise DataError(f"{where}: the {what} file is empty (0 bytes)")
     return path
 
 
 def column_names(path: Path, what: str) -> list[str]:
     """Column names of a CSV or Parquet file, read from its header or schema only."""
-    import pandas as pd
     import pyarrow.parquet as pq
 
     require_file(path, what)
     try:
         if path.suffix.lower() == ".parquet":
-            return list(pq.read_schema(path).names)
-        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path}: cannot read the {what} file: {error}") from None
+            names = list(pq.read_schema(path).names)
+        else:
+            with open(path, newline="", encoding="utf-8") as handle:
+                names = next(csv.reader(handle), [])
+    except (OSError, ValueError, csv.Error) as error:
+        raise DataError(f"{printable(path)}: cannot read the {what} file: {_short(error)}") from None
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        shown = ", ".join(f"'{printable(name)}'" for name in repeated)
+        raise DataError(f"{printable(path)}: column name(s) {shown} appear more than once in the {what} file")
+    if not names:
+        raise DataError(f"{printable(path)}: the {what} file is empty (no header)")
+    return names
 
 
 def read_frame(path: Path, what: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -98,4 +114,33 @@ def read_frame(path: Path, what: str, columns: Sequence[str] | None = None) -> p
             return pd.read_parquet(path, columns=wanted)
         return pd.read_csv(path, usecols=wanted)
     except (OSError, ValueError) as error:
-        raise DataError(f"{path}: cannot read the {what} file: {error}") from None
+        raise DataError(f"{printable(path)}: cannot read the {what} file: {_short(error)}") from None
+
+
+def _short(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return printable(lines[0]) if lines else type(error).__name__
+
+
+def require_finite(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
+    """Numeric ``columns`` of ``frame`` hold no NaN and no infinity (a balance or a stratum computed
+    from them would be meaningless).
+
+    Raises:
+        DataError: naming the file, the column and the number of bad rows.
+    """
+    import numpy as np
+    import pandas as pd
+
+    problems = []
+    for column in dict.fromkeys(columns):
+        series = frame[column]
+        if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            continue
+        bad = int((~np.isfinite(series.to_numpy(dtype=float, na_value=np.nan))).sum())
+        if bad:
+            problems.append(
+                f"{printable(path)}: column '{printable(column)}' has {bad:,} missing or non-finite value(s)"
+            )
+    if problems:
+        raise DataError(problems)

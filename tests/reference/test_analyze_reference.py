@@ -735,7 +735,7 @@ BAD_CASES = {
     "missing column": ["DataFrame 'orders'", "missing column 'amount'", "'unit_id'"],
     "missing covariate column": ["DataFrame 'units'", "missing column 'pre_revenue'"],
     "undeclared label": [
-        "variant: label(s) 'pct20' (3 units)",
+        "DataFrame 'assignments': column 'variant': label(s) 'pct20' (3 units)",
         "not variants of reference-check",
         "'control'",
     ],
@@ -747,9 +747,9 @@ BAD_CASES = {
         "2 row(s) of column 'score' are not one of the levels [1, 2, 3, 4, 5]",
         "metric 'satisfaction'",
     ],
-    "missing variant": ["variant: some units have no variant"],
+    "missing variant": ["DataFrame 'assignments': column 'variant': ", "unit(s) have no variant"],
     "repeated units rows": [
-        "DataFrame 'units': 2 unit id(s) appear more than once (2 extra row(s)",
+        "DataFrame 'units': column 'unit_id': 2 unit id(s) appear more than once (2 extra row(s)",
         "one row per unit",
     ],
 }
@@ -796,7 +796,7 @@ def _write_case(tmp_path, raw: dict, frames: dict[str, pd.DataFrame]) -> list[st
 
 
 CLI_CASES = {
-    "missing column": ["orders.parquet: missing column 'amount'"],
+    "missing column": ["orders.parquet (orders file): missing column 'amount'"],
     "undeclared label": ["label(s) 'pct20' (3 units) are not variants"],
     "empty arm": ["EMPTY_ARM"],
     "non-numeric": ["column 'amount' must be numeric"],

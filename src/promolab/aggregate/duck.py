@@ -296,9 +296,13 @@ class DuckAggregation:
         return f"SELECT {source.unit_id} AS unit_id, {', '.join(columns)} FROM {source.sql} GROUP BY 1"
 
     def _day(self, source: Source) -> str:
-        """The event date of a row (NULL when missing or not a date)."""
+        """The event date of a row (NULL when missing or not a date).
+
+        Not ``TRY_CAST(ts AS DATE)``: inside aggregate ``FILTER`` clauses DuckDB 2.0 pushes that cast into
+        the CSV reader as a strict conversion, so one unparseable date fails the whole query; through
+        TIMESTAMP it stays a per-row TRY (tested with a CSV holding 'yesterday')."""
         column = quote(str(self.spec.data.timestamp))
-        return f"TRY_CAST({column} AS DATE)"
+        return f"CAST(TRY_CAST({column} AS TIMESTAMP) AS DATE)"
 
     def _in_window(self, source: Source) -> str:
         return f"{self._day(source)} BETWEEN $start AND $stop"
@@ -339,7 +343,7 @@ class DuckAggregation:
         the range costs no scan (Parquet statistics, an in-memory frame); else None."""
         source = self.sources.get("assignments") or self.sources[UNITS_SOURCE]
         column = self.spec.data.unit_id
-        if source.kind == "csv" or not source.columns.get(column, "").startswith(INTEGER_TYPES):
+        if source.kind == "csv" or source.columns.get(column, "") not in INTEGER_TYPES:
             return None
         found = self._run(
             f"SELECT min({quote(column)}), max({quote(column)}) FROM {source.sql}", source.params
@@ -348,7 +352,7 @@ class DuckAggregation:
 
     def _table_id_range(self) -> tuple[int, int] | None:
         kind = self._run("SELECT typeof(unit_id) FROM unit_values WHERE arm >= -1 LIMIT 1").fetchone()
-        if kind is None or not str(kind[0]).startswith(INTEGER_TYPES):
+        if kind is None or str(kind[0]) not in INTEGER_TYPES:
             return None
         return _bitmap_range(
             self._run("SELECT min(unit_id), max(unit_id) FROM unit_values WHERE arm >= -1").fetchone()
@@ -382,7 +386,7 @@ class DuckAggregation:
         self._check_values(analysed)
         by_arm = {g["arm"]: g for g in analysed}
         arms = {arm: self._arm_stats(by_arm[k], log_moments) for k, arm in enumerate(self.arms, start=1)}
-        _check_finite(arms)
+        self._check_finite(arms)
         segments: dict[str, dict[str, dict[str, Moments]]] = {}
         for segmentation in self.segments:
             column = f"seg:{segmentation.name}"
@@ -522,12 +526,12 @@ class DuckAggregation:
         """No unit without a variant; every label one the spec declares (the labels are looked up only
         when some are not)."""
         spec = self.spec
-        column = printable(spec.data.variant_column)
+        column = f"{self._assignments.where}: column '{printable(spec.data.variant_column)}'"
         if not groups:
-            where = (self.sources.get("assignments") or self.sources[UNITS_SOURCE]).where
-            raise DataError(f"{where}: has no data rows; no unit is assigned to any arm")
+            raise DataError(f"{self._assignments.where}: has no data rows; no unit is assigned to any arm")
         if any(g["no label"] for g in groups):
-            raise DataError(f"{column}: some units have no variant (a missing value in the assignments)")
+            missing = sum(int(g["no label"]) for g in groups)
+            raise DataError(f"{column}: {missing:,} unit(s) have no variant (a missing value)")
         if any(g["arm"] == -1 for g in groups):
             undeclared = self._run(
                 self._with() + "SELECT label, count(*) AS n FROM unit_values WHERE arm = -1 "
@@ -543,10 +547,15 @@ class DuckAggregation:
     def _check_unit_ids(self, groups: Sequence[Mapping[str, Any]]) -> None:
         missing = sum(int(g["no id"]) for g in groups)
         if missing:
-            where = (self.sources.get("assignments") or self.sources[UNITS_SOURCE]).where
             raise DataError(
-                f"{where}: {missing:,} row(s) have no {printable(self.spec.data.unit_id)} (a missing value)"
+                f"{self._assignments.where}: {missing:,} row(s) have no "
+                f"{printable(self.spec.data.unit_id)} (a missing value)"
             )
+
+    @property
+    def _assignments(self) -> Source:
+        """The table that holds each unit's arm: the assignments file, else the units file."""
+        return self.sources.get("assignments") or self.sources[UNITS_SOURCE]
 
     def _repeated(self, groups: Sequence[Mapping[str, Any]]) -> int:
         """Rows of assigned units beyond one per distinct unit id."""
@@ -572,8 +581,9 @@ class DuckAggregation:
             ).fetchone()
             if row and row[0]:
                 found.append(
-                    f"{source.where}: {int(row[0]):,} unit id(s) appear more than once ({int(row[1]):,} "
-                    f"extra row(s), e.g. {printable(row[2])!s}); the {name} file needs one row per unit"
+                    f"{source.where}: column '{printable(spec.data.unit_id)}': {int(row[0]):,} unit id(s) "
+                    f"appear more than once ({int(row[1]):,} extra row(s), e.g. {printable(row[2])!s}); the "
+                    f"{name} file needs one row per unit"
                 )
         return "; ".join(found) or "repeated unit ids in the assignments"
 
@@ -616,10 +626,16 @@ class DuckAggregation:
     def _check_values(self, groups: Sequence[Mapping[str, Any]]) -> None:
         """Every arm has units; no missing (unless the metric's policy allows it), non-finite or
         impossible metric value; no missing or non-finite covariate; no per-unit value that overflows."""
-        present = {g["arm"] for g in groups}
-        empty = [arm for k, arm in enumerate(self.arms, start=1) if k not in present]
+        sizes = {g["arm"]: int(g["n"]) for g in groups}
+        empty = [arm for k, arm in enumerate(self.arms, start=1) if k not in sizes]
         if empty:
-            raise DataError(f"arm(s) {', '.join(empty)} have no units in the data (EMPTY_ARM)")
+            raise DataError(f"{self._assignments.where}: arm(s) {', '.join(empty)} have no units (EMPTY_ARM)")
+        small = [f"'{arm}' ({sizes[k]})" for k, arm in enumerate(self.arms, start=1) if sizes[k] < 2]
+        if small:
+            raise DataError(
+                f"{self._assignments.where}: arm(s) {', '.join(small)} have fewer than 2 units; every arm "
+                "needs at least 2 to estimate a variance (TOO_FEW_UNITS)"
+            )
         problems = []
         for kind, metric in self.plan.checks:
             bad = sum(int(g[_check_column(kind, metric)]) for g in groups)
@@ -634,8 +650,8 @@ class DuckAggregation:
                 )
             elif bad:
                 problems.append(
-                    f"metric '{name}': {bad:,} unit(s) have a value that is not finite once their rows are "
-                    "added up (the values are too large for a sum: check the column's unit)"
+                    f"{self._place(name)}: {bad:,} unit(s) have a value that is not finite once their rows "
+                    "are added up (the values are too large for a sum: check the column's unit)"
                 )
         problems += [
             f"{self.sources[UNITS_SOURCE].where}: covariate '{printable(c)}' is missing for {n:,} assigned "
@@ -645,6 +661,35 @@ class DuckAggregation:
         ]
         if problems:
             raise DataError(problems)
+
+    def _check_finite(self, arms: Mapping[str, ArmStats]) -> None:
+        """Means and co-moments are finite: values whose squares overflow (|x| beyond ~1e154) stop here."""
+        too_large = sorted(
+            {
+                name
+                for stats in arms.values()
+                for i, name in enumerate(stats.moments.names)
+                if not (np.isfinite(stats.moments.mean[i]) and np.isfinite(stats.moments.comoment[i]).all())
+            }
+        )
+        if too_large:
+            raise DataError(
+                [
+                    f"{self._place(name)}: values so large that their sums of squares overflow; check the "
+                    "column's unit (a statistic computed from them would be meaningless)"
+                    for name in too_large
+                ]
+            )
+
+    def _place(self, name: str) -> str:
+        """Where a moment variable comes from: ``file: column 'amount' (metric 'revenue')``."""
+        if name.startswith("cov:"):
+            return f"{self.sources[UNITS_SOURCE].where}: covariate '{printable(name[4:])}'"
+        metric = self.spec.metric(name)
+        source = self.sources[metric_source(metric) or ""]
+        column = metric_column(metric)
+        rows = f"column '{printable(column)}'" if column is not None else "rows"
+        return f"{source.where}: {rows} (metric '{name}')"
 
     def _value_problem(self, kind: str, metric: AnyMetric, rows: int) -> str:
         source = self.sources[metric_source(metric) or ""]
@@ -824,23 +869,6 @@ class DuckAggregation:
 
 
 # ---------------------------------------------------------------------- SQL pieces (no user strings)
-
-
-def _check_finite(arms: Mapping[str, ArmStats]) -> None:
-    """Means and co-moments are finite: values whose squares overflow (|x| beyond ~1e154) stop here."""
-    too_large = sorted(
-        {
-            name
-            for stats in arms.values()
-            for i, name in enumerate(stats.moments.names)
-            if not (np.isfinite(stats.moments.mean[i]) and np.isfinite(stats.moments.comoment[i]).all())
-        }
-    )
-    if too_large:
-        raise DataError(
-            f"{', '.join(too_large)}: values so large that their sums of squares overflow; check the "
-            "columns' units (a statistic computed from them would be meaningless)"
-        )
 
 
 def _sql_name(name: str) -> str:

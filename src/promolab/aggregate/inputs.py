@@ -15,6 +15,7 @@ Identifiers are quoted; paths and values are bound as parameters: no SQL is buil
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from promolab.errors import DataError, printable, quoted
 from promolab.sources import require_file
 from promolab.spec import ExperimentSpec
-from promolab.spec.models import UNITS_SOURCE, AnyMetric, RatioMetric, Segmentation
+from promolab.spec.models import UNITS_SOURCE, AnyMetric, OrdinalMetric, RatioMetric, Segmentation
 
 if TYPE_CHECKING:
     import duckdb
@@ -31,9 +32,9 @@ if TYPE_CHECKING:
 
 _SIGNED = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
 INTEGER_TYPES = (*_SIGNED, *(f"U{t}" for t in _SIGNED))
-FLOAT_TYPES = ("FLOAT", "DOUBLE", "DECIMAL")
-NUMERIC_TYPES = (*INTEGER_TYPES, *FLOAT_TYPES, "BOOLEAN")
-TEXT_TYPES = ("VARCHAR",)
+FLOAT_TYPES = ("FLOAT", "DOUBLE")
+NUMERIC_TYPES = (*INTEGER_TYPES, *FLOAT_TYPES, "BOOLEAN")  # with DECIMAL(p,s): see is_numeric
+_DECIMAL = re.compile(r"^DECIMAL\(\d+,(\d+)\)$")
 MAX_EXACT_FLOAT_ID = 2**53  # beyond this, a float id cannot tell neighbouring integers apart
 
 
@@ -57,17 +58,27 @@ class Source:
     unit_id: str = ""
 
 
+def is_numeric(duck_type: str) -> bool:
+    """A scalar number or boolean (not a list of them: ``DOUBLE[]`` is not numeric).
+
+    >>> [is_numeric(t) for t in ("DOUBLE", "DECIMAL(18,3)", "BOOLEAN", "DOUBLE[]", "VARCHAR")]
+    [True, True, True, False, False]
+    """
+    return duck_type in NUMERIC_TYPES or _DECIMAL.match(duck_type) is not None
+
+
 def id_kind(duck_type: str) -> str:
     """``integer``, ``float`` or ``text`` for a DuckDB column type, else the type itself.
 
-    >>> [id_kind(t) for t in ("BIGINT", "DECIMAL(18,0)", "DOUBLE", "VARCHAR", "DATE")]
-    ['integer', 'integer', 'float', 'text', 'DATE']
+    >>> [id_kind(t) for t in ("BIGINT", "DECIMAL(18,0)", "DOUBLE", "VARCHAR", "DATE", "BIGINT[]")]
+    ['integer', 'integer', 'float', 'text', 'DATE', 'BIGINT[]']
     """
-    if duck_type.startswith(INTEGER_TYPES) or (duck_type.startswith("DECIMAL") and duck_type.endswith(",0)")):
+    decimal = _DECIMAL.match(duck_type)
+    if duck_type in INTEGER_TYPES or (decimal is not None and decimal.group(1) == "0"):
         return "integer"
-    if duck_type.startswith(FLOAT_TYPES):
+    if duck_type in FLOAT_TYPES or decimal is not None:
         return "float"
-    if duck_type.startswith(TEXT_TYPES):
+    if duck_type == "VARCHAR":
         return "text"
     return duck_type
 
@@ -174,15 +185,16 @@ def check_columns(
         kind = source.columns.get(name)
         if kind is None:
             problems.append(
-                f"{source.where}: missing column '{printable(name)}'; columns are "
+                f"{source.where} ({source.name} file): missing column '{printable(name)}'; columns are "
                 f"{quoted(map(printable, source.columns))}{_ragged_hint(source)}"
             )
-        elif numeric and not kind.startswith(NUMERIC_TYPES):
+        elif numeric and not is_numeric(kind):
             empty = _row_count(con, source) == 0
             problems.append(
-                f"{source.where}: has no data rows (a header only)"
+                f"{source.where} ({source.name} file): has no data rows (a header only)"
                 if empty
-                else f"{source.where}: column '{printable(name)}' must be numeric, got {kind}"
+                else f"{source.where} ({source.name} file): column '{printable(name)}' must be numeric, "
+                f"got {kind}"
             )
     problems += _timestamp_problems(spec, sources)
     if problems:
@@ -193,16 +205,31 @@ DATE_TYPES = ("DATE", "TIMESTAMP", "VARCHAR")
 
 
 def _timestamp_problems(spec: ExperimentSpec, sources: Mapping[str, Source]) -> list[str]:
-    """``data.timestamp`` holds dates or times (or text read as dates) in every table that has it."""
+    """With ``data.timestamp``, every event table read by a binary, count or continuous metric has that
+    column (its rows are counted in the test window only), holding dates or times (or text read as
+    dates). Tables read only by ordinal scores (survey answers) may lack it: they are not windowed."""
     column = spec.data.timestamp
     if column is None:
         return []
-    return [
+    dated = {
+        m.source
+        for m in spec.metrics
+        if not isinstance(m, RatioMetric | OrdinalMetric) and m.source != UNITS_SOURCE
+    }
+    problems = [
+        f"{sources[name].where} ({name} file): no column '{printable(column)}' (data.timestamp), so its "
+        "rows cannot be limited to the test window; columns are "
+        f"{quoted(map(printable, sources[name].columns))}"
+        for name in sorted(dated)
+        if column not in sources[name].columns
+    ]
+    problems += [
         f"{source.where}: column '{printable(column)}' (data.timestamp) must hold dates or times, "
         f"got {source.columns[column]}"
         for source in sources.values()
         if column in source.columns and not source.columns[column].startswith(DATE_TYPES)
     ]
+    return problems
 
 
 def _needed_columns(
@@ -278,6 +305,8 @@ def check_unit_ids(
         if column not in source.columns:  # only the assignments' variant table may lack it
             checked[name] = source
             continue
+        if name == UNITS_SOURCE and "assignments" in sources:
+            problems += _missing_id_problems(con, source, column)
         kind = id_kind(source.columns[column])
         sql = quote(column)
         if kind == "float":
@@ -319,3 +348,14 @@ def _float_id_problems(con: duckdb.DuckDBPyConnection, source: Source, column: s
         f"{source.where}: {int(row[0]):,} unit id(s) in '{printable(column)}' are not whole numbers within "
         f"+-2^53 (e.g. {row[1]!r}); float ids must be integers that a float holds exactly"
     ]
+
+
+def _missing_id_problems(con: duckdb.DuckDBPyConnection, source: Source, column: str) -> list[str]:
+    """Rows of the units file without an id (they could belong to no unit: the file is corrupt)."""
+    row = con.execute(
+        f"SELECT count(*) FILTER (WHERE {quote(column)} IS NULL) FROM {source.sql}", source.params or None
+    ).fetchone()
+    missing = int(row[0]) if row else 0
+    if not missing:
+        return []
+    return [f"{source.where}: {missing:,} row(s) have no {printable(column)} (a missing value)"]

@@ -68,7 +68,7 @@ class DataQuality:
             {m: str(v["policy"]) for m, v in missing.items()},
         )
 
-    def warnings(self, timestamp: str | None = None) -> list[str]:
+    def warnings(self) -> list[str]:
         """One sentence per thing a reader of the results should know about the rows."""
         found = []
         for name, rows in self.tables.items():
@@ -82,10 +82,6 @@ class DataQuality:
                 found.append(
                     f"{name}: {rows.outside_window_rows:,} rows dated outside the test window and "
                     f"{rows.undated_rows:,} without a readable date are left out"
-                )
-            if timestamp is not None and not rows.windowed:
-                found.append(
-                    f"{name}: no '{timestamp}' column, so its rows are not limited to the test window"
                 )
         for metric, count in self.missing_values.items():
             policy = self.missing_policy[metric]

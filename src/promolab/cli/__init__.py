@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,8 +21,8 @@ from typer.core import TyperGroup
 
 from promolab import __version__
 from promolab.cli.console import err, out, plain
-from promolab.errors import OutputError, PromolabError, SpecError, printable
-from promolab.io import check_outputs, same_file
+from promolab.errors import DataError, OutputError, PromolabError, SpecError, printable
+from promolab.io import check_outputs, check_writable, same_file
 from promolab.spec import load_spec
 from promolab.spec.loader import SPEC_SUFFIXES
 
@@ -42,8 +43,32 @@ class _ProblemLinesError(PromolabError):
 
 
 class _Group(TyperGroup):
-    """Turns every failure into one line per problem on stderr: promolab's own errors and file-system
-    errors exit 2; anything else is a bug (exit 3)."""
+    """Turns every failure into one line per problem on stderr: usage errors, promolab's own errors and
+    file-system errors exit 2; anything else is a bug (exit 3)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("standalone_mode") is False:  # a caller that handles errors and exit codes itself
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False  # errors come back here, to be printed as one line
+        try:
+            with warnings.catch_warnings():
+                # numpy's overflow and invalid-value warnings: every result is checked for finiteness
+                # and refused with a clear error, so the warning would only be noise before it
+                warnings.simplefilter("ignore", RuntimeWarning)
+                code = super().main(*args, **kwargs)
+        except typer.Abort:
+            _print_errors(["aborted"])
+            raise SystemExit(EXIT_USAGE) from None
+        except typer.TyperException as error:  # a usage error: a bad option or argument
+            ctx = getattr(error, "ctx", None)
+            if type(error).__name__ == "NoArgsIsHelpError" and ctx is not None:
+                out.print(ctx.get_help())
+                raise SystemExit(EXIT_USAGE) from None
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            message = error.format_message() if hasattr(error, "format_message") else str(error)
+            _print_errors([f"{message}{hint}"])
+            raise SystemExit(getattr(error, "exit_code", EXIT_USAGE)) from None
+        raise SystemExit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -70,9 +95,13 @@ class _Group(TyperGroup):
 
 
 def _fail(lines: Any, code: int) -> None:
+    _print_errors(lines)
+    raise typer.Exit(code)
+
+
+def _print_errors(lines: Any) -> None:
     for line in lines:
         err.print(f"error: {printable(line)}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 app = typer.Typer(
@@ -152,6 +181,7 @@ def simulate(
     """Write realistic simulated data for SPEC where its data block names the files."""
     from promolab.simulate import simulate as run
     from promolab.simulate import simulated_paths, write_simulated
+    from promolab.sources import data_paths
 
     spec = load_spec(spec_path)
     fmt: Literal["parquet", "csv"] | None = (
@@ -159,7 +189,8 @@ def simulate(
     )
     _require_folder(out_dir, "--out")
     targets = simulated_paths(spec, out_dir, fmt)
-    _guard([spec_path], {f"--out ({name})": path for name, path in targets.items()})
+    real = data_paths(spec).values()  # the spec's own data files: simulated tables never replace them
+    _guard([spec_path, *real], {f"--out ({name})": path for name, path in targets.items()})
     if units < len(spec.variants):
         raise PromolabError(f"--units {units}: needs at least one unit per arm ({len(spec.variants)})")
     data = run(spec, units=units, seed=seed)
@@ -248,7 +279,7 @@ def assign(
     from promolab.cli.output import print_table, write_json
     from promolab.design.assign_spec import assign_spec, assignment_balance, unit_columns
     from promolab.io import write_table
-    from promolab.sources import column_names, data_paths, parse_overrides, read_frame
+    from promolab.sources import column_names, data_paths, parse_overrides, read_frame, require_finite
 
     spec = load_spec(spec_path)
     paths = data_paths(spec, data_dir, parse_overrides(data or []))
@@ -260,10 +291,13 @@ def assign(
     available = column_names(units, "units")
     covariates = [c for c in spec.analysis.covariates if c in available]
     frame = read_frame(units, "units", unit_columns(spec, covariates))
+    require_finite(frame, [*covariates, *spec.design.strata], units)
     try:
         assignment = assign_spec(spec, frame)
     except ValueError as error:
         raise PromolabError(f"{printable(spec_path)}: {error}") from None
+    except DataError as error:
+        raise DataError([f"{printable(units)}: {line}" for line in error.lines]) from None
     write_table(out_file, assignment.table)
     report = assignment_balance(spec, assignment, frame, covariates)
     title = f"{spec.id}: {len(frame):,} units, method {assignment.method}, salt '{assignment.salt}'"
@@ -344,7 +378,7 @@ def analyze(
         {"--json": json_out, "--draws": draws_out},
     )
     analysis = analyze_spec(spec, data_dir, overrides, cuped=cuped, method=chosen, daily=daily)
-    _warn(analysis.data_quality.warnings(spec.data.timestamp))
+    _warn(analysis.data_quality.warnings())
     print_analysis(analysis)
     if json_out is not None:
         write_json(json_out, analysis.to_dict())
@@ -417,7 +451,7 @@ def report(
 
         chosen = spec.analysis.method if method is None else method.value
         analysis = analyze_spec(spec, data_dir, parse_overrides(data or []), method=chosen, daily=True)
-        _warn(analysis.data_quality.warnings(spec.data.timestamp))
+        _warn(analysis.data_quality.warnings())
         payload = analysis.to_dict()
         draws = analysis.bayes.draws if analysis.bayes is not None else None
     if results is None:
@@ -484,6 +518,11 @@ def _guard(
 ) -> None:
     """No output over an input, and no two outputs on one path."""
     check_outputs(list(inputs), files, folders)
+    for option, path in (files or {}).items():
+        if path is not None:
+            check_writable(path, option, folder=False)
+    for option, path in (folders or {}).items():
+        check_writable(path, option, folder=True)
     chosen = [(option, path) for option, path in (files or {}).items() if path is not None]
     for k, (option, path) in enumerate(chosen):
         for other, second in chosen[:k]:

@@ -107,7 +107,7 @@ def assign_units(unit_ids: UnitIds, arms: Arms, salt: str, holdout: float = 0.0)
         ValueError: invalid arms or holdout (see :func:`bucket_ranges`).
     """
     ranges = bucket_ranges(arms, holdout)
-    ids = _unique_ids(unit_ids, "unit ids")
+    ids = _unique_ids(unit_ids, f"units.{getattr(unit_ids, 'name', None) or 'unit_id'}")
     bucket = _hashes(ids, salt) % BUCKETS
     return Assignment(
         _table(ids, _bucket_codes(bucket, ranges), ranges, bucket), salt, "hash", _bucket_shares(ranges)
@@ -295,8 +295,12 @@ def _unique_ids(values: UnitIds, what: str) -> pd.Series:
     series = _checked_ids(values, what)
     repeated = series.duplicated()
     if repeated.any():
-        examples = ", ".join(repr(v) for v in series[repeated].unique()[:3].tolist())
-        raise DataError(f"{what}: must be unique, got {int(repeated.sum())} repeats (e.g. {examples})")
+        ids = series[repeated].unique()
+        examples = ", ".join(repr(v) for v in ids[:3].tolist())
+        raise DataError(
+            f"{what}: must be unique; {len(ids):,} id(s) appear more than once ({int(repeated.sum()):,} "
+            f"extra row(s), e.g. {examples})"
+        )
     return series
 
 

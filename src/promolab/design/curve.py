@@ -8,6 +8,7 @@ import numpy as np
 
 from promolab.design.plan import DesignPlan
 from promolab.design.sizing import Alternative, power
+from promolab.errors import DataError
 from promolab.io import write_with
 
 
@@ -15,6 +16,11 @@ def power_curve(plan: DesignPlan, points: int = 61) -> dict[str, np.ndarray]:
     """Relative lifts (key ``lift``) and the power of each treatment arm at them."""
     outcome = plan.outcome()
     alternative: Alternative = plan.alternative  # type: ignore[assignment]
+    if plan.mde_relative is None:
+        raise DataError(
+            f"{plan.experiment}: the power curve is drawn against the relative lift, which is undefined "
+            f"for a baseline mean of {plan.baseline_mean:g}"
+        )
     top = 2.5 * abs(plan.mde_relative)
     if outcome.is_binary:  # keep the treated rate inside (0, 1)
         top = min(top, 0.999 * (1 - outcome.mean) / outcome.mean, 0.999)
@@ -60,7 +66,7 @@ def save_power_curve(plan: DesignPlan, target: str | Path) -> None:
         if lift is not None and low <= lift <= high:
             ax.axvline(lift * 100, color="firebrick", lw=0.8, ls="-.")
             ax.annotate(f"break-even {arm}", (lift * 100, 0.05), rotation=90, fontsize=7, color="firebrick")
-    ax.axvline(plan.mde_relative * 100, color="grey", lw=0.8, ls="--", label="planned MDE")
+    ax.axvline((plan.mde_relative or 0.0) * 100, color="grey", lw=0.8, ls="--", label="planned MDE")
     ax.set(
         xlabel=f"true relative lift in {plan.metric} (%)",
         ylabel="power",

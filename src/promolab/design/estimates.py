@@ -16,7 +16,9 @@ import pandas as pd
 from promolab.design.sizing import Outcome
 from promolab.errors import DataError
 from promolab.sources import read_frame
-from promolab.spec.models import AnyMetric, Baseline, BinaryMetric, RatioMetric
+from promolab.spec.models import AnyMetric, Baseline, BinaryMetric, OrdinalMetric, RatioMetric
+
+MIN_ROWS = 2  # a standard deviation needs two values
 
 
 def outcome_from_baseline(metric: AnyMetric, baseline: Baseline) -> Outcome:
@@ -39,13 +41,40 @@ def outcome_from_data(metric: AnyMetric, frame: pd.DataFrame, source: str) -> Ou
     if isinstance(metric, RatioMetric):
         y = _column(frame, metric.numerator, source)
         x = _column(frame, metric.denominator, source)
+        if x.sum() == 0:
+            raise DataError(
+                f"{source}: column '{metric.denominator}' sums to 0; the ratio '{metric.id}' is undefined"
+            )
         ratio = y.sum() / x.sum()
-        return Outcome(mean=float(ratio), sd=float(np.std(y - ratio * x, ddof=1) / x.mean()))
-    values = _column(frame, metric.id, source)
+        return _checked(
+            Outcome(mean=float(ratio), sd=float(np.std(y - ratio * x, ddof=1) / x.mean())), metric, source
+        )
+    values = _column(frame, metric.id, source, missing_allowed=isinstance(metric, OrdinalMetric))
     values = values[~np.isnan(values)]
+    if len(values) < MIN_ROWS:
+        raise DataError(
+            f"{source}: column '{metric.id}' has {len(values)} value(s); a baseline needs {MIN_ROWS}"
+        )
     if isinstance(metric, BinaryMetric):
-        return Outcome(mean=float(values.mean()))
-    return Outcome(mean=float(values.mean()), sd=float(values.std(ddof=1)))
+        if not np.isin(values, (0.0, 1.0)).all():
+            raise DataError(
+                f"{source}: column '{metric.id}' of binary metric '{metric.id}' holds values other than 0/1"
+            )
+        return _checked(Outcome(mean=float(values.mean())), metric, source)
+    return _checked(Outcome(mean=float(values.mean()), sd=float(values.std(ddof=1))), metric, source)
+
+
+def _checked(outcome: Outcome, metric: AnyMetric, source: str) -> Outcome:
+    """A baseline that can be planned on: a finite mean, and some variation (a sd > 0, a rate in (0, 1))."""
+    spread = outcome.variance()
+    if not (np.isfinite(outcome.mean) and np.isfinite(spread)):
+        raise DataError(f"{source}: metric '{metric.id}' has no finite mean and variance (values too large)")
+    if spread <= 0:
+        raise DataError(
+            f"{source}: metric '{metric.id}' does not vary in the pre-period (sd 0); no test can be "
+            "sized on it"
+        )
+    return outcome
 
 
 def r_squared(frame: pd.DataFrame, metric_id: str, covariates: Sequence[str], source: str) -> float:
@@ -55,6 +84,8 @@ def r_squared(frame: pd.DataFrame, metric_id: str, covariates: Sequence[str], so
     """
     y = _column(frame, metric_id, source)
     design = np.column_stack([np.ones(len(y)), *(_column(frame, c, source) for c in covariates)])
+    if len(y) <= design.shape[1]:
+        raise DataError(f"{source}: {len(y)} rows cannot estimate the R^2 of {len(covariates)} covariate(s)")
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     residual = y - design @ coef
     centred = y - y.mean()
@@ -68,7 +99,7 @@ def icc_anova(frame: pd.DataFrame, metric_id: str, cluster: str, source: str) ->
     (the adjusted mean cluster size for unequal sizes; Donner 1986).
     """
     y = pd.Series(_column(frame, metric_id, source))
-    groups = y.groupby(_raw(frame, cluster, source).to_numpy())
+    groups = y.groupby(_clusters(frame, cluster, source).to_numpy())
     sizes, means = groups.size().to_numpy(float), groups.mean().to_numpy()
     k, n = len(sizes), sizes.sum()
     if k < 2:
@@ -82,8 +113,16 @@ def icc_anova(frame: pd.DataFrame, metric_id: str, cluster: str, source: str) ->
 
 def cluster_sizes(frame: pd.DataFrame, cluster: str, source: str) -> tuple[float, float]:
     """(mean units per cluster, coefficient of variation of cluster sizes)."""
-    sizes = _raw(frame, cluster, source).value_counts().to_numpy(float)
+    sizes = _clusters(frame, cluster, source).value_counts().to_numpy(float)
     return float(sizes.mean()), float(sizes.std(ddof=0) / sizes.mean())
+
+
+def _clusters(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    series = _raw(frame, column, source)
+    missing = int(series.isna().sum())
+    if missing:
+        raise DataError(f"{source}: column '{column}' has {missing:,} missing cluster id(s)")
+    return series
 
 
 def _raw(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
@@ -94,11 +133,21 @@ def _raw(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
     return frame[column]
 
 
-def _column(frame: pd.DataFrame, column: str, source: str) -> np.ndarray:
+def _column(frame: pd.DataFrame, column: str, source: str, missing_allowed: bool = False) -> np.ndarray:
+    """A numeric column as floats: every value finite (missing values only where ``missing_allowed``:
+    an ordinal score's non-response)."""
     series = _raw(frame, column, source)
     if not pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         raise DataError(f"{source}: column '{column}' must be numeric, got {series.dtype}")
-    return series.to_numpy(dtype=float)
+    values = series.to_numpy(dtype=float, na_value=np.nan)
+    missing = int(np.isnan(values).sum()) if not missing_allowed else 0
+    infinite = int(np.isinf(values).sum())
+    if missing or infinite:
+        raise DataError(
+            f"{source}: column '{column}' has {missing:,} missing and {infinite:,} infinite value(s); "
+            "every value must be a finite number"
+        )
+    return values
 
 
 def read_pre_period(path: str | Path) -> pd.DataFrame:

@@ -10,6 +10,8 @@ Units in a holdout are counted in the total but in no comparison.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -57,7 +59,7 @@ class DesignPlan:
     total: int
     days: int | None
     clusters: int | None
-    mde_relative: float
+    mde_relative: float | None  # None when the baseline mean is <= 0 (a relative lift is undefined)
     mde_absolute: float
     power: float
     alpha_per_comparison: float
@@ -99,26 +101,42 @@ def plan_design(
     }
 
     if design.mde is not None:
+        if design.mde.relative is not None and outcome.mean <= 0:
+            raise _problem(
+                spec,
+                ("design", "mde", "relative"),
+                f"a relative MDE needs a positive baseline mean of '{metric.id}', got {outcome.mean:g}; "
+                "give mde.absolute",
+            )
         effect = sign * (design.mde.absolute or (design.mde.relative or 0.0) * outcome.mean)
-        n_all = max(
-            sample_size(outcome, effect, shares[ref], shares[t.id], target_power=design.power, **settings)
-            for t in spec.treatments
-        )
+        with _sizing_problem(spec, ("design", "mde")):
+            n_all = max(
+                sample_size(outcome, effect, shares[ref], shares[t.id], target_power=design.power, **settings)
+                for t in spec.treatments
+            )
         per_arm = {v: math.ceil(share * n_all - 1e-9) for v, share in shares.items()}
         achieved = min(
             power(outcome, effect, per_arm[ref], per_arm[t.id], **settings) for t in spec.treatments
         )
     elif design.total_units is not None:
         per_arm = {v: math.floor(share * design.total_units) for v, share in shares.items()}
-        effect = max(
-            (
-                minimum_detectable_effect(
-                    outcome, per_arm[ref], per_arm[t.id], target_power=design.power, **settings
-                )
-                for t in spec.treatments
-            ),
-            key=abs,
-        )
+        small = [arm for arm, n in per_arm.items() if n < 2]
+        if small:
+            raise _problem(
+                spec,
+                ("design", "total_units"),
+                f"{design.total_units:,} units give arm(s) {', '.join(small)} fewer than 2 units",
+            )
+        with _sizing_problem(spec, ("design", "total_units")):
+            effect = max(
+                (
+                    minimum_detectable_effect(
+                        outcome, per_arm[ref], per_arm[t.id], target_power=design.power, **settings
+                    )
+                    for t in spec.treatments
+                ),
+                key=abs,
+            )
         achieved = design.power
     else:
         raise SpecError(
@@ -140,7 +158,7 @@ def plan_design(
         total=total,
         days=_days(spec, total),
         clusters=math.ceil(total / inputs["mean_cluster_size"]) if "mean_cluster_size" in inputs else None,
-        mde_relative=effect / outcome.mean,
+        mde_relative=effect / outcome.mean if outcome.mean > 0 else None,
         mde_absolute=effect,
         power=achieved,
         alpha_per_comparison=alpha,
@@ -152,6 +170,20 @@ def plan_design(
         test_cost=sum(b.test_cost for b in plan_break_even.values()) if plan_break_even else None,
         provenance={"spec_hash": spec_hash(spec), "promolab_version": __version__},
     )
+
+
+def _problem(spec: ExperimentSpec, path: tuple[str, ...], message: str) -> SpecError:
+    """A problem of the spec found while planning, named with the spec's file."""
+    return SpecError([Problem(path, message)], spec._source)
+
+
+@contextmanager
+def _sizing_problem(spec: ExperimentSpec, path: tuple[str, ...]) -> Iterator[None]:
+    """An effect that no sample size detects (or a rate pushed out of (0, 1)) as a spec problem."""
+    try:
+        yield
+    except ValueError as error:
+        raise _problem(spec, path, str(error)) from None
 
 
 def _outcome(

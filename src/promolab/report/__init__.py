@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from promolab.analyze.payload import check_saved, check_saved_analysis
 from promolab.errors import printable
 from promolab.io import json_text, publish_folder
 from promolab.report.build import build_report
@@ -28,7 +29,7 @@ from promolab.report.render import (
     render_review_html,
     render_review_markdown,
 )
-from promolab.report.review import build_review, in_quarter
+from promolab.report.review import SavedReport, build_review, in_quarter
 from promolab.spec import spec_hash
 from promolab.spec.models import Bayes, ExperimentSpec
 
@@ -118,6 +119,8 @@ def write_review(
         )
     rerun = f"rerun `promolab report SPEC -o {printable(reports_dir)}`"
     reports = [_read_json(report_json(reports_dir, s.id), "report", REPORT_KEYS, rerun) for s in chosen]
+    for spec, report in zip(chosen, reports, strict=True):
+        check_saved(SavedReport, report, printable(report_json(reports_dir, spec.id)), f"report, {rerun}")
     with malformed(reports_dir, "report in this folder", rerun):
         review = build_review(reports, quarter, REVIEW_SAMPLER, chosen[0].analysis.confidence)
     stale = [s.id for s, r in zip(chosen, reports, strict=True) if r.get("spec_hash") != spec_hash(s)]
@@ -147,21 +150,32 @@ def load_draws(path: str | Path, spec: ExperimentSpec) -> dict[str, dict[str, np
     from promolab.sources import read_frame
 
     frame = read_frame(Path(path), "posterior draws", ["metric", "arm", "draw", "mean"])
+    where = printable(path)
+    if frame.empty:
+        raise DataError(f"{where}: the posterior draws file has no rows")
+    import pandas as pd
+
+    numeric = pd.api.types.is_numeric_dtype(frame["mean"]) and not pd.api.types.is_bool_dtype(frame["mean"])
+    if not numeric or not np.isfinite(frame["mean"].to_numpy(dtype=float, na_value=np.nan)).all():
+        raise DataError(f"{where}: posterior draws must be finite numbers in column 'mean'")
+    if frame.duplicated(["metric", "arm", "draw"]).any():
+        raise DataError(f"{where}: a (metric, arm, draw) appears twice")
     draws: dict[str, dict[str, np.ndarray]] = {}
     for (metric, arm), rows in frame.sort_values("draw").groupby(["metric", "arm"], sort=False):
         draws.setdefault(str(metric), {})[str(arm)] = rows["mean"].to_numpy(dtype=float)
-    if not np.issubdtype(frame["mean"].dtype, np.number) or not np.isfinite(frame["mean"]).all():
-        raise DataError(f"{path}: posterior draws must be finite numbers in column 'mean'")
-    if frame.duplicated(["metric", "arm", "draw"]).any():
-        raise DataError(f"{path}: a (metric, arm, draw) appears twice")
+    unknown = sorted(set(draws) - {m.id for m in spec.metrics} - {f"{m.id}:top_box" for m in spec.metrics})
+    if unknown:
+        raise DataError(
+            f"{where}: column 'metric' names metric(s) {printable(unknown)} that {spec.id} does not declare"
+        )
     arms = {v.id for v in spec.variants}
     for metric, by_arm in draws.items():
         if min(len(v) for v in by_arm.values()) < MIN_DRAWS:
-            raise DataError(f"{path}: metric '{metric}' has fewer than {MIN_DRAWS} draws per arm")
+            raise DataError(f"{where}: metric '{metric}' has fewer than {MIN_DRAWS} draws per arm")
         if set(by_arm) != arms or len({len(v) for v in by_arm.values()}) != 1:
-            counts = ", ".join(f"{arm}: {len(v)}" for arm, v in sorted(by_arm.items()))
+            counts = ", ".join(f"{printable(arm)}: {len(v)}" for arm, v in sorted(by_arm.items()))
             raise DataError(
-                f"{path}: metric '{metric}' needs the same number of draws for every arm of {spec.id} "
+                f"{where}: metric '{metric}' needs the same number of draws for every arm of {spec.id} "
                 f"({', '.join(sorted(arms))}); found {counts}"
             )
     return draws
@@ -198,34 +212,53 @@ def _bounded_int(text: str) -> int:
 
 
 def _no_constant(name: str) -> float:
-    raise ValueError(f"a non-finite number ({name})")
+    """NaN and Infinity are read as floats so that the schema names the field holding them."""
+    return float(name.replace("Infinity", "inf"))
 
 
 def load_results(path: str | Path, spec: ExperimentSpec) -> tuple[dict[str, Any], str | None]:
-    """An analysis payload saved by ``promolab analyze --json``, checked against ``spec``, and a
-    warning when the spec changed since (same arms and metrics: still usable)."""
+    """An analysis payload saved by ``promolab analyze --json``, checked (structure, numbers) and matched
+    against ``spec``, and a warning when the spec changed since (same arms and metrics: still usable)."""
     from promolab.errors import DataError
 
-    payload = _read_json(Path(path), "analysis", RESULT_KEYS, "rerun `promolab analyze --json`")
+    where = printable(path)
+    rerun = "rerun `promolab analyze --json`"
+    payload = _read_json(Path(path), "analysis", RESULT_KEYS, rerun)
+    check_saved_analysis(payload, where)
     if payload["experiment"] != spec.id:
-        raise DataError(f"{path}: results of '{payload['experiment']}', but the spec is '{spec.id}'")
+        raise DataError(
+            f"{where}: experiment: results of '{printable(payload['experiment'])}', but the spec is "
+            f"'{spec.id}'"
+        )
     if payload["reference"] != spec.reference.id:
         raise DataError(
-            f"{path}: analysed against '{payload['reference']}', but the spec's reference arm is "
-            f"'{spec.reference.id}'; rerun `promolab analyze --json`"
+            f"{where}: reference: analysed against '{printable(payload['reference'])}', but the spec's "
+            f"reference arm is '{spec.reference.id}'; {rerun}"
         )
     arms = {v.id for v in spec.variants}
     if set(payload["arms"]) != arms:
         raise DataError(
-            f"{path}: analysed arms {sorted(payload['arms'])} differ from the spec's {sorted(arms)}; "
-            "rerun `promolab analyze --json`"
+            f"{where}: arms: analysed arms {printable(sorted(payload['arms']))} differ from the spec's "
+            f"{sorted(arms)}; {rerun}"
         )
+    names = {tuple(data["names"]) for data in payload["arms"].values()}
+    if len(names) != 1:
+        raise DataError(f"{where}: arms: the arms' statistics name different variables; {rerun}")
     valued = {m.id for m in spec.metrics if m.kind in ("binary", "continuous", "count")}
-    missing = sorted(valued - {name for data in payload["arms"].values() for name in data["names"]})
+    missing = sorted(valued - set(next(iter(names))))
     if missing:
+        raise DataError(f"{where}: arms: no statistics of metric(s) {', '.join(missing)}; {rerun}")
+    declared = {m.id for m in spec.metrics} | {f"{m.id}:top_box" for m in spec.metrics if m.kind == "ordinal"}
+    treatments = {t.id for t in spec.treatments}
+    strays = sorted(
+        {f"{row['metric']}/{row['variant']}" for row in payload["results"]}
+        - {f"{m}/{t}" for m in declared for t in treatments}
+    )
+    if strays:
         raise DataError(
-            f"{path}: no statistics of metric(s) {', '.join(missing)}; rerun `promolab analyze --json`"
+            f"{where}: results: rows of metrics or arms the spec does not declare: "
+            f"{printable(strays[:5])}; {rerun}"
         )
     if payload["spec_hash"] != spec_hash(spec):
-        return payload, f"{path}: the spec changed since this analysis (different spec hash)"
+        return payload, f"{where}: the spec changed since this analysis (different spec hash)"
     return payload, None

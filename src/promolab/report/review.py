@@ -16,13 +16,67 @@ import datetime as dt
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from promolab import __version__
+from promolab.analyze.payload import SavedResult
 from promolab.errors import DataError
 from promolab.spec.models import Bayes, ExperimentSpec
 
 _QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
+Amount = Annotated[float, Field(ge=-1e15, le=1e15, allow_inf_nan=False)]  # money: sums stay finite
+
+
+class _Estimate(BaseModel):
+    value: Amount | None
+    ci: tuple[Amount, Amount] | None = None
+    prob_positive: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+class _ArmMoney(BaseModel):
+    variant: str
+    roi: _Estimate
+    net_profit: _Estimate
+    incremental_revenue: _Estimate
+    promotion_cost: _Estimate
+
+
+class _Economics(BaseModel):
+    currency: str
+    arms: list[_ArmMoney]
+
+
+class _Variant(BaseModel):
+    id: str
+    name: str
+    mechanic: str
+    channel: str | None
+
+
+class _Decision(BaseModel):
+    action: Literal["ship", "iterate", "stop"]
+    variant: str | None
+    reason: str
+
+
+class SavedReport(BaseModel):
+    """The fields of a report's ``<id>.json`` that the review reads, with their numbers checked."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    experiment: str
+    name: str
+    end: dt.date
+    decision: _Decision
+    primary: str
+    reference: str
+    variants: list[_Variant] = Field(min_length=2)
+    results: list[SavedResult] = Field(min_length=1)
+    economics: _Economics | None
+    revenue_metric: str | None
+    confidence: Annotated[float, Field(gt=0, lt=1)]
 
 
 def quarter_bounds(label: str) -> tuple[dt.date, dt.date]:
@@ -31,6 +85,8 @@ def quarter_bounds(label: str) -> tuple[dt.date, dt.date]:
     if match is None:
         raise DataError(f"--quarter {label!r}: expected YYYYQn, e.g. 2026Q1")
     year, quarter = int(match[1]), int(match[2])
+    if not 1 <= year < dt.MAXYEAR:
+        raise DataError(f"--quarter {label!r}: the year must be between 1 and {dt.MAXYEAR - 1}")
     first = dt.date(year, 3 * quarter - 2, 1)
     after = dt.date(year + quarter // 4, 3 * quarter % 12 + 1, 1)
     return first, after - dt.timedelta(days=1)

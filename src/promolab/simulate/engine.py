@@ -242,6 +242,11 @@ def _orders(
     }
 
 
+def _time_column(spec: ExperimentSpec) -> str:
+    """The event-time column of simulated tables: the spec's ``data.timestamp``, else ``ts``."""
+    return spec.data.timestamp or "ts"
+
+
 def _timestamps(spec: ExperimentSpec, rng: np.random.Generator, size: int) -> np.ndarray:
     """Uniform over the test window plus ``post_days``, in whole seconds."""
     start = np.datetime64(dt.datetime.combine(spec.start, dt.time()), "s")
@@ -324,7 +329,7 @@ def _table(
         columns: dict[str, Any] = {
             "order_id": np.arange(1, len(orders["owner"]) + 1),
             uid: orders["owner"] + 1,
-            **{k: v for k, v in orders.items() if k != "owner"},
+            **{_time_column(spec) if k == "ts" else k: v for k, v in orders.items() if k != "owner"},
         }
         return _with_metric_columns(spec, name, pa.table(columns), orders["amount"], rng)
     if kind.kind == "survey":
@@ -335,7 +340,7 @@ def _table(
     counts = _event_counts(name, kind, arm, arms, event_counts, rng)
     event_counts[name] = counts
     owner = np.repeat(np.arange(len(arm)), counts)
-    table = pa.table({uid: owner + 1, "ts": _timestamps(spec, rng, len(owner))})
+    table = pa.table({uid: owner + 1, _time_column(spec): _timestamps(spec, rng, len(owner))})
     return _with_metric_columns(spec, name, table, np.full(len(owner), params.item_price), rng)
 
 

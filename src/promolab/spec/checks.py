@@ -323,11 +323,12 @@ def _bayes(spec: ExperimentSpec) -> Iterator[Problem]:
 
 def _data(spec: ExperimentSpec) -> Iterator[Problem]:
     data = spec.data
-    if UNITS_SOURCE in data.tables:
-        yield Problem(
-            ("data", "tables", UNITS_SOURCE),
-            f"'{UNITS_SOURCE}' is reserved for the data.units file; name this table otherwise",
-        )
+    for reserved, owner in ((UNITS_SOURCE, "data.units"), ("assignments", "data.assignments")):
+        if reserved in data.tables:
+            yield Problem(
+                ("data", "tables", reserved),
+                f"'{reserved}' is reserved for the {owner} file; name this table otherwise",
+            )
     ids = {v.id: None for v in spec.variants}
     for raw, variant_id in (data.variant_values or {}).items():
         if variant_id not in ids:

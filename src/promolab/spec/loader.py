@@ -30,7 +30,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     path = Path(path)
     raw, lines = _read(path)
     spec = spec_from_dict(raw, source=str(path), lines=lines)
-    spec._source = str(path.resolve())
+    spec._source = str(absolute(path))
     return spec
 
 
@@ -44,6 +44,7 @@ def spec_from_dict(raw: object, source: str | None = None, lines: LineMap | None
         raise SpecError(
             [Problem((), f"a spec must be a mapping of fields, got {type(raw).__name__}")], source
         )
+    _check_depth(raw, source or "<spec>")
     try:
         return ExperimentSpec.model_validate(raw)
     except ValidationError as error:
@@ -100,7 +101,16 @@ def resolve_data_path(spec: ExperimentSpec, path: str, data_dir: str | Path | No
     if candidate.is_absolute():
         return candidate
     base = Path(data_dir) if data_dir is not None else Path(spec._source or "x").parent
-    return (base / candidate).resolve()
+    return absolute(base / candidate)
+
+
+def absolute(path: Path) -> Path:
+    """``path`` resolved (links followed); only made absolute when it cannot be (a loop of links), so
+    that the later read names the problem."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
 
 
 def with_data(spec: ExperimentSpec, **changes: object) -> ExperimentSpec:

@@ -26,7 +26,8 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
-Column = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Column = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]
+FilePath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
 Probability = Annotated[float, Field(gt=0, lt=1)]
 MAX_MONEY = 1e12  # per unit, per order or per arm: amounts beyond this are typing errors, and they would
 #                   overflow sums of squares over millions of units
@@ -460,8 +461,8 @@ class ClusterDesign(SpecModel):
 
     column: Column = Field(description="Cluster id column of the units (or pre-period) file.")
     icc: float | None = Field(default=None, ge=0, lt=1, description="Intra-cluster correlation.")
-    mean_size: float | None = Field(default=None, ge=1, description="Mean units per cluster.")
-    size_cv: float = Field(default=0.0, ge=0, description="Coefficient of variation of sizes.")
+    mean_size: float | None = Field(default=None, ge=1, le=1e9, description="Mean units per cluster.")
+    size_cv: float = Field(default=0.0, ge=0, le=10, description="Coefficient of variation of sizes.")
 
 
 class Design(SpecModel):
@@ -541,7 +542,7 @@ class Bayes(SpecModel):
     """Settings of the Bayesian analysis (``analysis.method: bayesian`` or ``both``)."""
 
     rope: float = Field(
-        default=0.0, ge=0, description="Half-width of the region of practical equivalence (relative lift)."
+        default=0.0, ge=0, lt=1, description="Half-width of the region of practical equivalence (relative lift)."
     )
     priors: dict[Slug, Prior] = Field(default_factory=dict, description="Priors by metric id.")
     draws: int = Field(default=2000, ge=100, le=100_000, description="Posterior draws per chain.")
@@ -578,12 +579,12 @@ class Decision(SpecModel):
 class Data(SpecModel):
     """Where the experiment's data lives; relative paths resolve against the spec's folder."""
 
-    assignments: str | None = Field(
+    assignments: FilePath | None = Field(
         default=None,
         description="unit_id, variant per unit; omit when the units file has the variant.",
     )
-    units: str | None = Field(default=None, description="One row per unit: id and covariates.")
-    tables: dict[Slug, str] = Field(default_factory=dict, description="Event tables by name.")
+    units: FilePath | None = Field(default=None, description="One row per unit: id and covariates.")
+    tables: dict[Slug, FilePath] = Field(default_factory=dict, description="Event tables by name.")
     unit_id: Column = Field(default="unit_id", description="Unit id column in every table.")
     variant_column: Column = Field(default="variant", description="Arm column of the assignments.")
     timestamp: Column | None = Field(
