@@ -637,11 +637,13 @@ class DuckAggregation:
                 "needs at least 2 to estimate a variance (TOO_FEW_UNITS)"
             )
         problems = []
+        flagged = set()  # metrics with bad rows: their per-unit values are not checked again
         for kind, metric in self.plan.checks:
             bad = sum(int(g[_check_column(kind, metric)]) for g in groups)
             if bad and not (kind == "null" and metric.missing_policy != "error"):
                 problems.append(self._value_problem(kind, metric, bad))
-        for name in self._moment_names():
+                flagged.add(metric.id)
+        for name in (n for n in self._moment_names() if n not in flagged):
             bad = sum(int(g[f"nonfinite:{name}"]) for g in groups)
             if bad and name.startswith("cov:"):
                 problems.append(

@@ -125,9 +125,9 @@ def open_sources(
                 f"{spec.id}: no '{name}' data (the spec's data block names none, and none was given)"
             )
         try:
-            described = con.execute(f"DESCRIBE SELECT * FROM {sql}", params or None).fetchall()
-            if kind != "frame":
+            if kind != "frame":  # before DuckDB reads it: DuckDB renames a repeated column x to x_1
                 _refuse_repeats(_raw_header(con, kind, params, path), where)
+            described = con.execute(f"DESCRIBE SELECT * FROM {sql}", params or None).fetchall()
         except DataError:
             raise
         except Exception as error:  # duckdb.Error, but also OS errors surfaced by the reader
@@ -180,13 +180,20 @@ def check_columns(
         DataError: one line per missing or mistyped column (a file with no data rows, or a CSV whose
             rows have different numbers of fields, is named as such).
     """
-    problems: list[str] = []
+    problems = [
+        f"{source.where} ({source.name} file): could not be split into columns: are some rows longer or "
+        f"shorter than the header? (read as the one column '{printable(next(iter(source.columns)))}')"
+        for source in sources.values()
+        if _ragged(source)
+    ]
+    if problems:
+        raise DataError(problems)
     for source, name, numeric in _needed_columns(spec, sources, covariates, segments):
         kind = source.columns.get(name)
         if kind is None:
             problems.append(
                 f"{source.where} ({source.name} file): missing column '{printable(name)}'; columns are "
-                f"{quoted(map(printable, source.columns))}{_ragged_hint(source)}"
+                f"{quoted(map(printable, source.columns))}"
             )
         elif numeric and not is_numeric(kind):
             empty = _row_count(con, source) == 0
@@ -265,15 +272,13 @@ def _needed_columns(
     return list({(t.name, c, n): (t, c, n) for t, c, n in needed}.values())
 
 
-def _ragged_hint(source: Source) -> str:
+def _ragged(source: Source) -> bool:
     """A CSV read as one column whose name holds a delimiter: its rows have different field counts."""
-    if (
+    return (
         source.kind == "csv"
         and len(source.columns) == 1
         and any(d in next(iter(source.columns)) for d in ",;\t|")
-    ):
-        return " (the file could not be split into columns: are some rows longer or shorter than the header?)"
-    return ""
+    )
 
 
 def _row_count(con: duckdb.DuckDBPyConnection, source: Source) -> int:

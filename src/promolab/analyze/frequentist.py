@@ -16,6 +16,7 @@ from promolab.analyze import cuped
 from promolab.analyze.estimators import (
     ZERO_DENOMINATOR,
     ArmSummary,
+    NonFiniteStatisticError,
     Comparison,
     compare,
     histogram_summary,
@@ -92,7 +93,14 @@ def lift_results(
         if role == "treatment_only":
             continue
         if stats.covariates and _adjustable(metric) and (residual_pass or _has_powers(stats, metric.id)):
-            raw += _cuped_results(spec, stats, metric, residual_pass)
+            covariates = ", ".join(c.removeprefix("cov:") for c in stats.covariates)
+            try:
+                raw += _cuped_results(spec, stats, metric, residual_pass)
+            except NonFiniteStatisticError as error:
+                raise NonFiniteStatisticError(
+                    f"metric '{metric.id}' adjusted for {covariates}: {error} (values so large that the "
+                    "regression's sums overflow: check the covariates' units, or analyse with --no-cuped)"
+                ) from None
             continue
         for arm in (t.id for t in spec.treatments):
             for name, summarise, method in _summaries(metric):
@@ -102,7 +110,10 @@ def lift_results(
                     )
                     continue
                 control, variant = summarise(stats, reference), summarise(stats, arm)
-                comparison = compare(control, variant, confidence)
+                try:
+                    comparison = compare(control, variant, confidence)
+                except NonFiniteStatisticError as error:
+                    raise NonFiniteStatisticError(f"metric '{name}', arm '{arm}': {error}") from None
                 extra = None
                 if isinstance(metric, OrdinalMetric) and name == metric.id:
                     extra = mann_whitney_p(

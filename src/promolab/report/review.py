@@ -12,6 +12,7 @@ Reads the per-experiment report content (``<id>.json`` written by ``promolab rep
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import math
 import re
@@ -85,11 +86,12 @@ def quarter_bounds(label: str) -> tuple[dt.date, dt.date]:
     if match is None:
         raise DataError(f"--quarter {label!r}: expected YYYYQn, e.g. 2026Q1")
     year, quarter = int(match[1]), int(match[2])
-    if not 1 <= year < dt.MAXYEAR:
-        raise DataError(f"--quarter {label!r}: the year must be between 1 and {dt.MAXYEAR - 1}")
-    first = dt.date(year, 3 * quarter - 2, 1)
-    after = dt.date(year + quarter // 4, 3 * quarter % 12 + 1, 1)
-    return first, after - dt.timedelta(days=1)
+    if year < dt.MINYEAR:
+        raise DataError(f"--quarter {label!r}: the year must be between {dt.MINYEAR} and {dt.MAXYEAR}")
+    last_month = 3 * quarter
+    return dt.date(year, last_month - 2, 1), dt.date(
+        year, last_month, calendar.monthrange(year, last_month)[1]
+    )
 
 
 def quarter_of(day: dt.date) -> str:

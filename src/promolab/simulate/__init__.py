@@ -46,8 +46,8 @@ def simulated_paths(
         chosen: FileFormat = fmt or ("csv" if relative.suffix == ".csv" else "parquet")
         if ".." in relative.parts:
             raise OutputError(
-                f"data.{name}: '{printable(spec_path)}' leads outside --out; simulate writes only inside "
-                "the --out folder (use a path without '..')"
+                f"{printable(spec._source or spec.id)}: data.{name}: '{printable(spec_path)}' leads outside "
+                "--out; simulate writes only inside the --out folder (use a path without '..')"
             )
         paths[name] = Path(out_dir) / relative.with_suffix(".csv" if chosen == "csv" else ".parquet")
     return paths

@@ -542,7 +542,10 @@ class Bayes(SpecModel):
     """Settings of the Bayesian analysis (``analysis.method: bayesian`` or ``both``)."""
 
     rope: float = Field(
-        default=0.0, ge=0, lt=1, description="Half-width of the region of practical equivalence (relative lift)."
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Half-width of the region of practical equivalence (relative lift).",
     )
     priors: dict[Slug, Prior] = Field(default_factory=dict, description="Priors by metric id.")
     draws: int = Field(default=2000, ge=100, le=100_000, description="Posterior draws per chain.")
