@@ -16,8 +16,8 @@ from promolab.analyze import cuped
 from promolab.analyze.estimators import (
     ZERO_DENOMINATOR,
     ArmSummary,
-    NonFiniteStatisticError,
     Comparison,
+    NonFiniteStatisticError,
     compare,
     histogram_summary,
     mann_whitney_p,
