@@ -602,13 +602,14 @@ class DuckAggregation:
             matched_groups = [g for g in groups if g["arm"] != UNASSIGNED]
             matched = sum(int(g[rows]) for g in matched_groups)
             in_window = sum(int(g[kept if table.windowed else rows]) for g in matched_groups)
+            undated_rows = sum(int(g[undated]) for g in matched_groups) if table.windowed else 0
             counts = TableRows(
                 rows=total,
                 matched_rows=matched,
                 unmatched_rows=total - matched,
                 missing_id_rows=sum(int(g[f"null id:{rows}"]) for g in groups),
-                outside_window_rows=matched - in_window if table.windowed else 0,
-                undated_rows=sum(int(g[undated]) for g in matched_groups) if table.windowed else 0,
+                outside_window_rows=matched - in_window - undated_rows,
+                undated_rows=undated_rows,
                 windowed=table.windowed,
             )
             tables[table.source.name] = counts

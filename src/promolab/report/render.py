@@ -13,14 +13,16 @@ from typing import Any
 
 import numpy as np
 
+from promolab.errors import printable
 from promolab.report import plots
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|#<>~])")
 
 
 def md_escape(text: object) -> str:
-    """Text safe inside Markdown tables and paragraphs (no raw HTML, no markup, no column breaks)."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+    """Text safe inside Markdown tables and paragraphs (no raw HTML, no markup, no column breaks, no
+    line breaks: control characters are shown as escapes)."""
+    return printable(_MD_SPECIAL.sub(r"\\\1", str(text)))
 
 
 def money(value: float | None, currency: str = "") -> str:
