@@ -408,8 +408,8 @@ def test_kill_9_during_report_leaves_one_runs_report(saved, tmp_path):
     seen = set()
     for k in range(8):
         results = second if k % 2 == 0 else first
-        child = subprocess.Popen([*command, str(target), "--results", str(results)], stderr=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL)  # fmt: skip
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        child = subprocess.Popen([*command, str(target), "--results", str(results)], **quiet)
         time.sleep(float(rng.uniform(0.3, 1.6)) * duration)
         child.send_signal(signal.SIGKILL)
         child.wait()
