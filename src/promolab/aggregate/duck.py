@@ -290,8 +290,9 @@ class DuckAggregation:
         for metric in table.metrics:
             columns.append(f"{_unit_aggregate(metric, kept)} AS {quote('m:' + metric.id)}")
             for kind, predicate in _row_checks(metric, source):
-                where = predicate if kept is None else f"({kept}) AND ({predicate})"
-                columns.append(f"count(*) FILTER (WHERE {where}) AS {quote(_check_column(kind, metric))}")
+                columns.append(
+                    f"{_count_rows(kind, predicate, kept)} AS {quote(_check_column(kind, metric))}"
+                )
                 plan.checks.append((kind, metric))
         return f"SELECT {source.unit_id} AS unit_id, {', '.join(columns)} FROM {source.sql} GROUP BY 1"
 
@@ -417,13 +418,7 @@ class DuckAggregation:
             for table in self.plan.tables
             for c in _row_columns(table)[:1]
         }
-        columns |= {
-            f"nonfinite:{name}": f"count(*) FILTER (WHERE NOT isfinite({quote(_sql_name(name))}))"
-            for name in self._moment_names()
-        }
-        columns |= {
-            f"null:{c}": f"count(*) FILTER (WHERE {quote('cov:' + c)} IS NULL)" for c in self.covariates
-        }
+        columns |= {f"null:{c}": f"count(*) - count({quote('cov:' + c)})" for c in self.covariates}
         columns |= _moment_columns(self._moment_names())
         columns |= self._power_columns()
         columns |= {
@@ -638,24 +633,10 @@ class DuckAggregation:
                 "needs at least 2 to estimate a variance (TOO_FEW_UNITS)"
             )
         problems = []
-        flagged = set()  # metrics with bad rows: their per-unit values are not checked again
         for kind, metric in self.plan.checks:
             bad = sum(int(g[_check_column(kind, metric)]) for g in groups)
             if bad and not (kind == "null" and metric.missing_policy != "error"):
                 problems.append(self._value_problem(kind, metric, bad))
-                flagged.add(metric.id)
-        for name in (n for n in self._moment_names() if n not in flagged):
-            bad = sum(int(g[f"nonfinite:{name}"]) for g in groups)
-            if bad and name.startswith("cov:"):
-                problems.append(
-                    f"{self.sources[UNITS_SOURCE].where}: covariate '{printable(name[4:])}' is not finite "
-                    f"(NaN or infinite) for {bad:,} unit(s)"
-                )
-            elif bad:
-                problems.append(
-                    f"{self._place(name)}: {bad:,} unit(s) have a value that is not finite once their rows "
-                    "are added up (the values are too large for a sum: check the column's unit)"
-                )
         problems += [
             f"{self.sources[UNITS_SOURCE].where}: covariate '{printable(c)}' is missing for {n:,} assigned "
             "unit(s); every analysed unit needs a value"
@@ -666,23 +647,51 @@ class DuckAggregation:
             raise DataError(problems)
 
     def _check_finite(self, arms: Mapping[str, ArmStats]) -> None:
-        """Means and co-moments are finite: values whose squares overflow (|x| beyond ~1e154) stop here."""
-        too_large = sorted(
-            {
-                name
-                for stats in arms.values()
-                for i, name in enumerate(stats.moments.names)
-                if not (np.isfinite(stats.moments.mean[i]) and np.isfinite(stats.moments.comoment[i]).all())
-            }
-        )
-        if too_large:
-            raise DataError(
-                [
-                    f"{self._place(name)}: values so large that their sums of squares overflow; check the "
-                    "column's unit (a statistic computed from them would be meaningless)"
-                    for name in too_large
-                ]
+        """Means and co-moments are finite. This is how NaN and infinite values are caught (one in a unit's
+        rows makes its sum, then its arm's moments, non-finite; capped and ``max`` metrics are checked row
+        by row, since a cap or a maximum can hide them), and values whose squares overflow (|x| beyond
+        ~1e154); :meth:`_nonfinite_problem` then counts the culprits."""
+        names: set[str] = set()
+        for stats in arms.values():
+            m = stats.moments
+            finite = np.isfinite(m.mean) & np.isfinite(np.diag(m.comoment))  # co-moments of a NaN are NaN
+            if finite.all():  # variances fine: an overflowing cross product names both variables
+                finite = np.isfinite(m.comoment).all(axis=1)
+            names |= {name for name, ok in zip(m.names, finite, strict=True) if not ok}
+        if names:
+            raise DataError([self._nonfinite_problem(name) for name in sorted(names)])
+
+    def _nonfinite_problem(self, name: str) -> str:
+        """Why the moments of ``name`` are not finite: non-finite rows of its column (counted in the rows of
+        assigned units in the window), units whose rows add up to infinity, or squares that overflow."""
+        rows = self._count(f"NOT isfinite({quote(_sql_name(name))})", "unit_values", "arm > 0")
+        place = self._place(name)
+        if name.startswith("cov:") or metric_source(self.spec.metric(name)) == UNITS_SOURCE:
+            if rows:
+                return f"{place}: not finite (NaN or infinite) for {rows:,} unit(s)"
+        elif (column := metric_column(self.spec.metric(name))) is not None:
+            source = self.sources[str(metric_source(self.spec.metric(name)))]
+            window = self._in_window(source) if self._windowed(source) else "true"
+            assigned = f"{source.unit_id} IN (SELECT unit_id FROM unit_values WHERE arm > 0)"
+            bad = f"NOT isfinite(CAST({quote(column)} AS DOUBLE))"
+            found = self._count(bad, source.sql, f"{window} AND {assigned}", source.params)
+            if found:
+                return f"{place}: {found:,} row(s) are not finite (NaN or infinite)"
+        if rows:
+            return (
+                f"{place}: {rows:,} unit(s) have a value that is not finite once their rows are added up "
+                "(the values are too large for a sum: check the column's unit)"
             )
+        return (
+            f"{place}: values so large that their sums of squares overflow; check the column's unit (a "
+            "statistic computed from them would be meaningless)"
+        )
+
+    def _count(self, predicate: str, table: str, where: str, params: Mapping[str, Any] | None = None) -> int:
+        """Rows of ``table`` matching ``predicate`` (diagnostics of the error path, not the main pass)."""
+        sql = self._with() + f"SELECT count(*) FILTER (WHERE {predicate}) FROM {table} WHERE {where}"
+        row = self._run(sql, {**self.plan.params, **(params or {})}).fetchone()
+        return int(row[0]) if row else 0
 
     def _place(self, name: str) -> str:
         """Where a moment variable comes from: ``file: column 'amount' (metric 'revenue')``."""
@@ -948,15 +957,30 @@ def _bad_value_meaning(metric: AnyMetric, source: Source) -> str:
 
 
 def _value_checks(metric: AnyMetric, value: str, duck_type: str) -> list[tuple[str, str]]:
-    """(check kind, predicate over one value) of a metric column: missing, not finite, impossible."""
+    """(check kind, predicate over one value) of a metric column: missing, impossible, and not finite
+    where the per-unit value could hide it (a cap or a maximum: ``least(NaN, cap)`` is the cap, and
+    ``max`` ignores -inf). Elsewhere a NaN or infinity makes the unit's value and its arm's moments
+    non-finite, which :meth:`DuckAggregation._check_finite` catches without a per-row test."""
     if metric_column(metric) is None:
         return []
     checks = [("null", f"{value} IS NULL")]
-    if duck_type != "BOOLEAN":
+    hidden = getattr(metric, "capping", None) is not None or getattr(metric, "agg", None) == "max"
+    if duck_type != "BOOLEAN" and hidden:
         checks.append(("nonfinite", f"NOT isfinite(CAST({value} AS DOUBLE))"))
     if (bad := _bad_value(metric, value, duck_type)) is not None:
         checks.append(("bad", bad))
     return checks
+
+
+def _count_rows(kind: str, predicate: str, kept: str | None) -> str:
+    """Per-unit count of rows (in the window when ``kept`` filters it) matching a check's predicate;
+    missing values as rows minus non-missing values (``count(column)``, cheaper than a filter)."""
+    window = "" if kept is None else f" FILTER (WHERE {kept})"
+    if kind == "null":
+        column = predicate.removesuffix(" IS NULL")
+        return f"(count(*){window} - count({column}){window})"
+    where = predicate if kept is None else f"({kept}) AND ({predicate})"
+    return f"count(*) FILTER (WHERE {where})"
 
 
 def _row_checks(metric: AnyMetric, source: Source) -> list[tuple[str, str]]:
