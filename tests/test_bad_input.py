@@ -391,6 +391,34 @@ def _(w: Work) -> list[str]:
     return w.analyze()
 
 
+@case("duplicate-csv-header-in-another-case", "orders.csv", "'Amount'", "more than once")
+def _(w: Work) -> list[str]:
+    path = w.put("orders", w.frame("orders"), fmt="csv")
+    lines = path.read_text().splitlines()
+    lines[0] = lines[0].replace("discount", "Amount")
+    path.write_text("\n".join(lines) + "\n")
+    return w.analyze()
+
+
+def _max_metric(w: Work) -> None:
+    raw = yaml.safe_load(w.spec.read_text())
+    metric = {"id": "biggest", "kind": "continuous", "source": "orders", "column": "discount", "agg": "max"}
+    raw["metrics"].append(metric)
+    w.write_spec(raw)
+    _cells("orders", "discount", -np.inf)(w)
+
+
+def _capped_metric(w: Work) -> None:
+    raw = yaml.safe_load(w.spec.read_text())
+    raw["metrics"][1]["capping"] = {"absolute": 500}
+    w.write_spec(raw)
+    _cells("orders", "amount", np.nan)(w)
+
+
+_data_case("minus-inf-under-a-maximum", _max_metric, "orders.parquet", "'discount'", "not finite")
+_data_case("nan-under-a-cap", _capped_metric, "orders.parquet", "'amount'", "not finite")
+
+
 @case("duplicate-parquet-field", "orders.parquet", "'amount'", "more than once")
 def _(w: Work) -> list[str]:
     frame = w.frame("orders")
@@ -783,6 +811,29 @@ _results_case(
     "results-of-another-experiment", _payload(lambda p: p.update(experiment="other")), "experiment", "'other'"
 )
 _results_case("results-not-utf8", lambda t: t.replace("bad-input", "bad-\udce9nput", 1), "UTF-8")
+_results_case(
+    "results-ship-an-undeclared-arm",
+    _payload(lambda p: p["decision"].update(ship="bogus-arm")),
+    "decision.ship",
+    "not a treatment arm",
+)
+_results_case(
+    "results-ship-the-reference",
+    _payload(lambda p: p["decision"].update(ship="control")),
+    "decision.ship",
+    "not a treatment arm",
+)
+
+
+def _unsupported_ship(payload: dict[str, Any]) -> None:
+    for row in payload["results"]:
+        row["p_value_adjusted"] = 0.9
+    payload["decision"]["ship"] = "pct10"
+
+
+_results_case(
+    "results-ship-what-the-results-do-not-support", _payload(_unsupported_ship), "decision.ship", "not better"
+)
 _results_case(
     "results-unknown-metric-rows",
     _payload(lambda p: p["results"][0].update(metric="nope")),

@@ -204,6 +204,7 @@ def test_unassigned_and_out_of_window_rows_are_left_out_and_counted(small):
     assert rows == {
         "rows": len(orders) + 3,
         "matched_rows": len(orders),
+        "holdout_rows": 0,
         "unmatched_rows": 3,
         "missing_id_rows": 1,
         "outside_window_rows": 30,
@@ -284,11 +285,23 @@ def test_a_published_folder_replaces_the_previous_run_and_cleans_interrupted_one
     assert (target / "a.json").read_text() == "2"
     assert not (tmp_path / first).exists()
     assert not stale.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["exp", os.readlink(target)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["exp", os.readlink(target), ".exp.lock"])
     real = tmp_path / "mine"
     real.mkdir()
     with pytest.raises(OutputError, match="not a promolab output folder"):
         publish_folder(real, {"a.json": "3"})
+
+
+def test_a_link_to_a_users_folder_is_refused_and_the_folder_kept(tmp_path):
+    """``<out>/<id>`` pointing at a folder promolab did not make: it is neither replaced nor deleted."""
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep")
+    (tmp_path / "reports").mkdir()
+    os.symlink("../precious", tmp_path / "reports" / "exp")
+    with pytest.raises(OutputError, match="not a promolab output folder"):
+        publish_folder(tmp_path / "reports" / "exp", {"a.json": "1"})
+    assert (precious / "notes.txt").read_text() == "keep"
 
 
 def test_a_failed_write_is_one_clear_error_and_leaves_the_previous_run(tmp_path, monkeypatch):
@@ -418,3 +431,103 @@ def test_kill_9_during_report_leaves_one_runs_report(saved, tmp_path):
         assert len(matches) == 1, sorted(found)
         seen.add(matches[0])
     assert seen == {"first", "second"}  # some kills came after the new report was in place
+
+
+# ---------------------------------------------------------------------- review findings, kept fixed
+
+
+@pytest.mark.parametrize(("value", "higher"), [(0.0, False), (0.0, True), (1.0, False), (1.0, True)])
+def test_a_guardrail_without_events_is_tested_exactly(value, higher):
+    """No variation at all (0 refunds in both arms): the exact p-value is the largest chance of seeing
+    that under H0 (a harmful move of at least M), found here by a grid over the rates H0 allows."""
+    from promolab.analyze.estimators import constant_rate_noninferiority_p
+
+    n_c, n_t, margin = 800, 1000, 0.01
+    found = constant_rate_noninferiority_p(
+        compare(ArmSummary(n_c, value, 0.0, None), ArmSummary(n_t, value, 0.0, None), 0.95), higher, margin
+    )
+    grid = np.linspace(0, 1, 2_001)  # step 0.0005: the margin 0.01 lies on it
+    pc, pt = np.meshgrid(grid, grid, indexing="ij")
+    harm = (pc - pt) if higher else (pt - pc)
+    seen = (pc**n_c if value else (1 - pc) ** n_c) * (pt**n_t if value else (1 - pt) ** n_t)
+    assert found == pytest.approx(seen[harm >= margin - 1e-12].max(), rel=1e-3)
+    assert found < 0.05  # so a clear winner is not blocked by a guardrail nobody triggered
+
+
+def test_zero_refunds_in_both_arms_do_not_block_a_clear_winner(small):
+    frames = {**small, "units": small["units"].assign(refunded=0)}
+    raw = spec_dict(arms=ARMS2)
+    raw["metrics"].append({"id": "refunds", "kind": "binary", "source": "units", "column": "refunded",
+                           "direction": "lower"})  # fmt: skip
+    raw["guardrails"] = [{"metric": "refunds", "max_absolute_drop": 0.01}]
+    raw["analysis"] = {}
+    analysis = analyze_spec(spec_from_dict(raw), frames=frames)
+    (guardrail,) = analysis.guardrails
+    assert guardrail.passed
+    assert guardrail.flags == (ZERO_VARIANCE, NONPOSITIVE_REFERENCE)
+
+
+ZONES = """
+import json, sys
+import pandas as pd
+from promolab.analyze import analyze_spec
+from promolab.spec import spec_from_dict
+from tests.reference.test_analyze_reference import make_frames, spec_dict
+frames = make_frames(seed=5, n=600, arms=("control", "pct15"))
+orders = frames["orders"]
+stamp = pd.Timestamp("2026-03-28 23:30", tz="UTC") + pd.to_timedelta(orders.index % 3, unit="h")
+frames["orders"] = orders.assign(ts=stamp)
+raw = spec_dict(arms=("control", "pct15"), data={**spec_dict()["data"], "timestamp": "ts"})
+analysis = analyze_spec(spec_from_dict(raw), frames=frames)
+print(json.dumps([analysis.arms["pct15"].mean_of("revenue"), analysis.to_dict()["data_quality"]]))
+"""
+
+
+def test_the_window_does_not_depend_on_the_machines_time_zone():
+    """Orders stamped around midnight UTC of the last day: the same rows count in UTC and in Tokyo."""
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", ZONES],
+            cwd=ROOT,
+            env={**os.environ, "TZ": zone},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for zone in ("UTC", "Asia/Tokyo", "America/Los_Angeles")
+    ]
+    assert runs[0] == runs[1] == runs[2]
+    assert json.loads(runs[0])[1]["tables"]["orders"]["outside_window_rows"] > 0  # 00:30 and 01:30 UTC
+
+
+def test_holdout_rows_are_counted_apart_from_the_analysed_arms(small):
+    frames = _dated(small)
+    held = frames["assignments"].iloc[:100].assign(variant="holdout")
+    frames["assignments"] = pd.concat([held, frames["assignments"].iloc[100:]])
+    raw = spec_dict(arms=ARMS2, data={**spec_dict()["data"], "timestamp": "ts"})
+    raw["design"]["holdout"] = 0.1
+    rows = analyze_spec(spec_from_dict(raw), frames=frames).to_dict()["data_quality"]["tables"]["orders"]
+    in_holdout = frames["orders"]["unit_id"].isin(held["unit_id"]).sum()
+    assert rows["holdout_rows"] == in_holdout > 0
+    assert rows["matched_rows"] == rows["analysed_rows"] == len(frames["orders"]) - in_holdout
+
+
+def test_the_bayesian_engine_leaves_out_what_does_not_vary(small):
+    """Satisfaction constant within each arm: no normal posterior (a point mass), no internal error."""
+    frames = {**small, "survey": small["survey"].assign(score=3)}
+    analysis = analyze_spec(spec_from_dict(spec_dict(arms=ARMS2)), frames=frames, method="both")
+    assert analysis.bayes is not None
+    assert "satisfaction" not in {r.metric for r in analysis.bayes.results}
+    assert "satisfaction:top_box" in {r.metric for r in analysis.bayes.results}
+    mean_score = next(r for r in analysis.results if r.metric == "satisfaction")
+    assert mean_score.flags == (ZERO_VARIANCE,)
+
+
+def test_rfm_segments_refuse_an_infinite_order_amount(small):
+    pre = pd.DataFrame({"unit_id": small["units"]["unit_id"], "date": pd.Timestamp("2026-01-15"),
+                        "amount": np.r_[np.inf, np.ones(len(small["units"]) - 1)]})  # fmt: skip
+    raw = spec_dict(arms=ARMS2)
+    raw["data"]["tables"]["pre"] = "p.parquet"
+    raw["analysis"]["segments"] = [{"rfm": {"source": "pre"}}]
+    with pytest.raises(DataError, match="1 row\\(s\\) of column 'amount' are missing or not finite"):
+        analyze_spec(spec_from_dict(raw), frames={**small, "pre": pre}, method="bayesian")

@@ -36,6 +36,12 @@ def _escaped(char: str) -> str:
     return f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}"
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error message, escaped (it may quote user data)."""
+    lines = str(error).strip().splitlines()
+    return printable(lines[0]) if lines else type(error).__name__
+
+
 def quoted(names: Iterable[object]) -> str:
     """``'a', 'b'``: names quoted and joined for a message.
 

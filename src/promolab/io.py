@@ -115,40 +115,67 @@ def publish_folder(target: str | Path, files: Mapping[str, str]) -> dict[str, Pa
     """Write ``files`` (file name -> UTF-8 text) as the folder ``target``, all of one run or none.
 
     ``target`` is a symbolic link to a hidden run folder beside it (``.<name>.run-<id>``); the link is
-    replaced in one rename once every file is written, then the previous run folder is removed.
+    replaced in one rename once every file is written, then the previous run folder is removed. Runs
+    that publish the same folder at once take turns (a lock file ``.<name>.lock`` beside it).
 
     Returns:
         The path of each file through ``target``.
 
     Raises:
-        OutputError: ``target`` is an existing file or a folder promolab did not make, or a write fails.
+        OutputError: ``target`` is an existing file or folder, or a link to anything but one of its own
+            run folders (promolab never deletes what it did not make), or a write fails.
     """
     target = Path(target)
     with _writing(target):
         _make_folder(target.parent)
-        if target.exists() and not target.is_symlink():
-            raise OutputError(
-                f"{printable(target)}: exists and is not a promolab output folder (a link to its latest "
-                "run); move it away or choose another --out"
-            )
-        _remove_stale_runs(target)
+    with _writing(target), _locked(target.parent / f".{target.name}.lock"):
+        previous = _own_run(target)
+        _remove_stale_runs(target, previous)
         run = target.parent / f".{target.name}{RUN_PREFIX}{uuid.uuid4().hex[:12]}"
         run.mkdir()
-    try:
-        with _writing(run):
+        try:
             for name, text in files.items():
                 _write_durably(run / name, text)
-        link = target.parent / f".{target.name}.link-{uuid.uuid4().hex[:12]}"
-        with _writing(target):
-            previous = _link_target(target)
+            link = target.parent / f".{target.name}.link-{uuid.uuid4().hex[:12]}"
             os.symlink(run.name, link)
             os.replace(link, target)
-    except BaseException:
-        shutil.rmtree(run, ignore_errors=True)
-        raise
-    if previous is not None and previous != run:
-        shutil.rmtree(previous, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(run, ignore_errors=True)
+            raise
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
     return {name: target / name for name in files}
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) while the block runs."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _own_run(target: Path) -> Path | None:
+    """The run folder ``target`` links to (None when there is no ``target`` yet).
+
+    Raises:
+        OutputError: ``target`` is anything else (a file, a folder, a link elsewhere).
+    """
+    if not target.exists() and not target.is_symlink():
+        return None
+    pointed = os.readlink(target) if target.is_symlink() else None
+    ours = pointed is not None and pointed.startswith(f".{target.name}{RUN_PREFIX}") and "/" not in pointed
+    if not ours:
+        raise OutputError(
+            f"{printable(target)}: exists and is not a promolab output folder (a link to one of its own "
+            "runs); promolab does not replace it: move it away or choose another --out"
+        )
+    return target.parent / str(pointed)
 
 
 def _write_durably(path: Path, text: str) -> None:
@@ -158,16 +185,8 @@ def _write_durably(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
-def _link_target(link: Path) -> Path | None:
-    """The run folder a published ``link`` points to, if it is one."""
-    if not link.is_symlink():
-        return None
-    return link.parent / os.readlink(link)
-
-
-def _remove_stale_runs(target: Path) -> None:
+def _remove_stale_runs(target: Path, current: Path | None) -> None:
     """Remove run folders and links of ``target`` left by interrupted runs (not the current one)."""
-    current = _link_target(target)
     for path in target.parent.glob(f".{target.name}.*"):
         rest = path.name[len(target.name) + 1 :]
         if not (rest.startswith(RUN_PREFIX) or rest.startswith(".link-")) or path == current:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from promolab.errors import DataError, printable
+from promolab.errors import DataError, first_line, printable
 from promolab.spec import ExperimentSpec, resolve_data_path
 from promolab.spec.loader import absolute
 
@@ -80,11 +80,8 @@ def column_names(path: Path, what: str) -> list[str]:
             with open(path, newline="", encoding="utf-8") as handle:
                 names = next(csv.reader(handle), [])
     except (OSError, ValueError, csv.Error) as error:
-        raise DataError(f"{printable(path)}: cannot read the {what} file: {_short(error)}") from None
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        shown = ", ".join(f"'{printable(name)}'" for name in repeated)
-        raise DataError(f"{printable(path)}: column name(s) {shown} appear more than once in the {what} file")
+        raise DataError(f"{printable(path)}: cannot read the {what} file: {first_line(error)}") from None
+    refuse_repeated_names(names, printable(path))
     if not names:
         raise DataError(f"{printable(path)}: the {what} file is empty (no header)")
     return names
@@ -114,12 +111,7 @@ def read_frame(path: Path, what: str, columns: Sequence[str] | None = None) -> p
             return pd.read_parquet(path, columns=wanted)
         return pd.read_csv(path, usecols=wanted)
     except (OSError, ValueError) as error:
-        raise DataError(f"{printable(path)}: cannot read the {what} file: {_short(error)}") from None
-
-
-def _short(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return printable(lines[0]) if lines else type(error).__name__
+        raise DataError(f"{printable(path)}: cannot read the {what} file: {first_line(error)}") from None
 
 
 def require_finite(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
@@ -144,3 +136,23 @@ def require_finite(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> N
             )
     if problems:
         raise DataError(problems)
+
+
+def refuse_repeated_names(names: Sequence[str], where: str) -> None:
+    """Every column name once, ignoring case (DuckDB reads ``Amount`` and ``amount`` as one name, and a
+    repeated name would silently read the first column).
+
+    Raises:
+        DataError: naming the file and the repeated names.
+    """
+    seen: dict[str, list[str]] = {}
+    for name in names:
+        seen.setdefault(name.lower(), []).append(name)
+    repeated = sorted(
+        ", ".join(f"'{printable(n)}'" for n in group) for group in seen.values() if len(group) > 1
+    )
+    if repeated:
+        raise DataError(
+            f"{where}: column name(s) {'; '.join(repeated)} appear more than once (names are compared "
+            "ignoring case); every column needs its own name"
+        )

@@ -34,8 +34,8 @@ from promolab.aggregate.inputs import (
     INTEGER_TYPES,
     Source,
     check_columns,
+    check_rfm_values,
     check_unit_ids,
-    first_line,
     metric_column,
     metric_source,
     open_sources,
@@ -53,7 +53,7 @@ from promolab.aggregate.moments import (
     power_exponents,
 )
 from promolab.aggregate.quality import DataQuality, TableRows
-from promolab.errors import DataError, printable, quoted
+from promolab.errors import DataError, first_line, printable, quoted
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import (
     UNITS_SOURCE,
@@ -115,9 +115,11 @@ def aggregate(
     # No progress bar: DuckDB draws it on stdout, which carries promolab's tables and JSON.
     con = duckdb.connect(config={"preserve_insertion_order": False})
     con.execute("SET enable_progress_bar = false")
+    con.execute("SET TimeZone = 'UTC'")  # dates of zoned timestamps do not depend on the machine
     sources = open_sources(con, spec, paths or {}, frames or {}, segments)
     check_columns(con, spec, sources, covariates, segments)
     sources = check_unit_ids(con, spec, sources)
+    check_rfm_values(con, sources, segments)
     aggregation = DuckAggregation(spec, con, sources, covariates, segments)
     aggregation.build_unit_table(distinct_assignments=False, materialise=daily)
     aggregation.compute_stats(log_moments)
@@ -278,11 +280,11 @@ class DuckAggregation:
         """One row per unit id of an event table: metric values over the rows in the window, counts of
         rows (all, in the window, undated) and of each metric's missing, non-finite or impossible values."""
         source = table.source
-        kept = self._in_window(source) if table.windowed else None
+        kept = self._in_window() if table.windowed else None
         rows, kept_rows, undated = _row_columns(table)
         columns = [f"count(*) AS {quote(rows)}"]
         if kept is not None:
-            day = self._day(source)
+            day = self._day()
             columns += [
                 f"count(*) FILTER (WHERE {kept}) AS {quote(kept_rows)}",
                 f"count(*) FILTER (WHERE {day} IS NULL) AS {quote(undated)}",
@@ -296,17 +298,12 @@ class DuckAggregation:
                 plan.checks.append((kind, metric))
         return f"SELECT {source.unit_id} AS unit_id, {', '.join(columns)} FROM {source.sql} GROUP BY 1"
 
-    def _day(self, source: Source) -> str:
-        """The event date of a row (NULL when missing or not a date).
+    def _day(self) -> str:
+        """The event date of a row of an event table (see :func:`date_of`)."""
+        return date_of(str(self.spec.data.timestamp))
 
-        Not ``TRY_CAST(ts AS DATE)``: inside aggregate ``FILTER`` clauses DuckDB 2.0 pushes that cast into
-        the CSV reader as a strict conversion, so one unparseable date fails the whole query; through
-        TIMESTAMP it stays a per-row TRY (tested with a CSV holding 'yesterday')."""
-        column = quote(str(self.spec.data.timestamp))
-        return f"CAST(TRY_CAST({column} AS TIMESTAMP) AS DATE)"
-
-    def _in_window(self, source: Source) -> str:
-        return f"{self._day(source)} BETWEEN $start AND $stop"
+    def _in_window(self) -> str:
+        return f"{self._day()} BETWEEN $start AND $stop"
 
     def _segment_values(self, ctes: list[str], joins: list[str], base: str) -> list[str]:
         values = []
@@ -583,8 +580,9 @@ class DuckAggregation:
         return "; ".join(found) or "repeated unit ids in the assignments"
 
     def _quality(self, groups: Sequence[Mapping[str, Any]]) -> DataQuality:
-        """Rows of each event table: matched to assigned units, unmatched (with missing ids), outside the
-        window, undated; missing values of each metric and what was done with them.
+        """Rows of each event table: of units in the analysed arms, of holdout units, of units not
+        assigned (with missing ids), outside the window, undated; missing values of each metric and
+        what was done with them.
 
         Raises:
             DataError: a table has no rows, or none of its rows is of an assigned unit in the window.
@@ -594,14 +592,16 @@ class DuckAggregation:
         for table in self.plan.tables:
             rows, kept, undated = _row_columns(table)
             total = sum(int(g[rows]) for g in groups)
-            matched_groups = [g for g in groups if g["arm"] != UNASSIGNED]
-            matched = sum(int(g[rows]) for g in matched_groups)
-            in_window = sum(int(g[kept if table.windowed else rows]) for g in matched_groups)
-            undated_rows = sum(int(g[undated]) for g in matched_groups) if table.windowed else 0
+            analysed = [g for g in groups if g["arm"] > 0]  # arm 0 is the holdout: assigned, not analysed
+            matched = sum(int(g[rows]) for g in analysed)
+            held = sum(int(g[rows]) for g in groups if g["arm"] == 0)
+            in_window = sum(int(g[kept if table.windowed else rows]) for g in analysed)
+            undated_rows = sum(int(g[undated]) for g in analysed) if table.windowed else 0
             counts = TableRows(
                 rows=total,
                 matched_rows=matched,
-                unmatched_rows=total - matched,
+                holdout_rows=held,
+                unmatched_rows=total - matched - held,
                 missing_id_rows=sum(int(g[f"null id:{rows}"]) for g in groups),
                 outside_window_rows=matched - in_window - undated_rows,
                 undated_rows=undated_rows,
@@ -671,7 +671,7 @@ class DuckAggregation:
                 return f"{place}: not finite (NaN or infinite) for {rows:,} unit(s)"
         elif (column := metric_column(self.spec.metric(name))) is not None:
             source = self.sources[str(metric_source(self.spec.metric(name)))]
-            window = self._in_window(source) if self._windowed(source) else "true"
+            window = self._in_window() if self._windowed(source) else "true"
             assigned = f"{source.unit_id} IN (SELECT unit_id FROM unit_values WHERE arm > 0)"
             bad = f"NOT isfinite(CAST({quote(column)} AS DOUBLE))"
             found = self._count(bad, source.sql, f"{window} AND {assigned}", source.params)
@@ -706,9 +706,10 @@ class DuckAggregation:
     def _value_problem(self, kind: str, metric: AnyMetric, rows: int) -> str:
         source = self.sources[metric_source(metric) or ""]
         column = printable(metric_column(metric) or "")
-        what = CHECKS[kind] or _bad_value_meaning(metric, source)
+        what = CHECKS[kind] or _bad_value_meaning(metric)
+        accepted = "zero" if metric_source(metric) == UNITS_SOURCE else "zero or drop"
         hint = (
-            "; set the metric's missing: zero or drop to accept them"
+            f"; set the metric's missing: {accepted} to accept them"
             if kind == "null" and not isinstance(metric, OrdinalMetric)
             else ""
         )
@@ -742,9 +743,9 @@ class DuckAggregation:
         source = self.sources[str(table)]
         if column not in source.columns:
             return None
-        day = self._day(source)
+        day = self._day()
         raw = metric_column(metric)
-        window = self._in_window(source)
+        window = self._in_window()
         if isinstance(metric, BinaryMetric):
             hit = f" AND CAST({quote(raw)} AS BOOLEAN)" if raw else ""
             rows = (
@@ -883,6 +884,16 @@ class DuckAggregation:
 # ---------------------------------------------------------------------- SQL pieces (no user strings)
 
 
+def date_of(column: str) -> str:
+    """The date of a date, time or text column, NULL when missing or not a date. Times with a zone (or
+    text with an offset) are dated in UTC (the connection's time zone), times without one as written.
+
+    Not ``TRY_CAST(x AS DATE)``: inside aggregate ``FILTER`` clauses DuckDB 2.0 pushes that cast into
+    the CSV reader as a strict conversion, so one unparseable date fails the whole query; through
+    TIMESTAMPTZ it stays a per-row TRY (tested with a CSV holding 'yesterday')."""
+    return f"CAST(TRY_CAST({quote(column)} AS TIMESTAMPTZ) AS DATE)"
+
+
 def _sql_name(name: str) -> str:
     """Column of ``unit_values`` holding a moment variable: ``m:<metric>``, or ``cov:<covariate>``."""
     return name if name.startswith("cov:") else "m:" + name
@@ -948,7 +959,7 @@ def _bad_value(metric: AnyMetric, value: str, duck_type: str) -> str | None:
     return None
 
 
-def _bad_value_meaning(metric: AnyMetric, source: Source) -> str:
+def _bad_value_meaning(metric: AnyMetric) -> str:
     if isinstance(metric, OrdinalMetric):
         return f"not one of the levels {list(metric.levels)}"
     if isinstance(metric, BinaryMetric):
@@ -1035,7 +1046,7 @@ def _rfm_cte(name: str, rfm: Rfm, source: Source) -> str:
     the value beats: below a recency cut, above a frequency or monetary cut. Ties share a score.
     """
     cuts = ", ".join(f"{k / rfm.bins!r}" for k in range(1, rfm.bins))
-    date = f"CAST({quote(rfm.date)} AS DATE)"
+    date = date_of(rfm.date)
     units = (
         f"SELECT {source.unit_id} AS unit_id, date_diff('day', max({date}), $start) AS r, "
         f"count(*) AS f, sum(CAST({quote(rfm.amount)} AS DOUBLE)) AS m "

@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promolab.errors import DataError, printable, quoted
-from promolab.sources import require_file
+from promolab.errors import DataError, first_line, printable, quoted
+from promolab.sources import refuse_repeated_names, require_file
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import UNITS_SOURCE, AnyMetric, OrdinalMetric, RatioMetric, Segmentation
 
@@ -112,7 +112,7 @@ def open_sources(
         if name in frames:
             view = f"frame_{k}"
             frame = frames[name]
-            _refuse_repeats([str(c) for c in frame.columns], f"DataFrame '{name}'")
+            refuse_repeated_names([str(c) for c in frame.columns], f"DataFrame '{name}'")
             con.register(view, frame)
             sql, where, kind = quote(view), f"DataFrame '{name}'", "frame"
             params: dict[str, Any] = {}
@@ -126,7 +126,7 @@ def open_sources(
             )
         try:
             if kind != "frame":  # before DuckDB reads it: DuckDB renames a repeated column x to x_1
-                _refuse_repeats(_raw_header(con, kind, params, path), where)
+                refuse_repeated_names(_raw_header(con, kind, params, path), where)
             described = con.execute(f"DESCRIBE SELECT * FROM {sql}", params or None).fetchall()
         except DataError:
             raise
@@ -150,21 +150,6 @@ def _raw_header(
         {"raw": next(iter(params.values()))},
     ).fetchone()
     return [str(value) for value in row or ()]
-
-
-def _refuse_repeats(names: Sequence[str], where: str) -> None:
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise DataError(
-            f"{where}: column name(s) {quoted(map(printable, repeated))} appear more than once; "
-            "every column needs its own name"
-        )
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an error message, escaped (it may quote user data)."""
-    lines = str(error).strip().splitlines()
-    return printable(lines[0]) if lines else type(error).__name__
 
 
 def check_columns(
@@ -234,7 +219,9 @@ def _timestamp_problems(spec: ExperimentSpec, sources: Mapping[str, Source]) -> 
         f"{source.where}: column '{printable(column)}' (data.timestamp) must hold dates or times, "
         f"got {source.columns[column]}"
         for source in sources.values()
-        if column in source.columns and not source.columns[column].startswith(DATE_TYPES)
+        if source.name not in ("assignments", UNITS_SOURCE)  # one row per unit: never windowed
+        and column in source.columns
+        and not source.columns[column].startswith(DATE_TYPES)
     ]
     return problems
 
@@ -364,3 +351,31 @@ def _missing_id_problems(con: duckdb.DuckDBPyConnection, source: Source, column:
     if not missing:
         return []
     return [f"{source.where}: {missing:,} row(s) have no {printable(column)} (a missing value)"]
+
+
+def check_rfm_values(
+    con: duckdb.DuckDBPyConnection, sources: Mapping[str, Source], segments: Sequence[Segmentation]
+) -> None:
+    """The pre-period orders behind RFM segments have finite amounts (an infinite amount would put its
+    unit in the top monetary bin without a word).
+
+    Raises:
+        DataError: naming the file, the column and the number of rows.
+    """
+    problems = []
+    for segmentation in segments:
+        if (rfm := segmentation.rfm) is None:
+            continue
+        source = sources[rfm.source]
+        amount = f"CAST({quote(rfm.amount)} AS DOUBLE)"
+        row = con.execute(
+            f"SELECT count(*) FILTER (WHERE NOT isfinite({amount}) OR {amount} IS NULL) FROM {source.sql}",
+            source.params or None,
+        ).fetchone()
+        if row and row[0]:
+            problems.append(
+                f"{source.where}: {int(row[0]):,} row(s) of column '{printable(rfm.amount)}' are missing or "
+                "not finite (RFM segments need every pre-period order's amount)"
+            )
+    if problems:
+        raise DataError(problems)

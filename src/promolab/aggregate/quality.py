@@ -16,9 +16,10 @@ from typing import Any
 class TableRows:
     """Rows of one event table and what became of them.
 
-    ``matched_rows`` are rows of assigned units; of those, ``outside_window_rows`` are dated outside
-    ``[start, end + post_days]`` and ``undated_rows`` have no readable date (both left out when the
-    table is ``windowed``). ``unmatched_rows`` are rows of units the assignments do not hold (including
+    ``matched_rows`` are rows of units in the analysed arms; of those, ``outside_window_rows`` are dated
+    outside ``[start, end + post_days]`` and ``undated_rows`` have no readable date (both left out when
+    the table is ``windowed``). ``holdout_rows`` are rows of held-out units (assigned, compared with
+    nothing); ``unmatched_rows`` are rows of units the assignments do not hold (including
     ``missing_id_rows``, which have no unit id).
     """
 
@@ -29,6 +30,7 @@ class TableRows:
     outside_window_rows: int
     undated_rows: int
     windowed: bool
+    holdout_rows: int = 0
 
     @property
     def analysed_rows(self) -> int:
@@ -57,8 +59,9 @@ class DataQuality:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataQuality:
+        fields = set(TableRows.__dataclass_fields__)
         tables = {
-            name: TableRows(**{k: v for k, v in rows.items() if k != "analysed_rows"})
+            name: TableRows(**{k: v for k, v in rows.items() if k in fields})
             for name, rows in data.get("tables", {}).items()
         }
         missing = data.get("missing_values", {})

@@ -212,7 +212,11 @@ def _guardrails(
     control = spec.reference.id
     found = []
     for guardrail in spec.guardrails:
-        if guardrail.metric not in draws:
+        if guardrail.metric not in draws:  # no posterior (no spread, no denominator): not shown
+            found += [
+                BayesGuardrail(guardrail.metric, t.id, "no posterior to test the margin", 0.0, False)
+                for t in spec.treatments
+            ]
             continue
         sign = 1 if spec.metric(guardrail.metric).direction == "higher" else -1
         arms = draws[guardrail.metric]
@@ -239,6 +243,11 @@ def bayes_decide(
         return None, "sample-ratio mismatch: the data cannot be trusted"
     winners, reasons = [], []
     flagged = set(analysis.flagged)
+    if not any(r.metric == spec.primary for r in analysis.results):
+        return None, (
+            f"no posterior of {spec.primary}: an arm's estimate has no spread or no denominator "
+            "(see the frequentist flags)"
+        )
     for result in (r for r in analysis.results if r.metric == spec.primary):
         failed = [g.metric for g in analysis.guardrails if g.variant == result.variant and not g.passed]
         if f"{result.metric}/{result.variant}" in flagged:
@@ -308,24 +317,22 @@ def _fit_metric(
         case ContinuousMetric() if all(_logs(stats, a, metric.id).negative == 0 for a in arms):
             return [(metric.id, _hurdle(spec, metric, stats, arms))]
         case ContinuousMetric():
-            closed = {arm: _normal(mean_summary(m, metric.id)) for arm, m in moments.items()}
-            return [(metric.id, _closed("normal (has y < 0)", closed, size, rng))]
+            normal = _normals({arm: mean_summary(m, metric.id) for arm, m in moments.items()})
+            return [] if normal is None else [(metric.id, _closed("normal (has y < 0)", normal, size, rng))]
         case RatioMetric():
             num, den = metric.numerator, metric.denominator
             if any(m.mean_of(den) == 0 for m in moments.values()):
                 return []  # no ratio in an arm (flagged ZERO_DENOMINATOR by the frequentist engine)
-            closed = {arm: _normal(ratio_summary(m, num, den)) for arm, m in moments.items()}
-            return [(metric.id, _closed("normal (delta)", closed, size, rng))]
+            normal = _normals({arm: ratio_summary(m, num, den) for arm, m in moments.items()})
+            return [] if normal is None else [(metric.id, _closed("normal (delta)", normal, size, rng))]
         case OrdinalMetric():
             histograms = {arm: stats.arms[arm].histograms[metric.id] for arm in arms}
-            closed = {arm: _normal(histogram_summary(h)) for arm, h in histograms.items()}
+            normal = _normals({arm: histogram_summary(h) for arm, h in histograms.items()})
             threshold = float(metric.levels[-metric.top_box])
             boxes = {arm: top_box_summary(h, threshold) for arm, h in histograms.items()}
             top = {arm: conjugate.beta_binomial(round(b.n * b.mean), b.n) for arm, b in boxes.items()}
-            return [
-                (metric.id, _closed("normal (mean)", closed, size, rng)),
-                (f"{metric.id}:top_box", _closed("beta-binomial", dict(top), size, rng)),
-            ]
+            mean = [] if normal is None else [(metric.id, _closed("normal (mean)", normal, size, rng))]
+            return [*mean, (f"{metric.id}:top_box", _closed("beta-binomial", dict(top), size, rng))]
     raise AssertionError(metric)
 
 
@@ -357,9 +364,13 @@ def _logs(stats: ExperimentStats, arm: str, metric: str) -> LogMoments:
     return found
 
 
-def _normal(summary: ArmSummary) -> conjugate.NormalPosterior:
-    """The flat-prior large-sample posterior ``N(mean, var_of_mean)`` of an arm's estimate."""
-    return conjugate.NormalPosterior(summary.mean, summary.var_of_mean**0.5)
+def _normals(summaries: Mapping[str, ArmSummary]) -> dict[str, Posterior] | None:
+    """The flat-prior large-sample posteriors ``N(mean, var_of_mean)`` of every arm's estimate; None
+    when an arm's estimate has no spread (the frequentist result is flagged ``ZERO_VARIANCE``): a point
+    mass has no density to compare."""
+    if any(s.var_of_mean <= 0 for s in summaries.values()):
+        return None
+    return {arm: conjugate.NormalPosterior(s.mean, s.var_of_mean**0.5) for arm, s in summaries.items()}
 
 
 def _dispersion(moments: list[Moments], name: str) -> float:

@@ -233,6 +233,26 @@ def noninferiority_p(
     return upper_tail(sign * (log_ratio - bound) / comparison.se_log, None)
 
 
+def constant_rate_noninferiority_p(
+    comparison: Comparison, higher_is_better: bool, max_absolute_drop: float | None
+) -> float | None:
+    """Exact one-sided p-value of non-inferiority for a rate that did not vary: every unit of both arms
+    had the same 0/1 value (no refunds at all, say), where the normal test has no standard error.
+
+    H0 is "the harmful move is at least ``M``". With 0 events in both arms and harm an increase, H0
+    needs the variant's rate ``>= M`` (plus the control's), and the probability of seeing no event
+    among its ``n`` units is at most ``(1 - M)^n``: that supremum over H0 is the p-value (the
+    Clopper-Pearson bound). Mirrored for all-1 rates and for harm as a decrease, with the arm whose rate
+    H0 moves. None for relative margins (a relative drop of a 0 rate is undefined).
+    """
+    if max_absolute_drop is None:
+        return None
+    value = comparison.control.mean
+    harm_is_increase = not higher_is_better
+    moved = comparison.variant if (value == 0) == harm_is_increase else comparison.control
+    return (1 - min(max_absolute_drop, 1.0)) ** moved.n
+
+
 def mann_whitney_p(control: Histogram, variant: Histogram) -> float:
     """Two-sided Mann-Whitney p-value from histograms: normal approximation, tie-corrected variance,
     continuity correction 0.5 (as ``scipy.stats.mannwhitneyu(method="asymptotic")``)."""

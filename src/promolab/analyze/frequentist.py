@@ -15,10 +15,12 @@ from promolab.aggregate.moments import ExperimentStats, ResidualMoments
 from promolab.analyze import cuped
 from promolab.analyze.estimators import (
     ZERO_DENOMINATOR,
+    ZERO_VARIANCE,
     ArmSummary,
     Comparison,
     NonFiniteStatisticError,
     compare,
+    constant_rate_noninferiority_p,
     histogram_summary,
     mann_whitney_p,
     mean_summary,
@@ -70,6 +72,7 @@ class GuardrailResult:
     margin: str
     p_value: float | None
     passed: bool
+    flags: tuple[str, ...] = ()  # why there is no p-value (the lift result's flags)
 
 
 @dataclass(frozen=True)
@@ -136,19 +139,19 @@ def guardrail_results(
             if guardrail.max_absolute_drop is not None
             else f"relative drop <= {guardrail.max_relative_drop:.1%}"
         )
+        binary = isinstance(spec.metric(guardrail.metric), BinaryMetric)
         for result, comparison in results:
             if result.metric != guardrail.metric:
                 continue
-            p = (
-                None
-                if comparison is None
-                else noninferiority_p(
+            p = None
+            if comparison is not None and ZERO_VARIANCE in comparison.flags and binary:
+                p = constant_rate_noninferiority_p(comparison, higher, guardrail.max_absolute_drop)
+            elif comparison is not None:
+                p = noninferiority_p(
                     comparison, higher, guardrail.max_absolute_drop, guardrail.max_relative_drop
                 )
-            )
-            found.append(
-                GuardrailResult(result.metric, result.variant, margin, p, p is not None and p < alpha)
-            )
+            passed = p is not None and p < alpha
+            found.append(GuardrailResult(result.metric, result.variant, margin, p, passed, result.flags))
     return found
 
 

@@ -55,6 +55,7 @@ class _Group(TyperGroup):
                 # numpy's overflow and invalid-value warnings: every result is checked for finiteness
                 # and refused with a clear error, so the warning would only be noise before it
                 warnings.simplefilter("ignore", RuntimeWarning)
+                warnings.filterwarnings("ignore", module=r"(numpy|scipy|pandas|pytensor|pymc|arviz)")
                 code = super().main(*args, **kwargs)
         except typer.Abort:
             _print_errors(["aborted"])

@@ -190,8 +190,10 @@ def economics_sources(spec: ExperimentSpec) -> tuple[_Sources, list[str]]:
         )
     notes.append(
         "Every cost is counted against the reference arm: what the arm spends minus what the reference "
-        "spends per randomised unit (fixed and media costs spread over each arm's own units), over the "
-        "arm's units. The subsidy is the extra discount per unit sold "
+        "spends per randomised unit, over the arm's units. Fixed and media costs are budgets: each arm's "
+        "is spread over its planned units (its weight of the units analysed), so equal budgets for equal "
+        "weights cost nothing extra whatever sizes the arms reached. The subsidy is the extra discount "
+        "per unit sold "
         "on the units the reference arm sold (those sales would have happened anyway)."
     )
     sources = _Sources(
@@ -455,14 +457,11 @@ def _planned_units(spec: ExperimentSpec, arms: Mapping[str, Moments]) -> dict[st
 
 def _not_applicable(economics: Economics, arm: str, reference: str, has_iroas: bool) -> dict[str, str]:
     """Why a quantity is not reported, for a reader who expected one."""
-    if has_iroas:
+    if has_iroas or not economics.media_cost:  # iROAS is expected only where media spend is declared
         return {}
-    media = economics.media_cost
-    if arm not in media and reference not in media:
-        return {"iroas": "no media spend in either arm"}
     return {
-        "iroas": "the arm spends no more on media per planned unit than the reference arm (equal budgets "
-        "for equal weights): there is no incremental spend to return on"
+        "iroas": "the arm does not plan more media spend per planned unit than the reference arm, so there "
+        "is no incremental spend to return on"
     }
 
 

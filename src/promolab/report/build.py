@@ -16,6 +16,7 @@ import numpy as np
 
 from promolab import __version__
 from promolab.aggregate.moments import Moments
+from promolab.aggregate.quality import DataQuality
 from promolab.economics.decision import promotion_decision
 from promolab.economics.elasticity import PricePoint, price_response
 from promolab.economics.promotion import economics_sources, mechanic_of, promotion_economics
@@ -45,6 +46,9 @@ def build_report(
             for quantity, why in a.not_applicable.items()
         ]
         notes.append(_uncertainty_note(economics.method, confidence))
+    notes += [
+        f"Data: {line}." for line in DataQuality.from_dict(payload.get("data_quality") or {}).warnings()
+    ]
     decision = promotion_decision(spec, payload, economics)
     if any(str(row.get("method", "")).startswith("cuped") for row in payload["results"]):
         notes.append(
