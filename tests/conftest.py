@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import settings
 
@@ -52,3 +55,21 @@ def spring_spec() -> promolab.ExperimentSpec:
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+def arrow_keeping_nan(frame: pd.DataFrame) -> pa.Table:
+    """An Arrow table (for Parquet files) that keeps NaN, a float, apart from NULL, a missing value:
+    pandas' own conversion turns NaN into NULL. Object columns of numbers and None become floats."""
+    columns = {}
+    for name in frame.columns:
+        values = frame[name]
+        numbers = values.dtype == object and all(
+            v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values
+        )
+        if numbers:
+            columns[name] = pa.array([None if v is None else float(v) for v in values], type=pa.float64())
+        elif values.dtype == np.float64:
+            columns[name] = pa.array(values.to_numpy(), from_pandas=False)
+        else:
+            columns[name] = pa.Array.from_pandas(values)
+    return pa.table(columns)

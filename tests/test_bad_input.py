@@ -37,6 +37,8 @@ from promolab.cli import app
 from promolab.simulate import simulate, write_simulated
 from promolab.spec import spec_from_dict
 
+from .conftest import arrow_keeping_nan
+
 runner = CliRunner()
 
 BASE = {
@@ -121,7 +123,7 @@ class Work:
                 raw["data"]["tables"][name] = path.name
             self.write_spec(raw)
         else:
-            pq.write_table(_arrow(frame), path)
+            pq.write_table(arrow_keeping_nan(frame), path)
         return path
 
     def analyze(self, *extra: str) -> list[str]:
@@ -136,19 +138,6 @@ class Work:
         path = self.inp / "results.json"
         path.write_text(json_text(analyze_spec(load_spec(self.spec)).to_dict()))
         return path
-
-
-def _arrow(frame: pd.DataFrame) -> pa.Table:
-    """An Arrow table that keeps NaN (a float) apart from NULL (a missing value): pandas' own
-    conversion would turn NaN into NULL."""
-    columns = {}
-    for name in frame.columns:
-        series = frame[name]
-        if series.dtype == np.float64:
-            columns[name] = pa.array(series.to_numpy(), from_pandas=False)
-        else:
-            columns[name] = pa.Array.from_pandas(series)
-    return pa.table(columns)
 
 
 CASES: dict[str, tuple[Callable[[Work], list[str]], tuple[str, ...]]] = {}
@@ -842,38 +831,27 @@ _results_case(
 )
 
 
-@case("draws-with-text", "draws.csv", "'mean'")
-def _(w: Work) -> list[str]:
-    path = w.inp / "draws.csv"
-    draws = {"metric": "revenue", "arm": ["control", "pct10"] * 150, "draw": np.repeat(np.arange(150), 2)}
-    pd.DataFrame({**draws, "mean": "x"}).to_csv(path, index=False)
-    return [
-        "report",
-        str(w.spec),
-        "--results",
-        str(w.results()),
-        "--draws",
-        str(path),
-        "-o",
-        str(w.out / "r"),
-    ]
+def _draws_case(name: str, metric: str, mean: object, *culprit: str) -> None:
+    def build(w: Work) -> list[str]:
+        path = w.inp / "draws.csv"
+        draws = {"metric": metric, "arm": ["control", "pct10"] * 150, "draw": np.repeat(np.arange(150), 2)}
+        pd.DataFrame({**draws, "mean": mean}).to_csv(path, index=False)
+        return [
+            "report",
+            str(w.spec),
+            "--results",
+            str(w.results()),
+            "--draws",
+            str(path),
+            "-o",
+            str(w.out / "r"),
+        ]
+
+    case(name, "draws.csv", *culprit)(build)
 
 
-@case("draws-of-an-undeclared-metric", "draws.csv", "'nope'")
-def _(w: Work) -> list[str]:
-    path = w.inp / "draws.csv"
-    draws = {"metric": "nope", "arm": ["control", "pct10"] * 150, "draw": np.repeat(np.arange(150), 2)}
-    pd.DataFrame({**draws, "mean": 1.0}).to_csv(path, index=False)
-    return [
-        "report",
-        str(w.spec),
-        "--results",
-        str(w.results()),
-        "--draws",
-        str(path),
-        "-o",
-        str(w.out / "r"),
-    ]
+_draws_case("draws-with-text", "revenue", "x", "'mean'")
+_draws_case("draws-of-an-undeclared-metric", "nope", 1.0, "'nope'")
 
 
 # ---------------------------------------------------------------------- usage

@@ -19,7 +19,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +27,8 @@ from hypothesis import strategies as st
 from promolab.analyze import analyze_spec
 from promolab.errors import DataError
 from promolab.spec import spec_from_dict
+
+from .conftest import arrow_keeping_nan
 
 N = 240
 ARMS = ("control", "promo")
@@ -114,19 +115,8 @@ def _frames(seed: int) -> dict[str, pd.DataFrame]:
 
 
 def _write(frames: dict[str, pd.DataFrame], folder) -> None:
-    """Parquet with NaN kept as a float and None as NULL (pandas' own conversion merges them)."""
     for name, frame in frames.items():
-        columns = {}
-        for column in frame.columns:
-            values = frame[column]
-            if values.dtype == object:  # an injected column: None is NULL, NaN stays a float
-                numbers = [None if v is None else float(v) for v in values]
-                columns[column] = pa.array(numbers, type=pa.float64())
-            elif values.dtype.kind == "f":
-                columns[column] = pa.array(values.to_numpy(), from_pandas=False)
-            else:
-                columns[column] = pa.Array.from_pandas(values)
-        pq.write_table(pa.table(columns), folder / f"{name}.parquet")
+        pq.write_table(arrow_keeping_nan(frame), folder / f"{name}.parquet")
 
 
 def _analyse(frames: dict[str, pd.DataFrame], folder):
