@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from tests.reference.test_analyze_reference import ARMS, make_frames, make_spec, ols_hc1, per_unit
 
 from promolab.aggregate.duck import aggregate
-from promolab.aggregate.moments import ExperimentStats, Moments, PowerSums, ResidualMoments, power_exponents
 from promolab.analyze import analyze_spec
 from promolab.analyze.run import analyze_stats
 from promolab.errors import DataError
+from promolab.stats.moments import ExperimentStats, Moments, PowerSums, ResidualMoments, power_exponents
 
 COVARIATES = ("pre_revenue", "pre_orders")
 

@@ -50,3 +50,90 @@ def test_frequentist_analyze_never_imports_pymc(tmp_path):
     loaded = _modules_after(code)
     assert "duckdb" in loaded  # the analysis did run
     assert not loaded & {"pymc", "pytensor", "arviz", "arviz_stats"}, loaded & set(HEAVY)
+
+
+# ---------------------------------------------------------------------- layers and the module map
+
+SRC = ROOT / "src"
+# Each stage may import its own layer and the layers before it, never a later one.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"errors", "io"}),
+    frozenset({"spec"}),
+    frozenset({"sources", "stats"}),
+    frozenset({"design", "simulate"}),
+    frozenset({"aggregate"}),
+    frozenset({"analyze"}),
+    frozenset({"economics"}),
+    frozenset({"decision"}),
+    frozenset({"report"}),
+    frozenset({"api", "cli", "__main__"}),
+)
+
+
+def _layer(stage: str) -> int:
+    return next(k for k, layer in enumerate(LAYERS) if stage in layer)
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in SRC.rglob("*.py"):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _imported(path: Path) -> set[str]:
+    """Every promolab module a file imports, at module level or inside functions."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("promolab"):
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.startswith("promolab")}
+    return names
+
+
+def _stage(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_every_module_belongs_to_a_layer():
+    stages = {_stage(m) for m in _modules()} - {None}
+    assert stages <= set().union(*LAYERS), stages - set().union(*LAYERS)
+
+
+def test_no_stage_imports_a_later_one():
+    """spec -> design -> aggregation -> analysis -> economics -> decision -> report: imports point back."""
+    wrong = []
+    for module, path in _modules().items():
+        stage = _stage(module)
+        if stage is None:  # the package root: its heavy entry points import lazily (checked above)
+            continue
+        for imported in _imported(path):
+            target = _stage(imported)
+            if target is not None and _layer(target) > _layer(stage):
+                wrong.append(f"{module} imports {imported}")
+    assert not wrong, wrong
+
+
+def _mapped() -> set[str]:
+    import re
+
+    listed: set[str] = set()
+    for line in (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `promolab"):
+            listed |= set(re.findall(r"`(promolab[\w.]*)`", line.split("|")[1]))
+    return listed
+
+
+def test_architecture_module_map_is_true():
+    """ARCHITECTURE.md's module map lists every module, and nothing that does not exist."""
+    modules = set(_modules()) - {"promolab.__main__"}
+    listed = _mapped()
+    assert not modules - listed, f"modules missing from ARCHITECTURE.md: {sorted(modules - listed)}"
+    assert not listed - modules, f"ARCHITECTURE.md lists missing modules: {sorted(listed - modules)}"

@@ -10,7 +10,7 @@ test with probability 0.001. Every check also ranks the truth against deliberate
 the same simulated data (a prior lost, Poisson data tempered, the log-normal mean without its
 ``sigma^2 / 2``), which must give ``p < 0.001``: the same criterion has the power to see a wrong model.
 
-- Beta-Binomial and Gamma-Poisson (:mod:`promolab.analyze.conjugate`): 4,000 replicates, 99 draws each
+- Beta-Binomial and Gamma-Poisson (:mod:`promolab.stats.conjugate`): 4,000 replicates, 99 draws each
   from :func:`conjugate.draws` (the function the analysis draws with), 20 bins of 5 ranks.
 - Hurdle model (:func:`mcmc.fit_hurdle`): 200 replicates from the model's own priors, 99 thinned NUTS
   draws each, 5 bins of 20 ranks, for ``p``, ``mu``, ``sigma`` and the mean per unit. The model has no
@@ -24,11 +24,11 @@ the same simulated data (a prior lost, Poisson data tempered, the log-normal mea
   and a divergent arm would spoil the step size of the 49 others in its fit.
 
 Coverage at a known truth: many two-arm experiments with fixed rates and a fixed relative lift; the 95%
-HDI (:func:`bayesian.hdi`, as reported in ``rel_hdi``) of ``variant / control - 1`` from 4,000 posterior
-draws must cover the true lift. At these sample sizes the posterior is close to normal (Bernstein-von
-Mises), so a correct model covers at the nominal 95%; the number of covering replicates is then
-Binomial(R, 0.95), and the rate must fall in that law's central 99.9% interval ([0.9335, 0.9655]
-at R = 2,000). The counts check runs on over-dispersed (negative binomial) counts: tempered by the
+HDI (:func:`promolab.stats.intervals.hdi`, as reported in ``rel_hdi``) of ``variant / control - 1`` from
+4,000 posterior draws must cover the true lift. At these sample sizes the posterior is close to normal
+(Bernstein-von Mises), so a correct model covers at the nominal 95%; the number of covering replicates is
+then Binomial(R, 0.95), and the rate must fall in that law's central 99.9% interval ([0.9335, 0.9655] at
+R = 2,000). The counts check runs on over-dispersed (negative binomial) counts: tempered by the
 dispersion (:func:`bayesian._dispersion`, pooled variance / mean) the Gamma-Poisson posterior covers at
 95%; the textbook Poisson posterior (dispersion 1) must fall below the band, which shows the tempering
 matters. The binary check's wrong posterior has a prior as heavy as the data at the control rate.
@@ -53,10 +53,11 @@ import numpy.typing as npt
 import pytest
 from scipy import special, stats
 
-from promolab.aggregate.moments import Moments
-from promolab.analyze import conjugate, mcmc
-from promolab.analyze.bayesian import _dispersion, hdi
+from promolab.analyze.bayesian import _dispersion
 from promolab.spec.models import Bayes
+from promolab.stats import conjugate, mcmc
+from promolab.stats.intervals import hdi
+from promolab.stats.moments import Moments
 
 type Array = npt.NDArray[np.float64]
 type IntArray = npt.NDArray[np.int64]

@@ -29,9 +29,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from promolab.aggregate.moments import Histogram, Moments, ResidualMoments
 from promolab.analyze import cuped
-from promolab.analyze.estimators import (
+from promolab.stats.estimators import (
     ArmSummary,
     Comparison,
     compare,
@@ -42,6 +41,7 @@ from promolab.analyze.estimators import (
     ratio_summary,
     top_box_summary,
 )
+from promolab.stats.moments import Histogram, Moments, ResidualMoments
 
 pytestmark = pytest.mark.slow
 

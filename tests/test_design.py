@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 import promolab
 from promolab.cli import app
 from promolab.design import estimates
+from promolab.design.breakeven import ArmEconomics, break_even
 from promolab.design.plan import plan_design
-from promolab.design.sizing import Outcome, minimum_detectable_effect, power, sample_size
-from promolab.economics.breakeven import ArmEconomics, break_even
 from promolab.spec import spec_from_dict, spec_to_dict
+from promolab.stats.sizing import Outcome, minimum_detectable_effect, power, sample_size
 
 from .conftest import EXAMPLES, example_paths
 

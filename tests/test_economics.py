@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from promolab.aggregate.moments import Moments
 from promolab.economics.decision import promotion_decision
 from promolab.economics.promotion import conditional_draws, normal_draws, promotion_economics
 from promolab.spec import spec_from_dict
+from promolab.stats.moments import Moments
 
 N = 1000  # units per arm
 

@@ -25,9 +25,13 @@ import pytest
 from tests.reference.test_analyze_reference import make_frames, per_unit, spec_dict
 from typer.testing import CliRunner
 
-from promolab.aggregate.moments import ArmStats, ExperimentStats, Moments
 from promolab.analyze import analyze_spec
-from promolab.analyze.estimators import (
+from promolab.analyze.run import analyze_stats
+from promolab.cli import app
+from promolab.errors import DataError, OutputError, printable
+from promolab.io import publish_folder
+from promolab.spec import spec_from_dict
+from promolab.stats.estimators import (
     NONPOSITIVE_REFERENCE,
     NONPOSITIVE_VARIANT,
     ZERO_VARIANCE,
@@ -36,11 +40,7 @@ from promolab.analyze.estimators import (
     compare,
     noninferiority_p,
 )
-from promolab.analyze.run import analyze_stats
-from promolab.cli import app
-from promolab.errors import DataError, OutputError, printable
-from promolab.io import publish_folder
-from promolab.spec import spec_from_dict
+from promolab.stats.moments import ArmStats, ExperimentStats, Moments
 
 from .conftest import ROOT
 
@@ -440,7 +440,7 @@ def test_kill_9_during_report_leaves_one_runs_report(saved, tmp_path):
 def test_a_guardrail_without_events_is_tested_exactly(value, higher):
     """No variation at all (0 refunds in both arms): the exact p-value is the largest chance of seeing
     that under H0 (a harmful move of at least M), found here by a grid over the rates H0 allows."""
-    from promolab.analyze.estimators import constant_rate_noninferiority_p
+    from promolab.stats.estimators import constant_rate_noninferiority_p
 
     n_c, n_t, margin = 800, 1000, 0.01
     found = constant_rate_noninferiority_p(

@@ -27,11 +27,11 @@ from statsmodels.stats.multitest import multipletests
 from typer.testing import CliRunner
 
 from promolab.aggregate.duck import aggregate
-from promolab.aggregate.moments import Moments
 from promolab.analyze import Analysis, analyze_spec
 from promolab.cli import app
 from promolab.errors import DataError
 from promolab.spec import ExperimentSpec, dump_spec, spec_from_dict
+from promolab.stats.moments import Moments
 
 runner = CliRunner()
 RTOL = 1e-8

@@ -25,8 +25,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
-from promolab.analyze import conjugate
-from promolab.analyze.conjugate import BetaPosterior, GammaPosterior, NormalPosterior
+from promolab.stats import conjugate
+from promolab.stats.conjugate import BetaPosterior, GammaPosterior, NormalPosterior
 
 # ------------------------------------------------------------------ exact rational references
 

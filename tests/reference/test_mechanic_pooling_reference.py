@@ -29,10 +29,10 @@ import pytest
 from scipy import stats
 
 import promolab.analyze.portfolio as portfolio
-from promolab.analyze.mcmc import Fit
 from promolab.analyze.portfolio import ArmLift, MechanicPooling, pool_mechanics
 from promolab.errors import DataError
 from promolab.spec.models import Bayes
+from promolab.stats.mcmc import Fit
 
 # The priors as the brief states them, written out here (not imported) so that a change in the module
 # shows up as a failure.

@@ -1,7 +1,7 @@
 """The PyMC segment hierarchy against its exact posterior.
 
 For ``d_s ~ N(theta_s, se_s)``, ``theta_s ~ N(mu, tau)``, ``mu ~ N(0, 1)``, ``tau ~ HalfNormal(0.5)``
-(the model of ``promolab.analyze.mcmc.fit_partial_pooling``) the posterior is exact given ``tau``
+(the model of ``promolab.stats.mcmc.fit_partial_pooling``) the posterior is exact given ``tau``
 (Gelman et al., Bayesian Data Analysis, 3rd ed., section 5.4): ``d | tau ~ N(0, diag(se^2 + tau^2) +
 11')`` gives ``p(tau | d)`` on a fine grid, and ``mu | tau, d`` and ``theta_s | mu, tau, d`` are normal.
 Mixing over the grid gives each ``theta_s``'s posterior mean and sd, computed here with scipy only.
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from promolab.analyze.mcmc import fit_partial_pooling
 from promolab.spec.models import Bayes
+from promolab.stats.mcmc import fit_partial_pooling
 
 MU_SD, TAU_SCALE = 1.0, 0.5
 

@@ -13,7 +13,7 @@ from scipy import stats
 from statsmodels.stats.power import NormalIndPower, normal_power_het
 from statsmodels.stats.proportion import power_proportions_2indep
 
-from promolab.design.sizing import Outcome, design_effect, minimum_detectable_effect, power, sample_size
+from promolab.stats.sizing import Outcome, design_effect, minimum_detectable_effect, power, sample_size
 
 ALTERNATIVES = ("two-sided", "larger", "smaller")
 

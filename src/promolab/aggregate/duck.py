@@ -10,7 +10,7 @@ Per-unit values (one pass over each event table, ``GROUP BY`` unit):
 Metrics with ``source: units`` read the units file's column directly. With ``data.timestamp``, only
 event rows dated in the test window ``[start, end + post_days]`` count. A missing (NULL) value follows
 the metric's ``missing`` policy (an error by default). The per-unit values are reduced to
-:class:`~promolab.aggregate.moments.ExperimentStats` in one query with the data checks when possible;
+:class:`~promolab.stats.moments.ExperimentStats` in one query with the data checks when possible;
 they are materialised as a table only when more passes are needed (see :class:`DuckAggregation`).
 
 Columns of ``unit_values`` derived from user names are namespaced (``m:<metric>``, ``cov:<column>``,
@@ -41,17 +41,6 @@ from promolab.aggregate.inputs import (
     open_sources,
     quote,
 )
-from promolab.aggregate.moments import (
-    MAX_POWER_COVARIATES,
-    ArmStats,
-    ExperimentStats,
-    Histogram,
-    LogMoments,
-    Moments,
-    PowerSums,
-    ResidualMoments,
-    power_exponents,
-)
 from promolab.aggregate.quality import DataQuality, TableRows
 from promolab.errors import DataError, first_line, printable, quoted
 from promolab.spec import ExperimentSpec
@@ -66,6 +55,17 @@ from promolab.spec.models import (
     Rfm,
     Segmentation,
     SourcedMetric,
+)
+from promolab.stats.moments import (
+    MAX_POWER_COVARIATES,
+    ArmStats,
+    ExperimentStats,
+    Histogram,
+    LogMoments,
+    Moments,
+    PowerSums,
+    ResidualMoments,
+    power_exponents,
 )
 
 if TYPE_CHECKING:

@@ -3,12 +3,12 @@
 Model of each metric kind (closed forms first, MCMC only where there is none):
 
 - binary: Beta-Binomial (prior ``Beta(a, b)``, default ``Beta(1, 1)``); P(beat), expected loss and
-  P(best) exact (:mod:`promolab.analyze.conjugate`).
+  P(best) exact (:mod:`promolab.stats.conjugate`).
 - count: Gamma-Poisson (prior ``Gamma(a, b)``, default Jeffreys ``Gamma(0.5, 0)``), tempered by the
   dispersion ``d = max(1, s^2 / mean)`` pooled within arms, so over-dispersed counts (orders per
   customer) keep honest intervals; exact comparisons.
 - continuous, non-negative (revenue): the PyMC hurdle model on sufficient statistics
-  (:mod:`promolab.analyze.mcmc`); comparisons from the posterior draws. A continuous metric with
+  (:mod:`promolab.stats.mcmc`); comparisons from the posterior draws. A continuous metric with
   negative values (refunds) falls back to the normal model below.
 - ratio (AOV, CTR) and ordinal (mean score): a normal posterior ``N(estimate, se^2)`` from the
   delta-method moments of the frequentist engine, i.e. the flat-prior large-sample posterior; exact
@@ -36,17 +36,6 @@ from typing import Any
 
 import numpy as np
 
-from promolab.aggregate.moments import ExperimentStats, LogMoments, Moments
-from promolab.analyze import conjugate
-from promolab.analyze.conjugate import Posterior
-from promolab.analyze.estimators import (
-    ArmSummary,
-    histogram_summary,
-    mean_summary,
-    ratio_summary,
-    top_box_summary,
-)
-from promolab.analyze.mcmc import Array, HurdleStats, fit_hurdle, fit_partial_pooling
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import (
     AnyMetric,
@@ -57,6 +46,18 @@ from promolab.spec.models import (
     Prior,
     RatioMetric,
 )
+from promolab.stats import conjugate
+from promolab.stats.conjugate import Posterior
+from promolab.stats.estimators import (
+    ArmSummary,
+    histogram_summary,
+    mean_summary,
+    ratio_summary,
+    top_box_summary,
+)
+from promolab.stats.intervals import hdi
+from promolab.stats.mcmc import Array, HurdleStats, fit_hurdle, fit_partial_pooling
+from promolab.stats.moments import ExperimentStats, LogMoments, Moments
 
 MIN_IMPORTANCE_ESS = 400  # fewer effective draws after a lift prior reweighting: flagged
 MIN_SEGMENT_UNITS = 30  # per arm: below this a segment's normal approximation is not trusted
@@ -450,14 +451,6 @@ def _summary(
 
 def _mean(posterior: Posterior) -> float:
     return float(posterior.mean)
-
-
-def hdi(values: Array, prob: float) -> tuple[float, float]:
-    """Highest-density interval of 1-d draws (ArviZ, ``prob`` passed explicitly)."""
-    import arviz_stats
-
-    low, high = np.asarray(arviz_stats.hdi(np.asarray(values, dtype=float), prob=prob), dtype=float)
-    return float(low), float(high)
 
 
 def rope_decision(rel_hdi: tuple[float, float], rope: float, higher: bool = True) -> str:

@@ -8,7 +8,7 @@ coefficient of arm ``t`` is ``a_t - a_c`` and ``a_k`` is arm ``k``'s adjusted me
 From per-arm moments: ``b = S_W^-1 s_W`` with the pooled within-arm co-moments ``S_W = sum_k C_k[x, x]``
 and ``s_W = sum_k C_k[x, y]``; ``a_k = ybar_k - b'(xbar_k - xbar)``. The HC1 covariance is
 ``N / (N - K - p) B^-1 M B^-1`` with the bread ``B = Z'Z`` (from the moments) and the meat
-``M = sum e_i^2 z_i z_i'`` (:class:`~promolab.aggregate.moments.ResidualMoments`, from the arms'
+``M = sum e_i^2 z_i z_i'`` (:class:`~promolab.stats.moments.ResidualMoments`, from the arms'
 power sums or an exact second pass over the units), ``z_i = (arm dummies, x_i - xbar)``. Tests compare
 with statsmodels.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from promolab.aggregate.moments import Matrix, Moments, ResidualMoments, Vector
+from promolab.stats.moments import Matrix, Moments, ResidualMoments, Vector
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from promolab.aggregate.moments import ExperimentStats, ResidualMoments
 from promolab.analyze import cuped
-from promolab.analyze.estimators import (
+from promolab.design.srm import SrmResult
+from promolab.errors import DataError
+from promolab.spec import ExperimentSpec
+from promolab.spec.models import AnyMetric, BinaryMetric, OrdinalMetric, RatioMetric
+from promolab.stats.estimators import (
     ZERO_DENOMINATOR,
     ZERO_VARIANCE,
     ArmSummary,
@@ -29,11 +32,8 @@ from promolab.analyze.estimators import (
     ratio_summary,
     top_box_summary,
 )
-from promolab.analyze.multiplicity import adjust_present, benjamini_hochberg, holm
-from promolab.design.srm import SrmResult
-from promolab.errors import DataError
-from promolab.spec import ExperimentSpec
-from promolab.spec.models import AnyMetric, BinaryMetric, OrdinalMetric, RatioMetric
+from promolab.stats.moments import ExperimentStats, ResidualMoments
+from promolab.stats.multiplicity import adjust_present, benjamini_hochberg, holm
 
 type ResidualPass = Callable[
     [str, Mapping[str, list[float]], list[float], list[float]], dict[str, ResidualMoments]

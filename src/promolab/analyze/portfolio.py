@@ -30,7 +30,7 @@ Limitation: arms of one experiment share its control group, so their lift estima
 correlated (about 0.5 for equal arm sizes); the model treats them as independent and so slightly
 overstates the information in multi-arm experiments.
 
-Sampling goes through :func:`promolab.analyze.mcmc.sample` with ``target_accept`` at least
+Sampling goes through :func:`promolab.stats.mcmc.sample` with ``target_accept`` at least
 ``HIERARCHY_ACCEPT`` (the two funnels of ``tau`` and ``sigma`` diverge at larger steps), from moment-based
 start values; convergence problems are reported in ``diagnostics`` and flagged ``MCMC_NOT_CONVERGED``.
 Cost: about 100 gradient evaluations per draw at that acceptance; 9 arms, 2 chains of 1000 tuning
@@ -50,10 +50,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from promolab.analyze.bayesian import hdi
-from promolab.analyze.mcmc import HIERARCHY_ACCEPT, Array, Diagnostics, Fit, sample
 from promolab.errors import DataError, Problem
 from promolab.spec.models import Bayes
+from promolab.stats.intervals import hdi
+from promolab.stats.mcmc import HIERARCHY_ACCEPT, Array, Diagnostics, Fit, sample
 
 MU0_SD = 0.5  # prior sd of the overall mean log lift
 TAU_SCALE = 0.2  # HalfNormal scale of the between-mechanics sd (log scale)
@@ -164,7 +164,7 @@ def pool_mechanics(lifts: Sequence[ArmLift], settings: Bayes, prob: float = 0.95
 
 def _fit(y: Array, s: Array, index: IntArray, k: int, settings: Bayes) -> Fit:
     """Draws (chains, draws, k + 3) of ``mu_1..mu_k, mu0, tau, sigma`` (log scale): one Deterministic,
-    ``pooled``, carries every summarised quantity through :func:`promolab.analyze.mcmc.sample`."""
+    ``pooled``, carries every summarised quantity through :func:`promolab.stats.mcmc.sample`."""
     import pymc as pm
     import pytensor.tensor as pt
 

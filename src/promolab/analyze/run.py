@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from promolab import __version__
-from promolab.aggregate.moments import ExperimentStats, Moments
 from promolab.aggregate.quality import DataQuality
 from promolab.analyze.frequentist import (
     GuardrailResult,
@@ -22,6 +21,7 @@ from promolab.design.srm import SrmResult, srm_test
 from promolab.errors import DataError
 from promolab.sources import data_paths
 from promolab.spec import ExperimentSpec, spec_hash
+from promolab.stats.moments import ExperimentStats, Moments
 
 if TYPE_CHECKING:
     import pandas as pd

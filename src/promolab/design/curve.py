@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from promolab.design.plan import DesignPlan
-from promolab.design.sizing import Alternative, power
 from promolab.errors import DataError
 from promolab.io import write_with
+from promolab.stats.sizing import Alternative, power
 
 
 def power_curve(plan: DesignPlan, points: int = 61) -> dict[str, np.ndarray]:

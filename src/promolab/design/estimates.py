@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from promolab.design.sizing import Outcome
 from promolab.errors import DataError
 from promolab.sources import read_frame
 from promolab.spec.models import AnyMetric, Baseline, BinaryMetric, OrdinalMetric, RatioMetric
+from promolab.stats.sizing import Outcome
 
 MIN_ROWS = 2  # a standard deviation needs two values
 

@@ -19,8 +19,7 @@ import pandas as pd
 
 from promolab import __version__
 from promolab.design import estimates
-from promolab.design.sizing import Outcome, minimum_detectable_effect, power, sample_size
-from promolab.economics.breakeven import ArmEconomics, arm_economics, break_even, paid_revenue_lift
+from promolab.design.breakeven import ArmEconomics, arm_economics, break_even, paid_revenue_lift
 from promolab.errors import DataError, Problem, SpecError
 from promolab.spec import spec_hash
 from promolab.spec.models import (
@@ -30,6 +29,7 @@ from promolab.spec.models import (
     ExperimentSpec,
     PricePointVariant,
 )
+from promolab.stats.sizing import Outcome, minimum_detectable_effect, power, sample_size
 
 
 @dataclass(frozen=True)

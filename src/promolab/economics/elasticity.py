@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from promolab.analyze.estimators import quantile
 from promolab.errors import DataError, Problem
+from promolab.stats.estimators import quantile
 
 
 @dataclass(frozen=True)

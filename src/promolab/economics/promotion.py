@@ -51,8 +51,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from promolab.aggregate.moments import Moments
-from promolab.economics.breakeven import ArmEconomics, arm_economics, break_even_lift
+from promolab.design.breakeven import ArmEconomics, arm_economics, break_even_lift
 from promolab.spec.models import (
     AmountOff,
     AnyVariant,
@@ -64,6 +63,7 @@ from promolab.spec.models import (
     Gift,
     PricePointVariant,
 )
+from promolab.stats.moments import Moments
 
 type Array = npt.NDArray[np.float64]
 type Values = Mapping[str, Array]  # variable -> values (one per draw, or a single point)

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from promolab import __version__
-from promolab.aggregate.moments import Moments
 from promolab.aggregate.quality import DataQuality
 from promolab.economics.decision import promotion_decision
 from promolab.economics.elasticity import PricePoint, price_response
 from promolab.economics.promotion import economics_sources, mechanic_of, promotion_economics
 from promolab.spec.models import ExperimentSpec, PricePointVariant
+from promolab.stats.moments import Moments
 
 type Draws = Mapping[str, Mapping[str, np.ndarray]]  # metric -> arm -> posterior draws of the mean
 

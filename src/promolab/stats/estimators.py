@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from promolab.aggregate.moments import Histogram, Moments
 from promolab.errors import DataError
+from promolab.stats.moments import Histogram, Moments
 
 ZERO_VARIANCE = "ZERO_VARIANCE"  # neither arm varies: no standard error, so no test and no interval
 NONPOSITIVE_REFERENCE = "NONPOSITIVE_REFERENCE"  # reference mean <= 0: no relative lift
