@@ -735,10 +735,11 @@ def _(w: Work) -> list[str]:
 
 @case("review-report-with-text-for-a-number", "bad-input.json", "roi")
 def _(w: Work) -> list[str]:
+    from promolab.analyze import Analysis
     from promolab.report import build_report
     from promolab.spec import load_spec
 
-    report = build_report(load_spec(w.spec), json.loads(w.results().read_text()))
+    report = build_report(load_spec(w.spec), Analysis.from_dict(json.loads(w.results().read_text())))
     report["economics"]["arms"][0]["roi"]["value"] = "abc"
     folder = w.inp / "reports" / "bad-input"
     folder.mkdir(parents=True)
@@ -795,6 +796,13 @@ _results_case(
     "results[0]",
     "rel_ci",
 )
+
+
+def _shipping(arm: str) -> dict[str, Any]:
+    """A saved verdict shipping ``arm`` (as `promolab analyze --json` writes it)."""
+    return {"action": "ship", "variant": arm, "reason": "edited by hand", "rule": "frequentist", "arms": []}
+
+
 _results_case("results-not-json", lambda t: t[: len(t) // 2], "not JSON")
 _results_case(
     "results-of-another-experiment", _payload(lambda p: p.update(experiment="other")), "experiment", "'other'"
@@ -802,14 +810,14 @@ _results_case(
 _results_case("results-not-utf8", lambda t: t.replace("bad-input", "bad-\udce9nput", 1), "UTF-8")
 _results_case(
     "results-ship-an-undeclared-arm",
-    _payload(lambda p: p["decision"].update(ship="bogus-arm")),
-    "decision.ship",
+    _payload(lambda p: p.update(decision=_shipping("bogus-arm"))),
+    "decision.variant",
     "not a treatment arm",
 )
 _results_case(
     "results-ship-the-reference",
-    _payload(lambda p: p["decision"].update(ship="control")),
-    "decision.ship",
+    _payload(lambda p: p.update(decision=_shipping("control"))),
+    "decision.variant",
     "not a treatment arm",
 )
 
@@ -817,11 +825,14 @@ _results_case(
 def _unsupported_ship(payload: dict[str, Any]) -> None:
     for row in payload["results"]:
         row["p_value_adjusted"] = 0.9
-    payload["decision"]["ship"] = "pct10"
+    payload["decision"] = _shipping("pct10")
 
 
 _results_case(
-    "results-ship-what-the-results-do-not-support", _payload(_unsupported_ship), "decision.ship", "not better"
+    "results-ship-what-the-results-do-not-support",
+    _payload(_unsupported_ship),
+    "decision.variant",
+    "not better",
 )
 _results_case(
     "results-unknown-metric-rows",

@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from promolab.economics.decision import promotion_decision
 from promolab.economics.promotion import conditional_draws, normal_draws, promotion_economics
 from promolab.spec import spec_from_dict
 from promolab.stats.moments import Moments
@@ -288,53 +287,6 @@ def test_conditional_draws_keep_the_joint_law_of_the_means():
             got = np.cov(joint[a_name], joint[b_name])[0, 1]
             want = np.cov(direct[a_name], direct[b_name])[0, 1]
             assert got == pytest.approx(want, rel=0.03, abs=1e-7), (a_name, b_name)
-
-
-# ---------------------------------------------------------------------- the decision rule
-
-
-def _payload(p_adjusted: float, guardrail_passed: bool = True, srm: bool = False) -> dict:
-    return {
-        "srm": {"flag": srm, "p_value": 1e-6 if srm else 0.5},
-        "method": "frequentist",
-        "decision": {"ship": None, "reason": "pct20: revenue not significantly better"},
-        "results": [
-            {"metric": "revenue", "variant": "pct20", "p_value_adjusted": p_adjusted, "abs_diff": 0.6}
-        ],
-        "guardrails": [{"metric": "conversion", "variant": "pct20", "passed": guardrail_passed}],
-    }
-
-
-def _economics(revenue: float):
-    spec = make_spec({"id": "pct20", "kind": "discount", "mechanic": "percent_off", "value": 20},
-                     decision={"metric": "profit", "prob_positive": 0.9})  # fmt: skip
-    moments = {"control": arm(n=100_000, conversion=0.05, revenue=4.0),
-               "pct20": arm(n=100_000, conversion=0.06, revenue=revenue)}  # fmt: skip
-    return spec, promotion_economics(spec, moments)
-
-
-def test_decision_ships_a_promotion_that_pays():
-    spec, economics = _economics(revenue=8.0)  # units double: well above the +100% break-even
-    decision = promotion_decision(spec, _payload(1e-9), economics)
-    assert (decision.action, decision.variant) == ("ship", "pct20")
-
-
-def test_decision_iterates_when_the_lift_does_not_pay_and_stops_without_lift():
-    spec, economics = _economics(revenue=4.6)  # +44% units: significant lift, below break-even
-    iterate = promotion_decision(spec, _payload(1e-9), economics)
-    assert iterate.action == "iterate"
-    assert "break-even of +100.0%" in iterate.reason
-    stop = promotion_decision(spec, _payload(0.4), economics)
-    assert stop.action == "stop"
-
-
-def test_decision_never_ships_with_a_failed_guardrail_or_a_sample_ratio_mismatch():
-    spec, economics = _economics(revenue=8.0)
-    blocked = promotion_decision(spec, _payload(1e-9, guardrail_passed=False), economics)
-    assert blocked.action == "iterate"
-    assert "pct20 pays for itself" in blocked.reason
-    assert "fails the guardrail(s) conversion" in blocked.reason
-    assert promotion_decision(spec, _payload(1e-9, srm=True), economics).action == "iterate"
 
 
 # ---------------------------------------------------------------------- references that cost money

@@ -180,16 +180,18 @@ def bayes_results(spec: ExperimentSpec, stats: ExperimentStats) -> BayesAnalysis
         if spec.role(metric.id) == "treatment_only":
             continue
         prior = settings.priors.get(metric.id) or Prior()
+        higher = metric.direction == "higher"
+        fits = []
         for name, fitted in _fit_metric(spec, metric, prior, stats, arms, size):
             if prior.lift is not None:
                 fitted = _reweighted(fitted, prior, control, settings.seed)
             draws[name] = fitted.draws
-            higher = metric.direction == "higher"
-            best = fitted.prob_best(higher)
-            results += [
-                _summary(name, arm, control, fitted, best[arm], higher, hdi_prob, settings.rope)
-                for arm in arms[1:]
-            ]
+            fits.append((name, fitted, fitted.prob_best(higher)))
+        results += [  # arm by arm, as the frequentist results
+            _summary(name, arm, control, fitted, best[arm], higher, hdi_prob, settings.rope)
+            for arm in arms[1:]
+            for name, fitted, best in fits
+        ]
     segments = [
         s
         for segmentation, found in stats.segments.items()
@@ -233,42 +235,6 @@ def _guardrails(
                 prob = float(np.mean(sign * (t - bound) >= 0) if np.all(c > 0) else 0.0)
             found.append(BayesGuardrail(guardrail.metric, arm, margin, prob, prob >= threshold))
     return found
-
-
-def bayes_decide(
-    spec: ExperimentSpec, analysis: BayesAnalysis, srm_flag: str | None
-) -> tuple[str | None, str]:
-    """Ship the arm most likely best among those with P(beat control) >= threshold on the primary
-    metric, every guardrail non-inferior with that probability, and sound sampler diagnostics."""
-    if srm_flag is not None:
-        return None, "sample-ratio mismatch: the data cannot be trusted"
-    winners, reasons = [], []
-    flagged = set(analysis.flagged)
-    if not any(r.metric == spec.primary for r in analysis.results):
-        return None, (
-            f"no posterior of {spec.primary}: an arm's estimate has no spread or no denominator "
-            "(see the frequentist flags)"
-        )
-    for result in (r for r in analysis.results if r.metric == spec.primary):
-        failed = [g.metric for g in analysis.guardrails if g.variant == result.variant and not g.passed]
-        if f"{result.metric}/{result.variant}" in flagged:
-            reasons.append(f"{result.variant}: the {spec.primary} model failed its diagnostics")
-        elif result.prob_beat_control < analysis.threshold:
-            reasons.append(
-                f"{result.variant}: P({spec.primary} better) = {result.prob_beat_control:.3f} "
-                f"< {analysis.threshold:g}"
-            )
-        elif failed:
-            reasons.append(f"{result.variant}: guardrail(s) {', '.join(failed)} not shown non-inferior")
-        else:
-            winners.append(result)
-    if not winners:
-        return None, "; ".join(reasons)
-    best = max(winners, key=lambda r: (r.prob_best, r.prob_beat_control))
-    return best.variant, (
-        f"{best.variant}: P({spec.primary} better) = {best.prob_beat_control:.3f} >= {analysis.threshold:g}, "
-        f"P(best) = {best.prob_best:.3f}, every guardrail non-inferior"
-    )
 
 
 # ---------------------------------------------------------------------- one metric's posterior

@@ -1,4 +1,4 @@
-"""Frequentist uplift of every metric and treatment arm, guardrails and the decision, from statistics only.
+"""Frequentist uplift of every metric and treatment arm and the guardrails, from statistics only.
 
 Families: Holm across treatment arms on the primary metric (family-wise error), Benjamini-Hochberg
 across all secondary metric x arm results (false discovery rate). Guardrails are one-sided
@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from promolab.analyze import cuped
-from promolab.design.srm import SrmResult
 from promolab.errors import DataError
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import AnyMetric, BinaryMetric, OrdinalMetric, RatioMetric
@@ -73,14 +72,6 @@ class GuardrailResult:
     p_value: float | None
     passed: bool
     flags: tuple[str, ...] = ()  # why there is no p-value (the lift result's flags)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The decision rule's outcome: the arm to ship (or None) and why."""
-
-    ship: str | None
-    reason: str
 
 
 def lift_results(
@@ -153,33 +144,6 @@ def guardrail_results(
             passed = p is not None and p < alpha
             found.append(GuardrailResult(result.metric, result.variant, margin, p, passed, result.flags))
     return found
-
-
-def decide(
-    spec: ExperimentSpec, results: list[LiftResult], guardrails: list[GuardrailResult], srm: SrmResult
-) -> Verdict:
-    """Ship the best arm whose primary metric improves significantly (Holm) and whose guardrails all pass."""
-    if srm.flag is not None:
-        return Verdict(None, f"sample-ratio mismatch (p = {srm.p_value:.2g}): the data cannot be trusted")
-    alpha = 1 - spec.analysis.confidence
-    sign = 1 if spec.metric(spec.primary).direction == "higher" else -1
-    winners, reasons = [], []
-    for result in (r for r in results if r.metric == spec.primary):
-        failed = [g.metric for g in guardrails if g.variant == result.variant and not g.passed]
-        if result.p_value_adjusted is None or result.abs_diff is None:
-            reasons.append(f"{result.variant}: {spec.primary} cannot be tested ({', '.join(result.flags)})")
-        elif result.p_value_adjusted >= alpha or sign * result.abs_diff <= 0:
-            reasons.append(f"{result.variant}: {spec.primary} not significantly better")
-        elif failed:
-            reasons.append(f"{result.variant}: guardrail(s) {', '.join(failed)} not shown non-inferior")
-        else:
-            winners.append(result)
-    if not winners:
-        return Verdict(None, "; ".join(reasons))
-    best = max(winners, key=lambda r: sign * (r.abs_diff or 0.0))
-    return Verdict(
-        best.variant, f"{best.variant}: {spec.primary} significantly better and every guardrail passes"
-    )
 
 
 # ---------------------------------------------------------------------- helpers

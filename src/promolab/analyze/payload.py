@@ -91,7 +91,8 @@ class SavedSrm(_Model):
 
 
 class SavedDecision(_Model):
-    ship: str | None
+    action: Literal["ship", "iterate", "stop"]
+    variant: str | None
     reason: str
 
 
@@ -126,7 +127,7 @@ class SavedAnalysis(_Model):
     results: list[SavedResult] = Field(min_length=1)
     arms: dict[str, SavedMoments] = Field(min_length=2)
     guardrails: list[SavedGuardrail]
-    decision: SavedDecision
+    decision: SavedDecision | None = None  # written by the CLI; reports decide again
     method: Literal["frequentist", "bayesian", "both"] = "frequentist"
     daily: SavedDaily | None = None
     caps: dict[str, Finite] = Field(default_factory=dict)

@@ -9,14 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from promolab import __version__
 from promolab.aggregate.quality import DataQuality
-from promolab.analyze.frequentist import (
-    GuardrailResult,
-    LiftResult,
-    Verdict,
-    decide,
-    guardrail_results,
-    lift_results,
-)
+from promolab.analyze.frequentist import GuardrailResult, LiftResult, guardrail_results, lift_results
 from promolab.design.srm import SrmResult, srm_test
 from promolab.errors import DataError
 from promolab.sources import data_paths
@@ -42,22 +35,13 @@ class Analysis:
     srm: SrmResult
     results: list[LiftResult]
     guardrails: list[GuardrailResult]
-    verdict: Verdict
     caps: dict[str, float]
     covariates: tuple[str, ...]
     method: Method = "frequentist"
     bayes: BayesAnalysis | None = None
-    bayes_verdict: Verdict | None = None
     arms: dict[str, Moments] = field(default_factory=dict)  # per-arm moments (economics reads them)
     daily: dict[str, Any] | None = None  # the primary metric's cumulative mean by day (reports)
     data_quality: DataQuality = field(default_factory=DataQuality)  # rows left out, and why
-
-    @property
-    def decision(self) -> Verdict:
-        """The verdict of the spec's method (the Bayesian rule for ``bayesian``, else the frequentist)."""
-        if self.method == "bayesian" and self.bayes_verdict is not None:
-            return self.bayes_verdict
-        return self.verdict
 
     def to_dicts(self) -> list[dict[str, Any]]:
         """One mapping per metric x treatment arm (the JSON ``results``), with a ``bayes`` object when
@@ -92,14 +76,34 @@ class Analysis:
             "data_quality": self.data_quality.to_dict(),
             "guardrails": [asdict(g) for g in self.guardrails],
             "method": self.method,
-            "decision": asdict(self.decision),
-            **({"frequentist_decision": asdict(self.verdict)} if self.method == "bayesian" else {}),
             **(self._bayes_dict() if self.bayes is not None else {}),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Analysis:
+        """The analysis a :meth:`to_dict` payload describes (``from_dict(d).to_dict() == d``; posterior
+        draws are not in the payload). Validate a file with ``check_saved_analysis`` first."""
+        srm = {k: v for k, v in data["srm"].items() if k in SrmResult.__dataclass_fields__}
+        bayes = data.get("bayes")
+        return cls(
+            experiment=data["experiment"],
+            spec_hash=data["spec_hash"],
+            version=data.get("promolab_version", "unknown"),
+            reference=data["reference"],
+            srm=SrmResult(**{**srm, "flag": data["srm"]["code"]}),
+            results=[_dataclass(LiftResult, row) for row in data["results"]],
+            guardrails=[_dataclass(GuardrailResult, row) for row in data["guardrails"]],
+            caps=dict(data.get("caps", {})),
+            covariates=tuple(data.get("covariates", ())),
+            method=data.get("method", "frequentist"),
+            bayes=None if bayes is None else _bayes_from_dict(bayes, data["results"]),
+            arms={arm: Moments.from_dict(m) for arm, m in data["arms"].items()},
+            daily=data.get("daily"),
+            data_quality=DataQuality.from_dict(data.get("data_quality") or {}),
+        )
+
     def _bayes_dict(self) -> dict[str, Any]:
         assert self.bayes is not None
-        assert self.bayes_verdict is not None
         return {
             "bayes": {
                 "hdi_prob": self.bayes.hdi_prob,
@@ -108,7 +112,6 @@ class Analysis:
                 "flagged": self.bayes.flagged,
                 "guardrails": [asdict(g) for g in self.bayes.guardrails],
                 "segments": [asdict(s) for s in self.bayes.segments],
-                "decision": asdict(self.bayes_verdict),
             }
         }
 
@@ -158,12 +161,11 @@ def analyze_stats(
     paired = lift_results(spec, stats, residual_pass)
     guardrails = guardrail_results(spec, paired)
     results = [result for result, _ in paired]
-    bayes, bayes_verdict = None, None
+    bayes = None
     if method != "frequentist":
-        from promolab.analyze.bayesian import bayes_decide, bayes_results
+        from promolab.analyze.bayesian import bayes_results
 
         bayes = bayes_results(spec, stats)
-        bayes_verdict = Verdict(*bayes_decide(spec, bayes, srm.flag))
     return Analysis(
         experiment=spec.id,
         spec_hash=spec_hash(spec),
@@ -172,13 +174,35 @@ def analyze_stats(
         srm=srm,
         results=results,
         guardrails=guardrails,
-        verdict=decide(spec, results, guardrails, srm),
         caps=dict(stats.caps),
         covariates=tuple(c.removeprefix("cov:") for c in stats.covariates),
         method=method,
         bayes=bayes,
-        bayes_verdict=bayes_verdict,
         arms={arm: s.moments for arm, s in stats.arms.items()},
+    )
+
+
+def _dataclass[T](cls: type[T], data: Mapping[str, Any]) -> T:
+    """A result dataclass from its JSON row: its own fields only, JSON lists back to tuples."""
+    fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields})
+
+
+def _bayes_from_dict(data: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> BayesAnalysis:
+    from promolab.analyze.bayesian import BayesAnalysis, BayesGuardrail, BayesResult, SegmentResult
+
+    results = [
+        _dataclass(BayesResult, {**row["bayes"], "metric": row["metric"], "variant": row["variant"]})
+        for row in rows
+        if row.get("bayes") is not None
+    ]
+    return BayesAnalysis(
+        hdi_prob=data["hdi_prob"],
+        rope=data["rope"],
+        threshold=data["threshold"],
+        results=results,
+        guardrails=[_dataclass(BayesGuardrail, g) for g in data["guardrails"]],
+        segments=[_dataclass(SegmentResult, s) for s in data["segments"]],
     )
 
 

@@ -14,7 +14,7 @@ import os
 import warnings
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from typer.core import TyperGroup
@@ -25,6 +25,12 @@ from promolab.errors import DataError, OutputError, PromolabError, SpecError, pr
 from promolab.io import check_outputs, check_writable, same_file
 from promolab.spec import load_spec
 from promolab.spec.loader import SPEC_SUFFIXES
+
+if TYPE_CHECKING:
+    from promolab.analyze import Analysis
+    from promolab.decision import Decision
+    from promolab.economics import PromotionEconomics
+    from promolab.spec import ExperimentSpec
 
 EXIT_VERDICT = 1
 EXIT_USAGE = 2
@@ -365,6 +371,7 @@ def analyze(
     """Lifts with confidence intervals for every metric and arm, guardrails, SRM check and verdict."""
     from promolab.analyze import analyze_spec
     from promolab.cli.output import print_analysis, write_json
+    from promolab.economics import evaluate
     from promolab.sources import data_paths, parse_overrides
 
     spec = load_spec(spec_path)
@@ -380,13 +387,34 @@ def analyze(
     )
     analysis = analyze_spec(spec, data_dir, overrides, cuped=cuped, method=chosen, daily=daily)
     _warn(analysis.data_quality.warnings())
-    print_analysis(analysis)
+    economics = evaluate(spec, analysis)
+    decisions = _decisions(spec, analysis, economics)
+    print_analysis(analysis, decisions)
     if json_out is not None:
-        write_json(json_out, analysis.to_dict())
+        extra = {"decision": decisions[-1].to_dict()}
+        if len(decisions) > 1:
+            extra["decisions"] = {d.rule.split(" ")[0]: d.to_dict() for d in decisions}
+        if economics is not None:
+            extra["economics"] = economics.to_dict()
+        write_json(json_out, {**analysis.to_dict(), **extra})
     if draws_out is not None and analysis.bayes is not None:
         from promolab.io import write_table
 
         write_table(draws_out, analysis.bayes.draws_frame())
+
+
+def _decisions(
+    spec: ExperimentSpec, analysis: Analysis, economics: PromotionEconomics | None
+) -> list[Decision]:
+    """The decision of the analysis method; with ``--method both``, the frequentist then the Bayesian."""
+    from promolab.decision import decide
+
+    if analysis.method == "both":
+        return [
+            decide(spec, analysis, economics, "frequentist"),
+            decide(spec, analysis, economics, "bayesian"),
+        ]
+    return [decide(spec, analysis, economics)]
 
 
 class FailOn(StrEnum):
@@ -442,7 +470,7 @@ def report(
     _guard(inputs, folders={"--out": out_dir / spec.id})
     draws = None
     if results is not None:
-        payload, warning = load_results(results, spec)
+        analysis, warning = load_results(results, spec)
         if warning is not None:
             _warn([warning])
         draws = load_draws(draws_in, spec) if draws_in is not None else None
@@ -453,15 +481,16 @@ def report(
         chosen = spec.analysis.method if method is None else method.value
         analysis = analyze_spec(spec, data_dir, parse_overrides(data or []), method=chosen, daily=True)
         _warn(analysis.data_quality.warnings())
-        payload = analysis.to_dict()
         draws = analysis.bayes.draws if analysis.bayes is not None else None
     if results is None:
-        written = write_report(spec, payload, out_dir, draws)
+        written = write_report(spec, analysis, out_dir, draws)
     else:
         with malformed(results, "analysis", "rerun `promolab analyze --json`"):
-            written = write_report(spec, payload, out_dir, draws)
+            written = write_report(spec, analysis, out_dir, draws)
     decision = written.decision
     out.print(f"{decision['action'].upper()}: {plain(decision['reason'])}")
+    for arm in decision["arms"]:
+        out.print(f"  {plain(arm['line'])}")
     for path in written.paths.values():
         err.print(f"wrote {plain(path)}")
     if fail_on is not None and decision["action"] in FAILING[fail_on]:

@@ -17,6 +17,7 @@ MAX_SEGMENTS_SHOWN = 12  # larger segmentations (RFM cells) are in the JSON only
 if TYPE_CHECKING:
     from promolab.analyze import Analysis
     from promolab.analyze.bayesian import SegmentResult
+    from promolab.decision import Decision
 
 
 def write_json(target: Path, payload: dict[str, Any]) -> None:
@@ -52,8 +53,9 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     out.print(table)
 
 
-def print_analysis(analysis: Analysis) -> None:
-    """The analysis as tables: SRM first (loud when flagged), lifts, guardrails, verdict."""
+def print_analysis(analysis: Analysis, decisions: list[Decision]) -> None:
+    """The analysis as tables: SRM first (loud when flagged), lifts, guardrails, then each decision with a
+    verdict line per arm."""
     srm = analysis.srm
     if srm.flag is not None:
         out.print(
@@ -63,14 +65,12 @@ def print_analysis(analysis: Analysis) -> None:
         _print_frequentist(analysis)
     if analysis.bayes is not None:
         _print_bayes(analysis)
-    verdict = analysis.verdict
-    decision = "do not ship" if verdict.ship is None else f"ship {verdict.ship}"
-    if analysis.method != "bayesian":
-        out.print(f"SRM p = {srm.p_value:.3g}. Verdict: {decision} ({plain(verdict.reason)})")
-    if analysis.bayes_verdict is not None:
-        bayes = analysis.bayes_verdict
-        decision = "do not ship" if bayes.ship is None else f"ship {bayes.ship}"
-        out.print(f"SRM p = {srm.p_value:.3g}. Bayesian verdict: {decision} ({plain(bayes.reason)})")
+    out.print(f"SRM p = {srm.p_value:.3g}.")
+    for decision in decisions:
+        chosen = f" {decision.variant}" if decision.variant else ""
+        out.print(f"Verdict ({decision.rule}): {decision.action.upper()}{chosen}: {plain(decision.reason)}")
+        for arm in decision.arms:
+            out.print(f"  {plain(arm.line)}")
 
 
 def _print_frequentist(analysis: Analysis) -> None:

@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +64,9 @@ from promolab.spec.models import (
     PricePointVariant,
 )
 from promolab.stats.moments import Moments
+
+if TYPE_CHECKING:
+    from promolab.analyze import Analysis
 
 type Array = npt.NDArray[np.float64]
 type Values = Mapping[str, Array]  # variable -> values (one per draw, or a single point)
@@ -391,6 +394,23 @@ def conditional_draws(
 
 
 # ---------------------------------------------------------------------- the public function
+
+
+def evaluate(
+    spec: ExperimentSpec, analysis: Analysis, draws: Mapping[str, Mapping[str, Array]] | None = None
+) -> PromotionEconomics | None:
+    """The spec's promotion economics of an analysis (None without an ``economics`` block).
+
+    ``draws`` (metric -> arm -> posterior draws of the mean; default: the analysis's own, when its
+    Bayesian engine ran) make the uncertainty Bayesian when they hold the revenue metric.
+    """
+    if spec.economics is None:
+        return None
+    sources, _ = economics_sources(spec)
+    if draws is None and analysis.bayes is not None:
+        draws = analysis.bayes.draws
+    revenue = None if draws is None else draws.get(sources.revenue)
+    return promotion_economics(spec, analysis.arms, spec.analysis.confidence, revenue)
 
 
 def promotion_economics(

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from promolab.analyze import Analysis
 from promolab.analyze.payload import check_saved, check_saved_analysis
 from promolab.errors import printable
 from promolab.io import json_text, publish_folder
@@ -86,12 +87,12 @@ def malformed(path: str | Path, what: str, rerun: str) -> Iterator[None]:
 
 def write_report(
     spec: ExperimentSpec,
-    payload: Mapping[str, Any],
+    analysis: Analysis,
     out_dir: str | Path,
     draws: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> WrittenReport:
     """Write the experiment's HTML, Markdown and JSON report as the folder ``out_dir/<id>/``."""
-    report = build_report(spec, payload, draws)
+    report = build_report(spec, analysis, draws)
     files = {
         f"{spec.id}.json": json_text(report),
         f"{spec.id}.md": render_markdown(report),
@@ -137,7 +138,7 @@ def write_review(
     return {Path(file).suffix[1:]: path for file, path in written.items()}
 
 
-RESULT_KEYS = ("experiment", "reference", "spec_hash", "srm", "results", "guardrails", "decision", "arms")
+RESULT_KEYS = ("experiment", "reference", "spec_hash", "srm", "results", "guardrails", "arms")
 MIN_DRAWS = 100  # fewer posterior draws cannot carry P(profit > 0) or an interval
 REPORT_KEYS = ("experiment", "name", "end", "decision", "primary", "reference", "variants", "results",
                "economics", "revenue_metric", "confidence")  # fmt: skip
@@ -216,9 +217,10 @@ def _no_constant(name: str) -> float:
     return float(name.replace("Infinity", "inf"))
 
 
-def load_results(path: str | Path, spec: ExperimentSpec) -> tuple[dict[str, Any], str | None]:
-    """An analysis payload saved by ``promolab analyze --json``, checked (structure, numbers) and matched
-    against ``spec``, and a warning when the spec changed since (same arms and metrics: still usable)."""
+def load_results(path: str | Path, spec: ExperimentSpec) -> tuple[Analysis, str | None]:
+    """The analysis saved by ``promolab analyze --json``, checked (structure, numbers) and matched
+    against ``spec``, and a warning when the spec changed since (same arms and metrics: still usable).
+    Its decision is made again from its results (a saved verdict is checked, never trusted)."""
     from promolab.errors import DataError
 
     where = printable(path)
@@ -260,17 +262,20 @@ def load_results(path: str | Path, spec: ExperimentSpec) -> tuple[dict[str, Any]
             f"{printable(strays[:5])}; {rerun}"
         )
     if (problem := _unsupported_ship(payload, spec)) is not None:
-        raise DataError(f"{where}: decision.ship: {problem}; {rerun}")
+        raise DataError(f"{where}: decision.variant: {problem}; {rerun}")
+    with malformed(path, "analysis", rerun):
+        analysis = Analysis.from_dict(payload)
     if payload["spec_hash"] != spec_hash(spec):
-        return payload, f"{where}: the spec changed since this analysis (different spec hash)"
-    return payload, None
+        return analysis, f"{where}: the spec changed since this analysis (different spec hash)"
+    return analysis, None
 
 
 def _unsupported_ship(payload: Mapping[str, Any], spec: ExperimentSpec) -> str | None:
     """Why the saved verdict's arm does not follow from the saved results (None when it does): it must
-    be a treatment arm, with no sample-ratio mismatch, and its primary result significantly better
-    (frequentist) or better with the saved probability threshold (Bayesian)."""
-    ship = payload["decision"]["ship"]
+    be a treatment arm, with no sample-ratio mismatch, and, unless the money rule decides (which the
+    saved economics cannot show), its primary result significantly better (frequentist) or better with
+    the saved probability threshold (Bayesian)."""
+    ship = (payload.get("decision") or {}).get("variant")
     if ship is None:
         return None
     if ship not in {t.id for t in spec.treatments}:
@@ -280,6 +285,8 @@ def _unsupported_ship(payload: Mapping[str, Any], spec: ExperimentSpec) -> str |
     row = next((r for r in payload["results"] if r["metric"] == spec.primary and r["variant"] == ship), None)
     if row is None:
         return f"no result of {spec.primary} for '{printable(ship)}'"
+    if spec.decision is not None and spec.decision.metric in ("profit", "roi") and spec.economics:
+        return None
     if payload.get("method") == "bayesian":
         bayes, threshold = row.get("bayes") or {}, (payload.get("bayes") or {}).get("threshold", 1.0)
         better = float(bayes.get("prob_beat_control", 0.0)) >= float(threshold)

@@ -1,44 +1,41 @@
 """The per-experiment report's content (``report.json``): everything the HTML and Markdown show.
 
-Built from the analysis payload (``promolab analyze --json``) and the spec, so a saved result can be
-reported without the data: economics from the per-arm moments in the payload (posterior draws of the
-revenue metric when the analysis ran in this process with the Bayesian engine), the decision rule, the
-design recap (planned against achieved sample), and, for price-point tests, the price response.
+Built from an :class:`~promolab.analyze.Analysis` (analysed now, or read back from ``analyze --json``)
+and the spec, so a saved result can be reported without the data: the economics
+(:func:`promolab.economics.evaluate`, Bayesian when posterior draws of the revenue metric are given),
+the decision (:func:`promolab.decision.decide`: one verdict per arm and one for the experiment; both
+rules with ``--method both``), the design recap (planned against achieved sample), and, for price-point
+tests, the price response.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from promolab import __version__
-from promolab.aggregate.quality import DataQuality
-from promolab.economics.decision import promotion_decision
+from promolab.analyze import Analysis
+from promolab.decision import Decision, decide
+from promolab.economics import evaluate
 from promolab.economics.elasticity import PricePoint, price_response
-from promolab.economics.promotion import economics_sources, mechanic_of, promotion_economics
+from promolab.economics.promotion import economics_sources, mechanic_of
 from promolab.spec.models import ExperimentSpec, PricePointVariant
 from promolab.stats.moments import Moments
 
 type Draws = Mapping[str, Mapping[str, np.ndarray]]  # metric -> arm -> posterior draws of the mean
 
 
-def build_report(
-    spec: ExperimentSpec, payload: Mapping[str, Any], draws: Draws | None = None
-) -> dict[str, Any]:
+def build_report(spec: ExperimentSpec, analysis: Analysis, draws: Draws | None = None) -> dict[str, Any]:
     """The report's content as a JSON-ready mapping (see the module docstring)."""
-    arms = {arm: Moments.from_dict(data) for arm, data in payload["arms"].items()}
+    payload = analysis.to_dict()
+    arms = analysis.arms
     confidence = spec.analysis.confidence
-    economics = None
-    revenue_metric = None
+    economics = evaluate(spec, analysis, draws)
+    revenue_metric = economics_sources(spec)[0].revenue if economics is not None else None
     notes: list[str] = []
-    if spec.economics is not None:
-        sources, _ = economics_sources(spec)
-        revenue_metric = sources.revenue
-        revenue_draws = (draws or {}).get(sources.revenue)
-        economics = promotion_economics(spec, arms, confidence, revenue_draws)
+    if economics is not None:
         notes += economics.notes
         notes += [
             f"{a.variant}: {quantity} not reported: {why}."
@@ -46,10 +43,9 @@ def build_report(
             for quantity, why in a.not_applicable.items()
         ]
         notes.append(_uncertainty_note(economics.method, confidence))
-    notes += [
-        f"Data: {line}." for line in DataQuality.from_dict(payload.get("data_quality") or {}).warnings()
-    ]
-    decision = promotion_decision(spec, payload, economics)
+    notes += [f"Data: {line}." for line in analysis.data_quality.warnings()]
+    decision = decide(spec, analysis, economics)
+    decisions = _both_rules(spec, analysis, economics) if analysis.method == "both" else None
     if any(str(row.get("method", "")).startswith("cuped") for row in payload["results"]):
         notes.append(
             "The economics uses every arm's unadjusted means; the metric table's lifts are CUPED-adjusted, "
@@ -77,10 +73,10 @@ def build_report(
         ],
         "promolab_version": __version__,
         "spec_hash": payload["spec_hash"],
-        "decision": asdict(decision),
+        "decision": decision.to_dict(),
+        "decisions": decisions,
         "headline": _headline(spec, payload, decision.variant, economics.to_dict() if economics else None),
-        "analysis_decision": payload["decision"],
-        "method": payload.get("method", "frequentist"),
+        "method": analysis.method,
         "design": _design_recap(spec, arms),
         "srm": payload["srm"],
         "results": payload["results"],
@@ -92,6 +88,13 @@ def build_report(
         "daily": payload.get("daily"),
         "notes": notes,
     }
+
+
+def _both_rules(spec: ExperimentSpec, analysis: Analysis, economics: Any) -> dict[str, dict[str, Any]]:
+    """``--method both``: the verdict of each rule, side by side."""
+    rules: tuple[Literal["frequentist", "bayesian"], ...] = ("frequentist", "bayesian")
+    found: dict[str, Decision] = {rule: decide(spec, analysis, economics, rule) for rule in rules}
+    return {rule: d.to_dict() for rule, d in found.items()}
 
 
 def _headline(

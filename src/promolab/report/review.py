@@ -180,11 +180,17 @@ def _portfolio_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "incremental_revenue": money["incremental_revenue"]["value"] if money else None,
                 "promotion_cost": money["promotion_cost"]["value"] if money else None,
                 "currency": economics.get("currency"),
-                "decision": report["decision"]["action"],
+                "decision": _arm_action(report["decision"], arm),
                 "shipped": report["decision"]["variant"] == arm,
             }
         )
     return rows
+
+
+def _arm_action(decision: Mapping[str, Any], arm: str) -> str:
+    """The arm's own verdict (reports before per-arm verdicts: the experiment's)."""
+    verdicts = decision.get("arms") or []
+    return next((str(a["action"]) for a in verdicts if a.get("variant") == arm), str(decision["action"]))
 
 
 def _result(report: Mapping[str, Any], metric: str, arm: str) -> Mapping[str, Any] | None:
