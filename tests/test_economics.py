@@ -187,6 +187,34 @@ def test_channel_contact_cost_and_ad_creative_iroas():
     assert value(result, "net_profit") == pytest.approx(1000 * 0.4 - 400, rel=1e-12)
 
 
+def test_generic_treatment_costs_per_unit_and_per_order():
+    # a product change costing 0.02 per user and 0.5 per order; 1000 users per arm, orders 0.10 vs 0.12
+    spec = make_spec(
+        {"id": "feature", "kind": "treatment", "cost_per_unit": 0.02, "cost_per_order": 0.5},
+        metrics=[
+            {"id": "revenue", "kind": "continuous", "source": "orders", "column": "amount"},
+            {"id": "orders", "kind": "count", "source": "orders"},
+        ],
+    )
+    result = promotion_economics(spec, {"control": arm(orders=0.10, revenue=4.0),
+                                        "feature": arm(orders=0.12, revenue=4.4)})  # fmt: skip
+    # margin: 1000 x 0.4 x (1 - 24/40) = 160; per-order cost 1000 x 0.12 x 0.5 = 60; per user 20
+    assert value(result, "contact_cost") == pytest.approx(20, rel=1e-12)
+    assert value(result, "gift_shipping_cost") == pytest.approx(60, rel=1e-12)
+    assert value(result, "net_profit") == pytest.approx(160 - 60 - 20, rel=1e-12)
+    assert value(result, "discount_cost") == 0
+    free = make_spec({"id": "gate", "kind": "treatment"})  # no costs declared: none invented
+    plain = _economics_of(free, 4.4)
+    assert value(plain, "promotion_cost") == 0
+    assert value(plain, "net_profit") == pytest.approx(1000 * 0.4 * (1 - 24 / 40), rel=1e-12)
+
+
+def _economics_of(spec, revenue: float):
+    treated = spec.treatments[0].id
+    return promotion_economics(spec, {"control": arm(conversion=0.05, revenue=4.0),
+                                      treated: arm(conversion=0.05, revenue=revenue)})  # fmt: skip
+
+
 def test_price_point_units_come_from_each_arms_own_price():
     spec = spec_from_dict(  # a price test: every arm is a price point, the reference at 40
         {

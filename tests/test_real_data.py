@@ -33,6 +33,7 @@ from .conftest import EXAMPLES, shared_file
 runner = CliRunner()
 HILLSTROM = EXAMPLES / "hillstrom.yaml"
 FAST_FOOD = EXAMPLES / "fast-food.yaml"
+COOKIE_CATS = EXAMPLES / "cookie-cats.yaml"
 REL = 1e-8
 Z95 = stats.norm.ppf(0.975)
 
@@ -144,9 +145,9 @@ def fast_food(fast_food_csv):
 
 
 def test_real_data_specs_validate():
-    result = runner.invoke(app, ["validate", str(HILLSTROM), str(FAST_FOOD)])
+    result = runner.invoke(app, ["validate", str(HILLSTROM), str(FAST_FOOD), str(COOKIE_CATS)])
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("ok ") == 2
+    assert result.stdout.count("ok ") == 3
     spec = promolab.load_spec(FAST_FOOD)
     assert spec.unit == "store"
     assert spec.reference.id == "promo1"
@@ -315,3 +316,41 @@ def test_fast_food_frame_has_one_row_per_result(fast_food):
     payload = fast_food.to_dict()
     assert payload["experiment"] == "fast-food-promotions"
     assert [r["variant"] for r in payload["results"]] == frame["variant"].tolist()
+
+
+# --------------------------------------------------------------------------- Cookie Cats
+
+
+@pytest.fixture(scope="module")
+def cookie_cats_csv() -> Path:
+    return shared_file("cookie_cats.csv")
+
+
+def test_cookie_cats_retention_is_an_unpooled_z_test_and_the_reference_wins(cookie_cats_csv, tmp_path):
+    """gate_40 loses 7-day retention (p = 0.0016 in the published analyses): the verdict must say that
+    the reference arm wins and name gate_40 as significantly worse, not just "not better"."""
+    players = pd.read_csv(cookie_cats_csv)
+    payload = _cli_json(tmp_path / "cookie.json", COOKIE_CATS, "--data", f"units={cookie_cats_csv}")
+    rows = {(r["metric"], r["variant"]): r for r in payload["results"]}
+    for metric in ("retention_7", "retention_1"):
+        by_arm = players.groupby("version")[metric].agg(["mean", "count"])
+        p0, n0 = by_arm.loc["gate_30"]
+        p1, n1 = by_arm.loc["gate_40"]
+        se = np.sqrt(p0 * (1 - p0) / n0 + p1 * (1 - p1) / n1)
+        row = rows[(metric, "gate_40")]
+        _close(row["abs_diff"], p1 - p0)
+        _close(row["se"], se)
+        _close(row["p_value"], 2 * stats.norm.sf(abs(p1 - p0) / se))
+    assert rows[("retention_7", "gate_40")]["p_value"] == pytest.approx(0.0016, abs=5e-5)
+    decision = payload["decision"]
+    assert decision["action"] == "stop"
+    assert "reference arm gate_30 wins: gate_40 significantly worse on retention_7" in decision["reason"]
+    (arm,) = decision["arms"]
+    assert arm["finding"] == "worse"
+    assert arm["line"].startswith("gate_40: stop, significantly WORSE than the reference")
+
+
+def test_cookie_cats_arms_are_generic_treatments():
+    spec = promolab.load_spec(COOKIE_CATS)
+    assert {v.kind for v in spec.variants} == {"treatment"}
+    assert all(v.cost_per_randomised_unit() == 0 for v in spec.variants)

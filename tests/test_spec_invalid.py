@@ -250,7 +250,7 @@ CASES = [
     pytest.param(
         put("variants.1.kind", "discont"),
         "variants[1].kind",
-        "must be one of control, price_point, discount, ad_creative, channel, got 'discont' "
+        "must be one of control, price_point, discount, ad_creative, channel, treatment, got 'discont' "
         "(did you mean 'discount'?)",
         id="unknown-variant-kind",
     ),

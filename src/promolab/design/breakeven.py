@@ -20,17 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from promolab.spec.models import (
-    AmountOff,
     AnyVariant,
-    Bogo,
-    Bundle,
-    ChannelVariant,
-    Coupon,
     Economics,
-    FreeShipping,
-    Gift,
-    PercentOff,
-    PricePointVariant,
 )
 
 
@@ -67,31 +58,16 @@ def arm_economics(
 
     ``units`` spreads the arm's fixed and media costs (``economics.horizon_units`` when given).
     """
-    cost = _cost_per_unit_sold(variant, reference_price, economics.units_per_order)
+    price = variant.list_price(reference_price)
+    cut = variant.price_cut(reference_price, economics.units_per_order)
     return ArmEconomics(
-        price=variant.price if isinstance(variant, PricePointVariant) else reference_price,
-        cost_per_unit_sold=cost,
-        price_cut=0.0 if isinstance(variant, Gift | FreeShipping) else cost,
-        contact_cost=variant.cost_per_contact if isinstance(variant, ChannelVariant) else 0.0,
+        price=price,
+        cost_per_unit_sold=cut + variant.cost_per_redeemed_order() / economics.units_per_order,
+        price_cut=cut,
+        contact_cost=variant.cost_per_randomised_unit(),
         fixed_cost=economics.fixed_cost.get(variant.id, 0.0) + economics.media_cost.get(variant.id, 0.0),
         spread_units=economics.horizon_units or units,
     )
-
-
-def _cost_per_unit_sold(variant: AnyVariant, price: float, units_per_order: float) -> float:
-    if isinstance(variant, PercentOff):
-        return price * variant.value / 100
-    if isinstance(variant, AmountOff | Coupon):
-        return variant.value / units_per_order
-    if isinstance(variant, Bogo):
-        return price * variant.get / (variant.buy + variant.get)
-    if isinstance(variant, Bundle):
-        return (variant.items * price - variant.bundle_price) / variant.items
-    if isinstance(variant, Gift):
-        return variant.gift_cost / units_per_order
-    if isinstance(variant, FreeShipping):
-        return variant.shipping_cost / units_per_order
-    return 0.0
 
 
 def paid_revenue_lift(arm: ArmEconomics, reference: ArmEconomics, units_lift: float) -> float:

@@ -55,13 +55,9 @@ from promolab.design.breakeven import ArmEconomics, arm_economics, break_even_li
 from promolab.spec.models import (
     AmountOff,
     AnyVariant,
-    ChannelVariant,
     Coupon,
     Economics,
     ExperimentSpec,
-    FreeShipping,
-    Gift,
-    PricePointVariant,
 )
 from promolab.stats.moments import Moments
 
@@ -159,7 +155,7 @@ def economics_sources(spec: ExperimentSpec) -> tuple[_Sources, list[str]]:
     conversion = economics.conversion or _default(declared, "conversion", "binary")
     orders = economics.orders or _default(declared, "orders", "count")
     cuts = any(_price_cut(spec, v) != 0 for v in spec.variants)  # NaN (no price known) counts
-    gifts = any(isinstance(v, Gift | FreeShipping) for v in spec.variants)
+    gifts = any(v.cost_per_redeemed_order() > 0 for v in spec.variants)
     notes = [f"Revenue is the metric '{revenue}': what customers paid, net of every discount."]
     if economics.units is None and economics.discount is not None:
         notes.append("Units sold are (revenue paid + discount) / list price: the list value of the sales.")
@@ -178,7 +174,10 @@ def economics_sources(spec: ExperimentSpec) -> tuple[_Sources, list[str]]:
         )
     notes += _discount_notes(spec, economics, cuts)
     if gifts and economics.redemptions is None:
-        notes.append("Gift and shipping costs are paid on every order of the arm (no redemptions metric).")
+        notes.append(
+            "Per-order costs (gifts, shipping, a treatment's cost_per_order) are paid on every order of the "
+            "arm (no redemptions metric)."
+        )
     if not economics.unit_cost:
         notes.append("unit_cost is zero or missing: the cost of goods is zero, so margins equal revenue.")
     if conversion is None:
@@ -241,8 +240,8 @@ def _per_unit(
     discount = (
         values[sources.discount] if sources.discount else _nominal_discount(variant, nominal, units, redeemed)
     )
-    gifts = _scaled(_cost_per_redeemed_order(variant), redeemed)
-    contact = _scaled(variant.cost_per_contact if isinstance(variant, ChannelVariant) else 0.0, revenue, 1.0)
+    gifts = _scaled(variant.cost_per_redeemed_order(), redeemed)
+    contact = _scaled(variant.cost_per_randomised_unit(), revenue, 1.0)
     fixed = _scaled(economics.fixed_cost.get(variant.id, 0.0) / planned, revenue, 1.0)
     media = _scaled(economics.media_cost.get(variant.id, 0.0) / planned, revenue, 1.0)
     margin = revenue - _scaled(economics.unit_cost or 0.0, units)
@@ -272,16 +271,18 @@ def _units_sold(values: Values, variant: AnyVariant, nominal: ArmEconomics, sour
     if sources.discount:
         return (revenue + values[sources.discount]) / nominal.price
     per_order = sources.redemptions or sources.orders
-    if isinstance(variant, AmountOff | Coupon) and per_order:
-        return (revenue + variant.value * values[per_order]) / nominal.price
+    face = variant.order_discount()
+    if face is not None and per_order:
+        return (revenue + face * values[per_order]) / nominal.price
     return revenue / (nominal.price - nominal.price_cut)
 
 
 def _nominal_discount(variant: AnyVariant, nominal: ArmEconomics, units: Array, redeemed: Array) -> Array:
     """Discount given when no discount metric is declared: an amount-off or coupon's face value per
     redeemed order; a percent-off, BOGO or bundle cut per unit sold (every unit at the offer)."""
-    if isinstance(variant, AmountOff | Coupon):
-        return _scaled(variant.value, redeemed)
+    face = variant.order_discount()
+    if face is not None:
+        return _scaled(face, redeemed)
     return _scaled(nominal.price_cut, units)
 
 
@@ -299,23 +300,11 @@ def _price_cut(spec: ExperimentSpec, variant: AnyVariant) -> float:
     return arm_economics(variant, economics, _reference_price(spec), units=1).price_cut
 
 
-def _cost_per_redeemed_order(variant: AnyVariant) -> float:
-    """What a redeemed gift or free-shipping order costs the company (not a price cut)."""
-    if isinstance(variant, Gift):
-        return variant.gift_cost
-    if isinstance(variant, FreeShipping):
-        return variant.shipping_cost
-    return 0.0
-
-
 def _reference_price(spec: ExperimentSpec) -> float:
     """List price of the reference arm; NaN when unknown (quantities that need it are then not
     reported, and a note says so)."""
     economics = spec.economics or Economics()
-    reference = spec.reference
-    if isinstance(reference, PricePointVariant):
-        return reference.price
-    return math.nan if economics.unit_price is None else economics.unit_price
+    return spec.reference.list_price(math.nan if economics.unit_price is None else economics.unit_price)
 
 
 COSTS = ("discount", "gifts", "contact", "fixed", "media")  # promotion costs, per randomised unit

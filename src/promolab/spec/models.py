@@ -89,6 +89,29 @@ class _VariantBase(SpecModel):
     )
     channel: Channel | None = Field(default=None, description="Channel the arm is delivered on.")
 
+    # What an arm's offer costs: every kind answers these (the economics and the design's break-even
+    # read them, never the kind), in the spec's currency.
+
+    def list_price(self, reference_price: float) -> float:
+        """List price per unit sold in this arm (a price point's own; else the reference price)."""
+        return reference_price
+
+    def price_cut(self, price: float, units_per_order: float) -> float:
+        """Money off per unit sold that the customer sees, at list price ``price``."""
+        return 0.0
+
+    def order_discount(self) -> float | None:
+        """Face value taken off each redeemed order (amount-off, coupons); None for other kinds."""
+        return None
+
+    def cost_per_redeemed_order(self) -> float:
+        """What each redeemed order costs the company beyond the price (gift, shipping, ...)."""
+        return 0.0
+
+    def cost_per_randomised_unit(self) -> float:
+        """What each randomised unit costs whatever it buys (a contact, a treatment's delivery)."""
+        return 0.0
+
 
 class ControlVariant(_VariantBase):
     """The untreated arm: business as usual."""
@@ -101,6 +124,9 @@ class PricePointVariant(_VariantBase):
 
     kind: Literal["price_point"]
     price: PositiveMoney
+
+    def list_price(self, reference_price: float) -> float:
+        return self.price
 
 
 class _DiscountBase(_VariantBase):
@@ -120,6 +146,9 @@ class PercentOff(_DiscountBase):
             raise ValueError(f"percent_off must be in (0, 100), got {value:g}")
         return value
 
+    def price_cut(self, price: float, units_per_order: float) -> float:
+        return price * self.value / 100
+
 
 class AmountOff(_DiscountBase):
     """``value`` off an order of at least ``min_spend``."""
@@ -127,6 +156,12 @@ class AmountOff(_DiscountBase):
     mechanic: Literal["amount_off"]
     value: PositiveMoney
     min_spend: PositiveMoney | None = None
+
+    def price_cut(self, price: float, units_per_order: float) -> float:
+        return self.value / units_per_order
+
+    def order_discount(self) -> float | None:
+        return self.value
 
 
 class Bogo(_DiscountBase):
@@ -136,6 +171,9 @@ class Bogo(_DiscountBase):
     buy: int = Field(default=1, ge=1, le=1000)
     get: int = Field(default=1, ge=1, le=1000)
 
+    def price_cut(self, price: float, units_per_order: float) -> float:
+        return price * self.get / (self.buy + self.get)
+
 
 class Bundle(_DiscountBase):
     """``items`` units sold together for ``bundle_price``."""
@@ -143,6 +181,9 @@ class Bundle(_DiscountBase):
     mechanic: Literal["bundle"]
     items: int = Field(ge=2, le=1000)
     bundle_price: PositiveMoney
+
+    def price_cut(self, price: float, units_per_order: float) -> float:
+        return (self.items * price - self.bundle_price) / self.items
 
 
 class Coupon(_DiscountBase):
@@ -152,6 +193,12 @@ class Coupon(_DiscountBase):
     value: PositiveMoney
     min_spend: PositiveMoney | None = None
 
+    def price_cut(self, price: float, units_per_order: float) -> float:
+        return self.value / units_per_order
+
+    def order_discount(self) -> float | None:
+        return self.value
+
 
 class Gift(_DiscountBase):
     """A free gift costing the company ``gift_cost`` per redeemed order."""
@@ -159,12 +206,18 @@ class Gift(_DiscountBase):
     mechanic: Literal["gift"]
     gift_cost: PositiveMoney
 
+    def cost_per_redeemed_order(self) -> float:
+        return self.gift_cost
+
 
 class FreeShipping(_DiscountBase):
     """Shipping waived; the company pays ``shipping_cost`` per redeemed order."""
 
     mechanic: Literal["free_shipping"]
     shipping_cost: PositiveMoney
+
+    def cost_per_redeemed_order(self) -> float:
+        return self.shipping_cost
 
 
 class AdCreative(_VariantBase):
@@ -183,12 +236,33 @@ class ChannelVariant(_VariantBase):
     channel: Channel
     cost_per_contact: Money
 
+    def cost_per_randomised_unit(self) -> float:
+        return self.cost_per_contact
+
+
+class TreatmentVariant(_VariantBase):
+    """Any other change: a product feature, a game gate, a promotion whose mechanic is not modelled.
+
+    Costs are optional: ``cost_per_unit`` is paid for every randomised unit of the arm (delivering the
+    change), ``cost_per_order`` for every order (redeemed order, with ``economics.redemptions``).
+    """
+
+    kind: Literal["treatment"]
+    cost_per_unit: Money = Field(default=0.0, description="Cost of treating one randomised unit.")
+    cost_per_order: Money = Field(default=0.0, description="Cost of each (redeemed) order of the arm.")
+
+    def cost_per_redeemed_order(self) -> float:
+        return self.cost_per_order
+
+    def cost_per_randomised_unit(self) -> float:
+        return self.cost_per_unit
+
 
 class _UnknownVariant(SpecModel):
     """Fallback for an unknown ``kind``: fails on ``kind`` with the allowed values."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    kind: Literal["control", "price_point", "discount", "ad_creative", "channel"]
+    kind: Literal["control", "price_point", "discount", "ad_creative", "channel", "treatment"]
 
 
 class _UnknownMechanic(SpecModel):
@@ -220,14 +294,17 @@ _Discount = Annotated[
     _route("mechanic", tuple(DISCOUNT_MECHANICS)),
 ]
 
+VARIANT_KINDS = ("control", "price_point", "discount", "ad_creative", "channel", "treatment")
+
 _TaggedVariant = Annotated[
     Annotated[ControlVariant, _tag("control")]
     | Annotated[PricePointVariant, _tag("price_point")]
     | Annotated[_Discount, _tag("discount")]
     | Annotated[AdCreative, _tag("ad_creative")]
     | Annotated[ChannelVariant, _tag("channel")]
+    | Annotated[TreatmentVariant, _tag("treatment")]
     | Annotated[_UnknownVariant, _tag("?"), SkipJsonSchema()],
-    _route("kind", ("control", "price_point", "discount", "ad_creative", "channel")),
+    _route("kind", VARIANT_KINDS),
 ]
 
 # --------------------------------------------------------------------------- metrics
@@ -342,6 +419,7 @@ AnyVariant = (
     | FreeShipping
     | AdCreative
     | ChannelVariant
+    | TreatmentVariant
 )
 AnyMetric = BinaryMetric | ContinuousMetric | CountMetric | RatioMetric | OrdinalMetric
 SourcedMetric = BinaryMetric | ContinuousMetric | CountMetric | OrdinalMetric  # read from a table
