@@ -23,8 +23,8 @@ demo: $(STAMP)
 	@sh scripts/demo.sh "$(BIN)" "$(DEMO_OUT)" "$(DEMO_UNITS)"
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	@CHROMIUM=$$(sh scripts/find-chromium --install) || exit 1; \
 	echo "CHROMIUM=$$CHROMIUM $(BIN)/python -m pytest -n 2 --dist loadfile"; \

@@ -135,7 +135,7 @@ def test_every_entry_carries_the_bayes_object(analysis):
 def test_flat_prior_intervals_match_the_frequentist_ones(analysis, metric):
     """Large samples, (nearly) flat priors: HDI and confidence interval coincide up to the Monte Carlo
     error of an HDI from 10,000 draws (about 1% of the width at each end); tolerance 5% of the width."""
-    for row in (r for r in analysis.to_dicts() if r["metric"] == metric):
+    for row in (r for r in analysis.to_dict()["results"] if r["metric"] == metric):
         lo, hi = row["abs_ci"]
         b_lo, b_hi = row["bayes"]["abs_hdi"]
         width = hi - lo
@@ -146,7 +146,7 @@ def test_flat_prior_intervals_match_the_frequentist_ones(analysis, metric):
 def test_hurdle_revenue_interval_is_close_to_welch(analysis):
     """The hurdle model assumes log-normal amounts (true here): its interval for the revenue lift lies
     within 10% of the Welch interval's width at both ends (the models differ, not only Monte Carlo)."""
-    for row in (r for r in analysis.to_dicts() if r["metric"] == "revenue"):
+    for row in (r for r in analysis.to_dict()["results"] if r["metric"] == "revenue"):
         lo, hi = row["abs_ci"]
         b_lo, b_hi = row["bayes"]["abs_hdi"]
         assert abs(b_lo - lo) <= 0.10 * (hi - lo)
@@ -164,7 +164,7 @@ def test_binary_prob_beat_is_the_exact_beta_probability_of_the_counts(frames, an
         for arm, group in assign.groupby("variant")
     }
     sc, nc = counts["control"]
-    for row in (r for r in analysis.to_dicts() if r["metric"] == "conversion"):
+    for row in (r for r in analysis.to_dict()["results"] if r["metric"] == "conversion"):
         st, nt = counts[row["variant"]]
         control, variant = stats.beta(1 + sc, 1 + nc - sc), stats.beta(1 + st, 1 + nt - st)
         lo, hi = control.ppf(1e-12), control.isf(1e-12)
@@ -252,7 +252,7 @@ def test_segment_lifts_shrink_towards_the_pooled_lift(analysis):
         assert all(s.abs_hdi[0] <= s.abs_mean <= s.abs_hdi[1] for s in rows)
         assert sum(s.n_control + s.n_variant for s in rows) == sum(
             r["n_control"] + r["n_variant"]
-            for r in analysis.to_dicts()
+            for r in analysis.to_dict()["results"]
             if r["metric"] == "revenue" and r["variant"] == arm
         )
 
@@ -375,7 +375,7 @@ def test_hillstrom_bayesian_uplift_of_both_emails():
     spec = load_spec(EXAMPLES / "hillstrom.yaml")
     analysis = analyze_spec(spec, overrides={"units": path}, cuped=False, method="both")
     arms = {"No E-Mail": "no_email", "Mens E-Mail": "mens_email", "Womens E-Mail": "womens_email"}
-    rows = {(r["metric"], r["variant"]): r for r in analysis.to_dicts()}
+    rows = {(r["metric"], r["variant"]): r for r in analysis.to_dict()["results"]}
     for metric in ("visit", "conversion"):
         counts = {arms[k]: (int(g[metric].sum()), len(g)) for k, g in raw.groupby("segment")}
         sc, nc = counts["no_email"]

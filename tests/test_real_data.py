@@ -311,11 +311,18 @@ def test_fast_food_store_level_interval_is_wider_than_naive_weekly_rows(weekly, 
 def test_fast_food_frame_has_one_row_per_result(fast_food):
     frame = fast_food.to_frame()
     assert len(frame) == len(fast_food.results) == 2
-    assert set(frame.columns) >= RESULT_FIELDS
+    flat = RESULT_FIELDS - {"abs_ci", "rel_ci"}
+    assert set(frame.columns) >= flat | {"abs_ci_lower", "abs_ci_upper", "rel_ci_lower", "rel_ci_upper"}
     assert frame.set_index("variant")["n_variant"].to_dict() == {"promo2": 47, "promo3": 47}
     payload = fast_food.to_dict()
     assert payload["experiment"] == "fast-food-promotions"
     assert [r["variant"] for r in payload["results"]] == frame["variant"].tolist()
+    for row, saved in zip(fast_food.to_dicts(), payload["results"], strict=True):
+        assert (row["rel_ci_lower"], row["rel_ci_upper"]) == tuple(saved["rel_ci"])
+    markdown = fast_food.to_markdown()
+    assert markdown.splitlines()[0].startswith("| metric | arm | reference mean |")
+    assert fast_food._repr_html_() == fast_food.to_html()
+    assert "<td>promo2</td>" in fast_food.to_html()
 
 
 # --------------------------------------------------------------------------- Cookie Cats

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from promolab.cli import app
 from promolab.errors import DataError
-from promolab.report.render import interval, money, pct
+from promolab.format import money
+from promolab.report.render import interval, pct
 from promolab.report.review import quarter_bounds
 
 from .conftest import EXAMPLES

@@ -1,12 +1,39 @@
 """promolab: marketing experiments as code, with decision-ready statistics.
 
 ``import promolab`` stays light: it loads the spec layer only (never pandas-heavy analysis or pymc).
+In a notebook, ``promolab.analyze(spec, data={...})`` and ``promolab.design(spec)`` are the CLI's
+commands as functions (:mod:`promolab.api`): the stage packages are callable.
 """
+
+import importlib
+import types
+from typing import Any
 
 from promolab.errors import DataError, PromolabError, SpecError
 from promolab.spec import ExperimentSpec, dump_spec, load_spec, spec_hash
 
 __version__ = "0.1.0"
+
+ENTRY_POINTS = ("analyze", "design")  # stage packages that are also notebook functions
+
+
+class Stage(types.ModuleType):
+    """A stage package that is also its notebook entry point: calling ``promolab.analyze(...)`` calls
+    :func:`promolab.api.analyze` (``promolab.design(...)``: :func:`promolab.api.design`), while
+    ``promolab.analyze.Analysis`` and the other module attributes stay where they are."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from promolab import api
+
+        return getattr(api, self.__name__.rpartition(".")[2])(*args, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    """``promolab.analyze`` and ``promolab.design`` before their packages are imported: import them."""
+    if name in ENTRY_POINTS:
+        return importlib.import_module(f"promolab.{name}")
+    raise AttributeError(f"module 'promolab' has no attribute {name!r}")
+
 
 __all__ = [
     "DataError",
@@ -14,6 +41,8 @@ __all__ = [
     "PromolabError",
     "SpecError",
     "__version__",
+    "analyze",
+    "design",
     "dump_spec",
     "load_spec",
     "spec_hash",

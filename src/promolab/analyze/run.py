@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from promolab import __version__
 from promolab.aggregate.quality import DataQuality
+from promolab.analyze import table
 from promolab.analyze.frequentist import GuardrailResult, LiftResult, guardrail_results, lift_results
 from promolab.design.srm import SrmResult, srm_test
 from promolab.errors import DataError
@@ -44,8 +45,27 @@ class Analysis:
     data_quality: DataQuality = field(default_factory=DataQuality)  # rows left out, and why
 
     def to_dicts(self) -> list[dict[str, Any]]:
-        """One mapping per metric x treatment arm (the JSON ``results``), with a ``bayes`` object when
-        the Bayesian engine ran."""
+        """One flat mapping per metric x treatment arm (:mod:`promolab.analyze.table`): the source of
+        :meth:`to_frame`, :meth:`to_markdown`, :meth:`to_html` and the CLI table."""
+        return table.rows(self)
+
+    def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.to_dicts())
+
+    def to_markdown(self) -> str:
+        return table.markdown(self.to_dicts())
+
+    def to_html(self) -> str:
+        return table.html(self.to_dicts())
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def _result_rows(self) -> list[dict[str, Any]]:
+        """The JSON ``results``: every result's fields, with a ``bayes`` object when the Bayesian engine
+        ran."""
         bayes = {(b.metric, b.variant): b.to_json() for b in (self.bayes.results if self.bayes else [])}
         rows = []
         for result in self.results:
@@ -54,11 +74,6 @@ class Analysis:
                 row["bayes"] = bayes.get((result.metric, result.variant))
             rows.append(row)
         return rows
-
-    def to_frame(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame(self.to_dicts())
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON payload of ``promolab analyze --json``."""
@@ -70,7 +85,7 @@ class Analysis:
             "srm": {**self.srm.to_dict(), "flag": self.srm.flag is not None, "code": self.srm.flag},
             "covariates": list(self.covariates),
             "caps": self.caps,
-            "results": self.to_dicts(),
+            "results": self._result_rows(),
             "arms": {arm: moments.to_dict() for arm, moments in self.arms.items()},
             "daily": self.daily,
             "data_quality": self.data_quality.to_dict(),

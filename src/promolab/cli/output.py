@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
+from promolab import format as text
 from promolab.cli.console import err, out, plain
 from promolab.errors import printable
 from promolab.io import json_text, write_text
@@ -27,18 +28,19 @@ def write_json(target: Path, payload: dict[str, Any]) -> None:
 
 
 def fmt(value: Any, name: str = "") -> str:
-    """Format a number by the meaning its name carries: ``rel_*``/``*_relative``/power as %."""
+    """A table cell by the meaning its column name carries (:mod:`promolab.format` does the work):
+    ``p_*`` p-values, ``rel*``/``*lift`` signed percent, ``power*``/``*share*`` percent."""
     if value is None:
-        return "—"
+        return text.MISSING
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if name.startswith("p_"):
-        return "<0.0001" if value < 1e-4 else f"{value:.4f}"
-    if "rel" in name or name.startswith("power") or name.endswith("lift"):
-        return f"{value:+.2%}" if "lift" in name or "rel" in name else f"{value:.1%}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return text.p_value(value)
+    if "rel" in name or name.endswith("lift"):
+        return text.percent(value, 2, signed=True)
+    if name.startswith("power") or "share" in name:
+        return text.percent(value)
+    return text.number(value, 4)
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
@@ -74,43 +76,26 @@ def print_analysis(analysis: Analysis, decisions: list[Decision]) -> None:
 
 
 def _print_frequentist(analysis: Analysis) -> None:
-    """Lifts and guardrails of the frequentist engine."""
-    columns = [
-        "metric",
-        "variant",
-        "control_mean",
-        "variant_mean",
-        "abs_diff",
-        "rel_lift",
-        "rel_ci",
-        "p_value",
-    ]
-    rows = [
-        [
-            r.metric,
-            r.variant,
-            r.control_mean,
-            r.variant_mean,
-            r.abs_diff,
-            r.rel_lift,
-            _interval(r.rel_ci),
-            r.p_value_adjusted,
-        ]
-        for r in analysis.results
-    ]
+    """Lifts (the flat result table, frequentist columns) and guardrails of the frequentist engine."""
+    from promolab.analyze import table
+
+    rows = analysis.to_dicts()
+    shown = len(table.SHOWN)
     adjusted = f", adjusted for {', '.join(analysis.covariates)}" if analysis.covariates else ""
     print_table(
-        f"{analysis.experiment}: lifts (p adjusted: Holm primary, BH secondary{adjusted})", columns, rows
+        f"{analysis.experiment}: lifts (p adjusted: Holm primary, BH secondary{adjusted})",
+        table.headers(rows)[:shown],
+        [table.cells(row)[:shown] for row in rows],
     )
     if analysis.guardrails:
-        rows = [
+        checks = [
             [g.metric, g.variant, g.margin, g.p_value, "pass" if g.passed else "FAIL"]
             for g in analysis.guardrails
         ]
         print_table(
             "guardrails (one-sided non-inferiority)",
             ["metric", "variant", "margin", "p_value", "result"],
-            rows,
+            checks,
         )
 
 

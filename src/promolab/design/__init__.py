@@ -1,1 +1,10 @@
-"""promolab.design (see ARCHITECTURE.md)."""
+"""promolab.design: sample size, power, assignment and balance (see ARCHITECTURE.md).
+
+The package is callable: ``promolab.design(spec)`` is :func:`promolab.api.design`.
+"""
+
+import sys
+
+import promolab
+
+sys.modules[__name__].__class__ = promolab.Stage

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from promolab import format as text
 from promolab.errors import printable
 from promolab.report import plots
 
@@ -25,26 +26,18 @@ def md_escape(text: object) -> str:
     return printable(_MD_SPECIAL.sub(r"\\\1", str(text)))
 
 
-def money(value: float | None, currency: str = "") -> str:
-    return "–" if value is None else f"{value:,.0f} {currency}".strip()
-
-
 def pct(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{value * 100:+.{digits}f}%"
+    return text.percent(value, digits, signed=True)
 
 
 def interval(ci: Any, kind: str = "money", currency: str = "") -> str:
-    if ci is None:
-        return "–"
+    """``[low, high]`` of a JSON interval: ``pct`` signed percent, ``num`` numbers, else money."""
+    low, high = ci if ci is not None else (None, None)
     if kind == "pct":
-        return f"[{pct(ci[0])}, {pct(ci[1])}]"
+        return text.interval(low, high, "percent", signed=True)
     if kind == "num":
-        return f"[{ci[0]:.3g}, {ci[1]:.3g}]"
-    return f"[{money(ci[0])}, {money(ci[1])}] {currency}".strip()
-
-
-def number(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}g}"
+        return text.interval(low, high, "number")
+    return f"{text.interval(low, high, 'money')} {currency}".strip()
 
 
 @cache
@@ -58,7 +51,15 @@ def _environment(kind: str) -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(md=md_escape, money=money, pct=pct, interval=interval, number=number)
+    env.filters.update(
+        md=md_escape,
+        money=text.money,
+        pct=pct,
+        points=text.points,
+        percent=text.percent,
+        interval=interval,
+        number=text.number,
+    )
     return env
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,16 @@ MAX_NODES = 100_000  # values in a spec once YAML aliases are expanded ("billion
 MAX_DEPTH = 64  # nesting levels of mappings and lists
 
 
-def load_spec(path: str | Path) -> ExperimentSpec:
+def load_spec(path: str | Path, default_data: Mapping[str, Any] | None = None) -> ExperimentSpec:
     """Load and validate a spec file; raise :class:`SpecError` listing every problem.
 
-    Relative data paths in the spec resolve against the spec file's folder.
+    Relative data paths in the spec resolve against the spec file's folder. ``default_data`` is the
+    ``data`` block of a spec file that has none (the notebook API makes one from its DataFrames).
     """
     path = Path(path)
     raw, lines = _read(path)
+    if default_data is not None and isinstance(raw, dict) and "data" not in raw:
+        raw = {**raw, "data": dict(default_data)}
     spec = spec_from_dict(raw, source=str(path), lines=lines)
     spec._source = str(absolute(path))
     return spec

@@ -1,0 +1,78 @@
+"""The notebook API (``promolab.analyze``, ``promolab.design``) and the notebook example that uses it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import promolab
+from promolab.analyze import Analysis, analyze_spec
+from promolab.decision import decide
+from promolab.design.plan import plan_design
+from promolab.economics import evaluate
+from promolab.errors import SpecError
+from promolab.simulate import simulate
+
+from .conftest import EXAMPLES, ROOT
+
+SPRING = EXAMPLES / "spring-discount.yaml"
+
+
+@pytest.fixture(scope="module")
+def frames() -> dict:
+    data = simulate(promolab.load_spec(EXAMPLES / "channel.yaml"), 4000, seed=5)
+    return {name: data.frame(name) for name in data.tables}
+
+
+def test_the_notebook_example_runs(tmp_path):
+    env = {**os.environ, "PROMOLAB_EXAMPLE_OUT": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "notebook.py")],
+        capture_output=True, text=True, cwd=tmp_path, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "customers per arm" in done.stdout
+    assert "pct20: " in done.stdout  # the per-arm verdict line
+    assert (tmp_path / "notebook-discount" / "notebook-discount.html").is_file()
+
+
+def test_analyze_from_a_path_equals_the_pipeline_functions(frames):
+    result = promolab.analyze(EXAMPLES / "channel.yaml", data=frames)
+    spec = promolab.load_spec(EXAMPLES / "channel.yaml")
+    direct = analyze_spec(spec, frames=frames)
+    assert result.analysis.to_dict() == direct.to_dict()
+    assert result.economics() == evaluate(spec, direct)
+    assert result.decision == decide(spec, direct, evaluate(spec, direct))
+    assert result.to_dicts() == direct.to_dicts()
+
+
+def test_a_spec_without_a_data_block_takes_its_tables_from_data(frames):
+    raw = yaml.safe_load((EXAMPLES / "channel.yaml").read_text())
+    data_block = raw.pop("data")
+    renamed = {
+        name: f.rename(columns={data_block.get("unit_id", "unit_id"): "uid"}) for name, f in frames.items()
+    }
+    with_block = promolab.analyze(EXAMPLES / "channel.yaml", data=frames).analysis
+    without = promolab.analyze(raw, data=renamed, unit_id="uid", timestamp=data_block.get("timestamp"))
+    assert [r.p_value for r in without.analysis.results] == [r.p_value for r in with_block.results]
+    with pytest.raises(SpecError, match="data"):
+        promolab.analyze(raw)
+
+
+def test_stage_packages_stay_packages_and_design_is_callable():
+    assert promolab.analyze.Analysis is Analysis
+    spec = promolab.load_spec(SPRING)
+    assert promolab.design(spec) == plan_design(spec)
+    assert promolab.design(SPRING) == plan_design(spec)
+
+
+def test_notebook_display_shows_the_verdict_lines_escaped(frames):
+    result = promolab.analyze(EXAMPLES / "channel.yaml", data=frames)
+    shown = result._repr_html_()
+    assert all(arm.line.split(":")[0] in shown for arm in result.decision.arms)
+    assert "<table" in shown
+    assert result.to_markdown().startswith(f"**{result.decision.action.upper()}**")
