@@ -99,7 +99,7 @@ class _Cells(HTMLParser):
             self.fields.setdefault(self._open, []).append("")
 
     def handle_endtag(self, tag):
-        self._open = None if tag in ("td", "strong", "span") else self._open
+        self._open = None if tag in ("td", "strong", "span", "li", "p", "div") else self._open
 
     def handle_data(self, data):
         if self._open is not None:
@@ -114,7 +114,7 @@ def _parse(html: str) -> _Cells:
 
 def test_report_has_every_section_in_order(spring):
     _, html, markdown = spring
-    assert _parse(html).sections == ["decision", "design", "metrics", "economics", "notes"]
+    assert _parse(html).sections == ["decision", "design", "metrics", "economics", "segment-tests", "notes"]
     for heading in ("## Design recap", "## Metrics", "## Promotion economics", "## Method notes"):
         assert heading in markdown
 
@@ -129,6 +129,8 @@ def test_numbers_in_the_html_equal_the_report_json(spring):
     assert cells["headline-lift"] == [pct(report["headline"]["rel_lift"])]
     assert cells["decision"] == [report["decision"]["reason"]]
     assert cells["action"][0].startswith(report["decision"]["action"].upper())
+    assert cells["arm-verdict"] == [arm["line"] for arm in report["decision"]["arms"]]
+    assert len(cells["heterogeneity"]) == len(report["segment_tests"]["heterogeneity"]) > 0
 
 
 def test_decision_and_headline_come_first(spring):
@@ -488,3 +490,27 @@ def test_saved_results_with_another_reference_or_broken_insides_exit_2(workspace
     assert outcome.exit_code == 2
     assert message in outcome.output
     assert "Traceback" not in outcome.output
+
+
+def test_report_comments_a_short_sample_and_free_goods(tmp_path):
+    """Hillstrom's spec plans ~64,000 customers and declares unit_cost 0: a 3,000-unit run must say
+    what lift it could detect instead, and flag that ROI assumes goods that cost nothing."""
+    import promolab
+    from promolab.simulate import simulate
+
+    spec = promolab.load_spec(EXAMPLES / "hillstrom.yaml")
+    data = simulate(spec, 3000, seed=2)
+    result = promolab.analyze(spec, data={name: data.frame(name) for name in data.tables})
+    paths = result.report(tmp_path)
+    report = json.loads(paths["json"].read_text())
+    shortfall = report["design"]["shortfall"]
+    assert shortfall.startswith("The test reached ")
+    assert "could detect a lift of about" in shortfall
+    assert "unit_cost is 0" in report["headline"]["caveat"]
+    html = paths["html"].read_text()
+    cells = _parse(html).fields
+    assert cells["shortfall"] == [shortfall]
+    assert cells["caveat"] == [report["headline"]["caveat"]]
+    assert report["metric_info"]["visit"]["format"] == "percent"
+    assert report["results"][0]["metric"] == "visit"
+    assert cells["abs_diff"][0].endswith(" pp")  # a difference of two shares, in percentage points

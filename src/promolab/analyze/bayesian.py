@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from promolab.analyze.segments import usable_segments
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import (
     AnyMetric,
@@ -60,7 +61,6 @@ from promolab.stats.mcmc import Array, HurdleStats, fit_hurdle, fit_partial_pool
 from promolab.stats.moments import ExperimentStats, LogMoments, Moments
 
 MIN_IMPORTANCE_ESS = 400  # fewer effective draws after a lift prior reweighting: flagged
-MIN_SEGMENT_UNITS = 30  # per arm: below this a segment's normal approximation is not trusted
 DEFAULT_PROB = 0.95  # P(beat control) and P(non-inferior) needed to ship, unless decision.prob_positive
 
 
@@ -446,13 +446,7 @@ def _segment_results(
     metric, control = spec.primary, arms[0]
     if isinstance(spec.metric(metric), RatioMetric | OrdinalMetric):
         return []  # segment moments hold per-unit values only
-    usable = {
-        s: found[s]
-        for s in found
-        if all(
-            a in found[s] and found[s][a].n >= MIN_SEGMENT_UNITS and found[s][a].var(metric) > 0 for a in arms
-        )
-    }
+    usable = usable_segments(found, arms, metric)
     if len(usable) < 2:
         return []
     overall = functools.reduce(operator.add, (arms[control] for arms in usable.values()))

@@ -11,6 +11,7 @@ from promolab import __version__
 from promolab.aggregate.quality import DataQuality
 from promolab.analyze import table
 from promolab.analyze.frequentist import GuardrailResult, LiftResult, guardrail_results, lift_results
+from promolab.analyze.segments import Heterogeneity, SegmentLift, segment_lifts
 from promolab.design.srm import SrmResult, srm_test
 from promolab.errors import DataError
 from promolab.sources import data_paths
@@ -43,6 +44,8 @@ class Analysis:
     arms: dict[str, Moments] = field(default_factory=dict)  # per-arm moments (economics reads them)
     daily: dict[str, Any] | None = None  # the primary metric's cumulative mean by day (reports)
     data_quality: DataQuality = field(default_factory=DataQuality)  # rows left out, and why
+    segments: list[SegmentLift] = field(default_factory=list)  # frequentist lift per segment
+    heterogeneity: list[Heterogeneity] = field(default_factory=list)  # does the lift differ by segment?
 
     def to_dicts(self) -> list[dict[str, Any]]:
         """One flat mapping per metric x treatment arm (:mod:`promolab.analyze.table`): the source of
@@ -89,6 +92,10 @@ class Analysis:
             "arms": {arm: moments.to_dict() for arm, moments in self.arms.items()},
             "daily": self.daily,
             "data_quality": self.data_quality.to_dict(),
+            "segments": {
+                "rows": [asdict(s) for s in self.segments],
+                "heterogeneity": [asdict(h) for h in self.heterogeneity],
+            },
             "guardrails": [asdict(g) for g in self.guardrails],
             "method": self.method,
             **(self._bayes_dict() if self.bayes is not None else {}),
@@ -100,6 +107,7 @@ class Analysis:
         draws are not in the payload). Validate a file with ``check_saved_analysis`` first."""
         srm = {k: v for k, v in data["srm"].items() if k in SrmResult.__dataclass_fields__}
         bayes = data.get("bayes")
+        segments = data.get("segments") or {}
         return cls(
             experiment=data["experiment"],
             spec_hash=data["spec_hash"],
@@ -115,6 +123,8 @@ class Analysis:
             arms={arm: Moments.from_dict(m) for arm, m in data["arms"].items()},
             daily=data.get("daily"),
             data_quality=DataQuality.from_dict(data.get("data_quality") or {}),
+            segments=[_dataclass(SegmentLift, row) for row in segments.get("rows", [])],
+            heterogeneity=[_dataclass(Heterogeneity, row) for row in segments.get("heterogeneity", [])],
         )
 
     def _bayes_dict(self) -> dict[str, Any]:
@@ -155,7 +165,7 @@ def analyze_spec(
 
     method = method or spec.analysis.method
     covariates = spec.analysis.covariates if cuped else ()
-    segments = spec.analysis.segments if method != "frequentist" else ()
+    segments = spec.analysis.segments
     paths = data_paths(spec, data_dir, overrides)
     aggregation = aggregate(
         spec, paths, frames, covariates, segments, log_moments=method != "frequentist", daily=daily
@@ -176,6 +186,7 @@ def analyze_stats(
     paired = lift_results(spec, stats, residual_pass)
     guardrails = guardrail_results(spec, paired)
     results = [result for result, _ in paired]
+    lifts, heterogeneity = segment_lifts(spec, stats)
     bayes = None
     if method != "frequentist":
         from promolab.analyze.bayesian import bayes_results
@@ -194,6 +205,8 @@ def analyze_stats(
         method=method,
         bayes=bayes,
         arms={arm: s.moments for arm, s in stats.arms.items()},
+        segments=lifts,
+        heterogeneity=heterogeneity,
     )
 
 

@@ -387,6 +387,8 @@ def analyze(
     )
     analysis = analyze_spec(spec, data_dir, overrides, cuped=cuped, method=chosen, daily=daily)
     _warn(analysis.data_quality.warnings())
+    if daily and analysis.daily is None:
+        _warn([f"--daily did nothing: {_no_daily_curve(spec)}"])
     economics = evaluate(spec, analysis)
     decisions = _decisions(spec, analysis, economics)
     print_analysis(analysis, decisions)
@@ -401,6 +403,22 @@ def analyze(
         from promolab.io import write_table
 
         write_table(draws_out, analysis.bayes.draws_frame())
+
+
+def _no_daily_curve(spec: ExperimentSpec) -> str:
+    """Why the primary metric has no cumulative curve by day."""
+    metric = spec.metric(spec.primary)
+    source = getattr(metric, "source", None)
+    if spec.data.timestamp is None:
+        return "the spec has no data.timestamp column to date the rows"
+    if source is None or source == "units":
+        return f"the primary metric '{spec.primary}' is not read from a dated event table"
+    if source not in spec.data.tables or metric.kind not in ("binary", "count", "continuous"):
+        return f"the primary metric '{spec.primary}' is not cumulative"
+    return (
+        f"the primary metric '{spec.primary}' is not a cumulative sum (agg mean or max), or its table "
+        f"has no column '{spec.data.timestamp}'"
+    )
 
 
 def _decisions(

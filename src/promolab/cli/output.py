@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ MAX_SEGMENTS_SHOWN = 12  # larger segmentations (RFM cells) are in the JSON only
 if TYPE_CHECKING:
     from promolab.analyze import Analysis
     from promolab.analyze.bayesian import SegmentResult
+    from promolab.analyze.segments import SegmentLift
     from promolab.decision import Decision
 
 
@@ -87,6 +89,8 @@ def _print_frequentist(analysis: Analysis) -> None:
         table.headers(rows)[:shown],
         [table.cells(row)[:shown] for row in rows],
     )
+    if analysis.segments:
+        _print_segment_tests(analysis)
     if analysis.guardrails:
         checks = [
             [g.metric, g.variant, g.margin, g.p_value, "pass" if g.passed else "FAIL"]
@@ -96,6 +100,27 @@ def _print_frequentist(analysis: Analysis) -> None:
             "guardrails (one-sided non-inferiority)",
             ["metric", "variant", "margin", "p_value", "result"],
             checks,
+        )
+
+
+def _print_segment_tests(analysis: Analysis) -> None:
+    """Each segment's own lift of the primary metric, and Cochran's Q test per segmentation and arm."""
+    shown = [
+        s
+        for s in analysis.segments
+        if _segment_count(analysis.segments, s.segmentation) <= MAX_SEGMENTS_SHOWN
+    ]
+    columns = ["segmentation", "segment", "variant", "n", "abs_diff", "rel_lift", "p_value"]
+    rows = [
+        [s.segmentation, s.segment, s.variant, s.n_control + s.n_variant, s.abs_diff, s.rel_lift, s.p_value]
+        for s in shown
+    ]
+    if rows:
+        print_table("segment lifts of the primary metric (each segment alone, p unadjusted)", columns, rows)
+    for h in analysis.heterogeneity:
+        out.print(
+            f"{plain(h.variant)} by {plain(h.segmentation)}: Cochran's Q = {h.q:.3g} on {h.df} df, "
+            f"p = {text.p_value(h.p_value)} ({h.segments} segments)"
         )
 
 
@@ -162,7 +187,7 @@ def _print_bayes(analysis: Analysis) -> None:
         print_table("segment-level uplift of the primary metric (partial pooling)", columns, rows)
 
 
-def _segment_count(segments: list[SegmentResult], segmentation: str) -> int:
+def _segment_count(segments: Sequence[SegmentResult | SegmentLift], segmentation: str) -> int:
     return len({s.segment for s in segments if s.segmentation == segmentation})
 
 

@@ -10,6 +10,7 @@ tests, the price response.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -64,6 +65,7 @@ def build_report(spec: ExperimentSpec, analysis: Analysis, draws: Draws | None =
         "start": spec.start.isoformat(),
         "end": spec.end.isoformat(),
         "primary": spec.primary,
+        "metric_info": _metric_info(spec),
         "revenue_metric": revenue_metric,
         "confidence": confidence,
         "reference": spec.reference.id,
@@ -82,7 +84,13 @@ def build_report(spec: ExperimentSpec, analysis: Analysis, draws: Draws | None =
         "results": payload["results"],
         "guardrails": payload["guardrails"],
         "bayes": payload.get("bayes"),
-        "segments": _largest_segments(payload.get("bayes")),
+        "segments": _largest_segments((payload.get("bayes") or {}).get("segments") or []),
+        "segment_tests": {
+            **_largest_segments(payload["segments"]["rows"]),
+            "heterogeneity": [
+                {**h, "differs": h["p_value"] < 1 - confidence} for h in payload["segments"]["heterogeneity"]
+            ],
+        },
         "economics": economics.to_dict() if economics is not None else None,
         "price_response": _price_response(spec, arms),
         "daily": payload.get("daily"),
@@ -107,6 +115,7 @@ def _headline(
         rows, key=lambda r: sign * (r["rel_lift"] if r["rel_lift"] is not None else float("-inf"))
     )
     arm = next((a for a in (economics or {}).get("arms", []) if a["variant"] == row["variant"]), None)
+    free_goods = spec.economics is not None and not spec.economics.unit_cost
     return {
         "variant": row["variant"],
         "rel_lift": row["rel_lift"],
@@ -114,15 +123,35 @@ def _headline(
         "roi": arm["roi"]["value"] if arm else None,
         "roi_ci": arm["roi"]["ci"] if arm else None,
         "net_profit": arm["net_profit"]["value"] if arm else None,
+        "caveat": (
+            "ROI and net profit assume the goods cost nothing (economics.unit_cost is 0 or missing): every "
+            "extra sale counts as pure margin, so they are upper bounds."
+            if arm and free_goods
+            else None
+        ),
     }
+
+
+def _metric_info(spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
+    """How each result row's metric is labelled and shown: name, unit, and percent / money / number
+    (binary metrics and top boxes are shares: percent, differences in percentage points)."""
+    currency = spec.economics.currency if spec.economics is not None else ""
+    info = {}
+    for metric in spec.metrics:
+        shown = metric.format or ("percent" if metric.kind == "binary" else "number")
+        unit = metric.unit or (currency if shown == "money" else "")
+        info[metric.id] = {"label": metric.name or metric.id, "unit": unit, "format": shown}
+        if metric.kind == "ordinal":
+            label = f"{metric.name or metric.id}: top {metric.top_box}"
+            info[f"{metric.id}:top_box"] = {"label": label, "unit": "", "format": "percent"}
+    return info
 
 
 SEGMENTS_SHOWN = 8  # largest segments per segmentation and arm in the report (all are in the JSON)
 
 
-def _largest_segments(bayes: Mapping[str, Any] | None) -> dict[str, Any]:
+def _largest_segments(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
     """The largest segments of each segmentation and arm, and how many were left out of the table."""
-    rows = (bayes or {}).get("segments") or []
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["segmentation"], row["variant"]), []).append(row)
@@ -146,16 +175,38 @@ def _uncertainty_note(method: str, confidence: float) -> str:
     )
 
 
+SHORTFALL = 0.9  # achieved below this share of the planned units per arm gets a comment
+
+
 def _design_recap(spec: ExperimentSpec, arms: Mapping[str, Moments]) -> dict[str, Any]:
-    """Planned units per arm (``promolab design``) against the units analysed."""
+    """Planned units per arm (``promolab design``) against the units analysed, with a sentence when the
+    test fell short: the lift it could detect instead (the MDE grows as ``sqrt(planned / achieved)``)."""
     from promolab.design.plan import plan_design
     from promolab.errors import PromolabError
 
     achieved = {arm: m.n for arm, m in arms.items()}
     try:
         plan = plan_design(spec)
-    except PromolabError as error:  # no baseline to plan from: report the achieved sample alone
-        return {"planned": None, "achieved": achieved, "note": str(error)}
+    except PromolabError:  # no baseline to plan from: report the achieved sample alone
+        note = (
+            "No planned sample size: the spec's design block gives nothing to plan from (`promolab design`)."
+        )
+        return {"planned": None, "achieved": achieved, "note": note, "shortfall": None}
+    share = min(achieved[arm] / planned for arm, planned in plan.per_arm.items() if planned)
+    shortfall = None
+    if share < SHORTFALL:
+        total, planned_total = sum(achieved.values()), sum(plan.per_arm.values())
+        shortfall = (
+            f"The test reached {share:.0%} of its planned sample ({total:,} of {planned_total:,} units)"
+        )
+        if plan.mde_relative is not None:
+            detectable = plan.mde_relative / math.sqrt(share)
+            shortfall += (
+                f": it could detect a lift of about {detectable:.1%} on {plan.metric} with {plan.power:.0%} "
+                f"power, not the planned {plan.mde_relative:.1%}. A lift smaller than that may be missed."
+            )
+        else:
+            shortfall += "."
     return {
         "planned": plan.per_arm,
         "achieved": achieved,
@@ -163,6 +214,7 @@ def _design_recap(spec: ExperimentSpec, arms: Mapping[str, Moments]) -> dict[str
         "mde_relative": plan.mde_relative,
         "power": plan.power,
         "note": None,
+        "shortfall": shortfall,
     }
 
 

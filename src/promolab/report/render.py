@@ -40,6 +40,18 @@ def interval(ci: Any, kind: str = "money", currency: str = "") -> str:
     return f"{text.interval(low, high, 'money')} {currency}".strip()
 
 
+def metric_value(value: float | None, info: Mapping[str, Any], difference: bool = False) -> str:
+    """A metric's mean (or a difference of two means) in the metric's format: shares as percent
+    (differences in percentage points), other values to four significant digits."""
+    if info["format"] == "percent":
+        return text.points(value) if difference else text.percent(value)
+    return text.number(value, 4, signed=difference)
+
+
+def metric_label(name: str, info: Mapping[str, Any]) -> str:
+    return f"{info['label']} ({info['unit']})" if info["unit"] else str(info["label"])
+
+
 @cache
 def _environment(kind: str) -> Any:
     import jinja2
@@ -59,6 +71,9 @@ def _environment(kind: str) -> Any:
         percent=text.percent,
         interval=interval,
         number=text.number,
+        p=text.p_value,
+        metric_value=metric_value,
+        metric_label=metric_label,
     )
     return env
 
@@ -90,7 +105,7 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, Any]) -> str:
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
-    return str(_environment("md").get_template("report.md.j2").render(r=report))
+    return _ending(str(_environment("md").get_template("report.md.j2").render(r=report)))
 
 
 def render_review_html(review: Mapping[str, Any], images: Mapping[str, Any]) -> str:
@@ -98,4 +113,9 @@ def render_review_html(review: Mapping[str, Any], images: Mapping[str, Any]) -> 
 
 
 def render_review_markdown(review: Mapping[str, Any]) -> str:
-    return str(_environment("md").get_template("review.md.j2").render(v=review))
+    return _ending(str(_environment("md").get_template("review.md.j2").render(v=review)))
+
+
+def _ending(text: str) -> str:
+    """Markdown files end with one newline."""
+    return text.rstrip("\n") + "\n"

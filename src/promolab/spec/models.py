@@ -336,6 +336,14 @@ class _MetricBase(SpecModel):
         "named in guardrails, else 'secondary'.",
     )
     direction: Literal["higher", "lower"] = Field(default="higher", description="Which way is better.")
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = Field(
+        default=None, description="Unit of the values, shown beside them ('thousand USD', 'rounds')."
+    )
+    format: Literal["number", "percent", "money"] | None = Field(
+        default=None,
+        description="How values are shown: 'percent' (the default for binary metrics and top boxes), "
+        "'money' (with economics.currency), else 'number'.",
+    )
 
 
 MissingPolicy = Literal["error", "zero", "drop"]
