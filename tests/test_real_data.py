@@ -357,6 +357,16 @@ def test_cookie_cats_retention_is_an_unpooled_z_test_and_the_reference_wins(cook
     assert arm["line"].startswith("gate_40: stop, significantly WORSE than the reference")
 
 
+def test_cookie_cats_extreme_player_is_warned_about(cookie_cats_csv):
+    """One player has 49,854 rounds, the next 2,961: the analysis says so (and still analyses)."""
+    players = pd.read_csv(cookie_cats_csv)
+    top, runner_up = players["sum_gamerounds"].nlargest(2)
+    analysis = _analyze(COOKIE_CATS, cuped=False, units=cookie_cats_csv)
+    assert analysis.data_quality.largest["rounds"] == (top, runner_up)
+    (warning,) = [w for w in analysis.data_quality.warnings() if "'rounds'" in w]
+    assert f"one unit has {top:,}, {top / runner_up:.1f} times the next largest ({runner_up:,})" in warning
+
+
 def test_cookie_cats_arms_are_generic_treatments():
     spec = promolab.load_spec(COOKIE_CATS)
     assert {v.kind for v in spec.variants} == {"treatment"}

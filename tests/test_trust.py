@@ -531,3 +531,36 @@ def test_rfm_segments_refuse_an_infinite_order_amount(small):
     raw["analysis"]["segments"] = [{"rfm": {"source": "pre"}}]
     with pytest.raises(DataError, match="1 row\\(s\\) of column 'amount' are missing or not finite"):
         analyze_spec(spec_from_dict(raw), frames={**small, "pre": pre}, method="bayesian")
+
+
+def _outlier_analysis(capping: dict | None, top: float):
+    import numpy as np
+    import pandas as pd
+
+    import promolab
+
+    rng = np.random.default_rng(4)
+    n = 400
+    assignments = pd.DataFrame({"unit_id": np.arange(n), "variant": np.tile(["control", "b"], n // 2)})
+    amount = rng.gamma(2.0, 10.0, n)
+    amount[7] = top
+    metric = {"id": "revenue", "kind": "continuous", "source": "orders", "column": "amount"}
+    spec = {
+        "id": "outliers", "name": "outliers", "unit": "customer", "start": "2026-01-01", "end": "2026-01-28",
+        "variants": [{"id": "control", "kind": "control", "weight": 0.5},
+                     {"id": "b", "kind": "treatment", "weight": 0.5}],
+        "metrics": [{**metric, **({"capping": capping} if capping else {})}],
+        "primary": "revenue",
+    }  # fmt: skip
+    orders = pd.DataFrame({"unit_id": np.arange(n), "amount": amount})
+    return promolab.analyze(spec, data={"assignments": assignments, "orders": orders}).analysis
+
+
+def test_an_extreme_value_is_warned_about_and_a_capped_metric_is_not():
+    flagged = _outlier_analysis(None, 1e6).data_quality
+    assert flagged.largest["revenue"][0] == 1e6
+    assert any("one unit has 1,000,000" in w and "cap the metric" in w for w in flagged.warnings())
+    plain = _outlier_analysis(None, 60.0).data_quality  # within the bulk of a Gamma(2, 10)
+    assert not [w for w in plain.warnings() if "times the next largest" in w]
+    capped = _outlier_analysis({"absolute": 500}, 1e6).data_quality
+    assert "revenue" not in capped.largest

@@ -424,6 +424,7 @@ class DuckAggregation:
         }
         if log_moments:
             columns |= self._log_columns()
+        columns |= {f"top:{m.id}": f"max({quote('m:' + m.id)}, 2)" for m in self._uncapped()}
         grouped = self._grouped(["arm"], columns, ["label", *values])
         if self.id_range is None:
             sql = self._with() + grouped
@@ -471,6 +472,14 @@ class DuckAggregation:
     @property
     def _with_powers(self) -> bool:
         return 0 < len(self.covariates) <= MAX_POWER_COVARIATES
+
+    def _uncapped(self) -> list[AnyMetric]:
+        """Continuous and count metrics without capping: their largest values are checked for outliers."""
+        return [
+            m
+            for m in self.spec.metrics
+            if isinstance(m, ContinuousMetric | CountMetric) and getattr(m, "capping", None) is None
+        ]
 
     def _log_columns(self) -> dict[str, str]:
         """Per continuous metric: units with ``y > 0``, mean and variance of ``ln y`` over them, and
@@ -617,7 +626,12 @@ class DuckAggregation:
             if kind == "null"
         }
         policies = {m.id: str(m.missing_policy) for kind, m in self.plan.checks if kind == "null"}
-        return DataQuality(tables, missing, policies)
+        largest = {}
+        for metric in self._uncapped():
+            top = sorted(float(v) for g in groups if g["arm"] > 0 for v in g[f"top:{metric.id}"] or [])
+            if len(top) >= 2:
+                largest[metric.id] = (top[-1], top[-2])
+        return DataQuality(tables, missing, policies, largest)
 
     def _check_values(self, groups: Sequence[Mapping[str, Any]]) -> None:
         """Every arm has units; no missing (unless the metric's policy allows it), non-finite or

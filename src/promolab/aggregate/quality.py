@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from promolab import format as text
+
 
 @dataclass(frozen=True)
 class TableRows:
@@ -37,6 +39,9 @@ class TableRows:
         return self.matched_rows - self.outside_window_rows - self.undated_rows
 
 
+OUTLIER_RATIO = 10.0  # a largest per-unit value this many times the next largest is worth a warning
+
+
 @dataclass(frozen=True)
 class DataQuality:
     """Row accounting of every event table, and missing values per metric with the policy applied."""
@@ -44,6 +49,7 @@ class DataQuality:
     tables: dict[str, TableRows] = field(default_factory=dict)
     missing_values: dict[str, int] = field(default_factory=dict)
     missing_policy: dict[str, str] = field(default_factory=dict)
+    largest: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric -> two largest values
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +61,7 @@ class DataQuality:
                 metric: {"units_or_rows": count, "policy": self.missing_policy[metric]}
                 for metric, count in self.missing_values.items()
             },
+            "largest_values": {metric: list(values) for metric, values in self.largest.items()},
         }
 
     @classmethod
@@ -69,6 +76,7 @@ class DataQuality:
             tables,
             {m: int(v["units_or_rows"]) for m, v in missing.items()},
             {m: str(v["policy"]) for m, v in missing.items()},
+            {m: (float(v[0]), float(v[1])) for m, v in data.get("largest_values", {}).items()},
         )
 
     def warnings(self) -> list[str]:
@@ -85,6 +93,14 @@ class DataQuality:
                 found.append(
                     f"{name}: {rows.outside_window_rows:,} rows dated outside the test window and "
                     f"{rows.undated_rows:,} without a readable date are left out"
+                )
+        for metric, (top, runner_up) in self.largest.items():
+            if runner_up > 0 and top >= OUTLIER_RATIO * runner_up:
+                ratio = top / runner_up
+                found.append(
+                    f"metric '{metric}': one unit has {text.number(top)}, {ratio:.1f} times the next "
+                    f"largest ({text.number(runner_up)}); check that unit, or cap the metric (capping) so it "
+                    "cannot decide the test alone"
                 )
         for metric, count in self.missing_values.items():
             policy = self.missing_policy[metric]
