@@ -2,7 +2,7 @@
 # Both create .venv with a Python >= 3.12 found by scripts/find-python and install what they need;
 # `make test` also needs headless Chromium for the report rendering test (scripts/find-chromium
 # installs Debian's package when run as root).
-.PHONY: demo test bench clean
+.PHONY: demo test docs bench clean
 
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -22,13 +22,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@sh scripts/demo.sh "$(BIN)" "$(DEMO_OUT)" "$(DEMO_UNITS)"
 
-test: $(STAMP)
+test: $(STAMP) docs
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	@CHROMIUM=$$(sh scripts/find-chromium --install) || exit 1; \
 	echo "CHROMIUM=$$CHROMIUM $(BIN)/python -m pytest -n 2 --dist loadfile"; \
 	CHROMIUM=$$CHROMIUM $(BIN)/python -m pytest -n 2 --dist loadfile
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -1,4 +1,4 @@
-"""Invariants from ARCHITECTURE.md that a test can enforce."""
+"""Invariants from docs/architecture.md that a test can enforce."""
 
 from __future__ import annotations
 
@@ -125,15 +125,15 @@ def _mapped() -> set[str]:
     import re
 
     listed: set[str] = set()
-    for line in (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8").splitlines():
+    for line in (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8").splitlines():
         if line.startswith("| `promolab"):
             listed |= set(re.findall(r"`(promolab[\w.]*)`", line.split("|")[1]))
     return listed
 
 
 def test_architecture_module_map_is_true():
-    """ARCHITECTURE.md's module map lists every module, and nothing that does not exist."""
+    """docs/architecture.md's module map lists every module, and nothing that does not exist."""
     modules = set(_modules()) - {"promolab.__main__"}
     listed = _mapped()
-    assert not modules - listed, f"modules missing from ARCHITECTURE.md: {sorted(modules - listed)}"
-    assert not listed - modules, f"ARCHITECTURE.md lists missing modules: {sorted(listed - modules)}"
+    assert not modules - listed, f"modules missing from docs/architecture.md: {sorted(modules - listed)}"
+    assert not listed - modules, f"docs/architecture.md lists missing modules: {sorted(listed - modules)}"

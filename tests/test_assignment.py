@@ -43,7 +43,7 @@ def arm_lists(draw: st.DrawFn, max_arms: int = 5) -> list[tuple[str, float]]:
 
 
 def reference_bucket(salt: str, unit_id: int | str) -> int:
-    """The README definition, steps 1-3, with nothing but hashlib."""
+    """The definition in docs/design.md, steps 1-3, with nothing but hashlib."""
     digest = hashlib.sha256(f"{salt}:{unit_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % 10_000
 

@@ -258,7 +258,7 @@ def test_segment_lifts_shrink_towards_the_pooled_lift(analysis):
 
 
 def _pandas_rfm(frames: dict[str, pd.DataFrame], bins: int) -> pd.Series:
-    """RFM cells as the README defines them, computed with pandas."""
+    """RFM cells as docs/analysis.md defines them, computed with pandas."""
     pre = frames["pre_orders"]
     pre = pre[pre["date"] < pd.Timestamp(START)]
     per = pre.groupby("unit_id").agg(last=("date", "max"), f=("amount", "size"), m=("amount", "sum"))

@@ -1,4 +1,4 @@
-"""The README documents every spec field and every CLI command."""
+"""The docs document every spec field and every CLI command, and their examples are valid."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from promolab.spec import models
 from .conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
-REFERENCE = README.split("## Spec reference", 1)[1].split("## Command line", 1)[0]
+REFERENCE = (ROOT / "docs" / "spec.md").read_text().split("## Spec reference", 1)[1]
+CLI = (ROOT / "docs" / "cli.md").read_text()
 
 
 def _spec_models() -> list[type[BaseModel]]:
@@ -30,7 +31,7 @@ def _spec_models() -> list[type[BaseModel]]:
 @pytest.mark.parametrize("model", _spec_models(), ids=lambda m: m.__name__)
 def test_every_spec_field_is_in_the_reference(model):
     missing = [name for name in model.model_fields if not re.search(rf"`{name}`", REFERENCE)]
-    assert not missing, f"README spec reference lacks {model.__name__} fields {missing}"
+    assert not missing, f"docs/spec.md's reference lacks {model.__name__} fields {missing}"
 
 
 def test_every_command_is_in_the_cli_reference():
@@ -38,3 +39,14 @@ def test_every_command_is_in_the_cli_reference():
     assert commands
     for name in commands:
         assert f"`promolab {name}" in README, name
+        assert f"`promolab {name}" in CLI, name
+
+
+def test_the_readme_spec_example_is_valid():
+    import yaml
+
+    from promolab.spec import spec_from_dict
+
+    block = README.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = spec_from_dict(yaml.safe_load(block))
+    assert spec.metric("revenue").unit == "USD"

@@ -105,7 +105,9 @@ def analyze(
         method: ``frequentist``, ``bayesian`` or ``both`` (default: the spec's).
         cuped: adjust for the spec's covariates.
         daily: also the primary metric's cumulative mean by day.
-        unit_id, variant_column, timestamp: column names, for a spec without a ``data`` block.
+        unit_id: the unit id column, for a spec without a ``data`` block.
+        variant_column: the arm column of the assignments, for a spec without a ``data`` block.
+        timestamp: the date column of event tables, for a spec without a ``data`` block.
     """
     from promolab.analyze.run import analyze_spec
 

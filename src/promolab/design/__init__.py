@@ -1,4 +1,4 @@
-"""promolab.design: sample size, power, assignment and balance (see ARCHITECTURE.md).
+"""promolab.design: sample size, power, assignment and balance (see docs/architecture.md).
 
 The package is callable: ``promolab.design(spec)`` is :func:`promolab.api.design`.
 """

@@ -1,6 +1,6 @@
 """The design plan of a spec: sample size per arm, duration, MDE, power and break-even lifts.
 
-Conventions (README "Design"): one comparison per treatment arm against the reference arm; with
+Conventions (docs/design.md "Design"): one comparison per treatment arm against the reference arm; with
 several treatment arms the family-wise error is controlled by Bonferroni (alpha / k per
 comparison). Holm's procedure, which the analysis uses, rejects at least whatever Bonferroni
 rejects, so power planned at alpha / k is a lower bound of the power the analysis achieves.
@@ -313,7 +313,7 @@ def _units_sold(metric: AnyMetric, outcome: Outcome, price: float, units_per_ord
     """Units sold per randomised unit in the reference arm, read off the design metric's baseline.
 
     Continuous metrics are taken as revenue (units = mean / price), count metrics as units, binary
-    metrics as buyers of ``units_per_order`` units each. README "Design" states this assumption.
+    metrics as buyers of ``units_per_order`` units each. docs/design.md "Design" states this assumption.
     """
     if isinstance(metric, ContinuousMetric):
         return outcome.mean / price

@@ -1,6 +1,6 @@
 """Simulated experiment data for any spec: units, assignments, orders, surveys and event tables.
 
-The model (README "Simulator" has the full description):
+The model (docs/cli.md "Simulator" has the full description):
 
 - Each unit has a latent pre-period score ``z_pre`` and an in-period score
   ``z_in = pre_corr * z_pre + sqrt(1 - pre_corr^2) * e``, both N(0, 1). The in-period propensity is

@@ -733,7 +733,7 @@ class SimTable(SpecModel):
 
 
 class Simulation(SpecModel):
-    """Parameters of ``promolab simulate``; see README "Simulator"."""
+    """Parameters of ``promolab simulate``; see docs/cli.md "Simulator"."""
 
     purchase_prob: Probability = Field(default=0.08, description="Reference P(>= 1 order).")
     orders_per_buyer: float = Field(default=1.3, ge=1, le=100, description="Mean orders of a buyer.")

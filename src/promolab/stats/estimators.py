@@ -1,6 +1,6 @@
 """Two-arm comparisons from per-arm summaries: differences, relative lifts, tests. Pure functions.
 
-Conventions (README "Statistical methods"):
+Conventions (docs/analysis.md "Statistical methods"):
 
 - Difference ``d = m_t - m_c`` with unpooled standard error ``se = sqrt(v_t + v_c)``, ``v = var / n``.
   Means (continuous, count, ordinal scores) use the sample variance (ddof 1) and Welch's t with
