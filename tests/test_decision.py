@@ -78,7 +78,7 @@ def test_ships_the_significantly_better_arm_and_names_it():
     assert (decision.action, decision.variant, decision.rule) == ("ship", "pct20", "frequentist")
     (verdict,) = decision.arms
     assert (verdict.action, verdict.finding) == ("ship", "better")
-    assert verdict.line.startswith("pct20: ship, significantly better: revenue +12.5% (Holm p = <0.0001)")
+    assert verdict.line.startswith("pct20: ship, significantly better: revenue +12.5% (Holm p < 0.0001)")
 
 
 def test_a_significantly_worse_arm_says_the_reference_wins():

@@ -131,7 +131,7 @@ def _frequentist_evidence(spec: ExperimentSpec, analysis: Analysis) -> dict[str,
             )
             continue
         lift = fmt.percent(result.rel_lift, signed=True) if result.rel_lift is not None else fmt.number(diff)
-        text = f"{spec.primary} {lift} (Holm p = {fmt.p_value(p)})"
+        text = f"{spec.primary} {lift} ({fmt.p_equals(p, 'Holm p')})"
         finding: Finding = "no_difference" if p >= alpha else ("better" if sign * diff > 0 else "worse")
         found[result.variant] = Evidence(finding, text, (sign * diff, 0.0))
     return found

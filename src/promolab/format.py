@@ -40,6 +40,24 @@ def p_value(value: float | None) -> str:
     return MISSING if value is None else ("<0.0001" if value < 1e-4 else f"{value:.4f}")
 
 
+def p_equals(value: float | None, name: str = "p") -> str:
+    """``p = 0.0016``, or ``p < 0.0001`` below four decimals."""
+    if value is None:
+        return f"{name} {MISSING}"
+    return f"{name} < 0.0001" if value < 1e-4 else f"{name} = {value:.4f}"
+
+
+def probability(value: float | None) -> str:
+    """A probability to three decimals (``0.965``; ``<0.001`` and ``>0.999`` at the ends)."""
+    if value is None:
+        return MISSING
+    if 0 < value < 5e-4:
+        return "<0.001"
+    if 0.9995 <= value < 1:
+        return ">0.999"
+    return f"{value:.3f}"
+
+
 def number(value: float | None, digits: int = 3, signed: bool = False) -> str:
     """Three significant digits; whole numbers with separators from 1,000 up (``49,854``)."""
     if value is None:

@@ -56,6 +56,8 @@ def _intervals(
     ax.errorbar(centre, y, xerr=[centre - lo, hi - centre], fmt=marker, color=colour, capsize=3)
     ax.axvline(0, color="#888", lw=1)
     ax.set_yticks(y, labels)
+    ax.set_ylim(-0.6, len(values) - 0.4)  # half a row of air: no marker sits on the frame
+    ax.margins(x=0.06)
     ax.set_xlabel(xlabel)
     return _encode(fig)
 
@@ -87,10 +89,11 @@ WATERFALL_STEPS = (  # (label, economics quantity, sign)
 
 
 def waterfall_steps(arm: Mapping[str, Any]) -> list[tuple[str, float]]:
-    """Bars from the incremental margin before promotion costs down to net profit (they sum to it)."""
+    """Bars from the incremental margin before promotion costs down to net profit (they sum to it);
+    cost categories the arm does not have (exactly 0) are left out."""
     costs = [(label, sign * (arm[key]["value"] or 0.0)) for label, key, sign in WATERFALL_STEPS]
     start = arm["net_profit"]["value"] - sum(v for _, v in costs)
-    return [("margin before promotion costs", start), *costs]
+    return [("margin before promotion costs", start), *((label, v) for label, v in costs if v != 0)]
 
 
 def roi_waterfall(arm: Mapping[str, Any], currency: str) -> str:
@@ -106,6 +109,7 @@ def roi_waterfall(arm: Mapping[str, Any], currency: str) -> str:
     net = arm["net_profit"]["value"]
     ax.bar(len(steps), net, color="#1f4e79")
     ax.axhline(0, color="#888", lw=1)
+    ax.margins(x=0.04, y=0.12)  # bars never touch the frame
     labels = [label for label, _ in steps] + ["net profit"]
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(currency)

@@ -72,6 +72,7 @@ def _environment(kind: str) -> Any:
         interval=interval,
         number=text.number,
         p=text.p_value,
+        prob=text.probability,
         metric_value=metric_value,
         metric_label=metric_label,
     )
