@@ -29,7 +29,7 @@ HDI (:func:`promolab.stats.intervals.hdi`, as reported in ``rel_hdi``) of ``vari
 (Bernstein-von Mises), so a correct model covers at the nominal 95%; the number of covering replicates is
 then Binomial(R, 0.95), and the rate must fall in that law's central 99.9% interval ([0.9335, 0.9655] at
 R = 2,000). The counts check runs on over-dispersed (negative binomial) counts: tempered by the
-dispersion (:func:`bayesian._dispersion`, pooled variance / mean) the Gamma-Poisson posterior covers at
+dispersion (:func:`posteriors.dispersion`, pooled variance / mean) the Gamma-Poisson posterior covers at
 95%; the textbook Poisson posterior (dispersion 1) must fall below the band, which shows the tempering
 matters. The binary check's wrong posterior has a prior as heavy as the data at the control rate.
 
@@ -53,7 +53,7 @@ import numpy.typing as npt
 import pytest
 from scipy import special, stats
 
-from promolab.analyze.bayesian import _dispersion
+from promolab.analyze.posteriors import dispersion
 from promolab.spec.models import Bayes
 from promolab.stats import conjugate, mcmc
 from promolab.stats.intervals import hdi
@@ -206,7 +206,7 @@ def test_gamma_poisson_lift_interval_needs_the_dispersion():
         NB_SHAPE, NB_SHAPE / (NB_SHAPE + means[:, None, None]), (2, COVERAGE_REPS, n)
     )
     control, variant = _count_moments(counts[0]), _count_moments(counts[1])
-    dispersions = [_dispersion([c, v], "orders") for c, v in zip(control, variant, strict=True)]
+    dispersions = [dispersion([c, v], "orders") for c, v in zip(control, variant, strict=True)]
 
     def posteriors(arm: list[Moments], tempered: bool) -> list[conjugate.Posterior]:
         return [

@@ -42,6 +42,25 @@ from promolab.aggregate.inputs import (
     quote,
 )
 from promolab.aggregate.quality import DataQuality, TableRows
+from promolab.aggregate.sql import (
+    date_of,
+    moment_columns,
+    parse_moments,
+    read_failure,
+    rfm_cte,
+    source_params,
+    sql_name,
+    units_cte,
+)
+from promolab.aggregate.values import (
+    bad_value_meaning,
+    count_rows,
+    row_checks,
+    table_value,
+    unit_aggregate,
+    units_checks,
+    units_value,
+)
 from promolab.errors import DataError, first_line, printable, quoted
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import (
@@ -52,7 +71,6 @@ from promolab.spec.models import (
     CountMetric,
     OrdinalMetric,
     RatioMetric,
-    Rfm,
     Segmentation,
     SourcedMetric,
 )
@@ -74,7 +92,6 @@ if TYPE_CHECKING:
 
 HOLDOUT_LABEL = "holdout"
 UNASSIGNED = -2  # arm of event-table units that the assignments do not hold
-_SQL_AGG = {"sum": "sum", "mean": "avg", "max": "max"}
 _MAX_BITMAP_BITS = 1 << 27  # 16 MB per label: unit ids spread wider are checked by count(DISTINCT)
 CHECKS = {  # check kind -> what the offending rows are, for messages
     "null": "missing (NULL)",
@@ -214,9 +231,9 @@ class DuckAggregation:
         base = "a" if self._units_are_base else "u"
         for index, (name, metrics) in enumerate(_metrics_by_table(spec).items()):
             if name == UNITS_SOURCE:
-                values += [_units_value(m, base) for m in metrics]
+                values += [units_value(m, base) for m in metrics]
                 for metric in metrics:
-                    for kind, predicate in _units_checks(metric, sources[UNITS_SOURCE], base):
+                    for kind, predicate in units_checks(metric, sources[UNITS_SOURCE], base):
                         values.append(f"CAST({predicate} AS INTEGER) AS {quote(_check_column(kind, metric))}")
                         plan.checks.append((kind, metric))
                 continue
@@ -225,11 +242,11 @@ class DuckAggregation:
             alias = f"t{index}"
             ctes.append(f"{alias} AS ({self._table_cte(table, plan)})")
             joins.append(f"FULL JOIN {alias} USING (unit_id)")
-            values += [_table_value(m, alias) for m in metrics]
+            values += [table_value(m, alias) for m in metrics]
             values += [f"{alias}.{quote(_check_column(k, m))}" for k, m in plan.checks if m in metrics]
             values += [f"coalesce({alias}.{quote(c)}, 0) AS {quote(c)}" for c in _counted_rows(table)]
         if "units" in sources and not self._units_are_base:
-            ctes.append(_units_cte(spec, sources[UNITS_SOURCE], self._units_columns(), with_variant=False))
+            ctes.append(units_cte(spec, sources[UNITS_SOURCE], self._units_columns(), with_variant=False))
             joins.append("LEFT JOIN u USING (unit_id)")
         values += [
             f"CAST({base}.{quote('c:' + c)} AS DOUBLE) AS {quote('cov:' + c)}" for c in self.covariates
@@ -241,7 +258,7 @@ class DuckAggregation:
         )
         select = ", ".join(["unit_id", f"{arm} AS arm", "a.label", *values])
         labels, label_arms = _label_lists(spec)
-        plan.params |= {"labels": labels, "label_arms": label_arms} | _source_params(sources)
+        plan.params |= {"labels": labels, "label_arms": label_arms} | source_params(sources)
         plan.query = f"WITH {', '.join(ctes)} SELECT {select} FROM {' '.join(joins)}"
         return plan
 
@@ -263,7 +280,7 @@ class DuckAggregation:
         spec = self.spec
         label = f"CAST({quote('c:' + spec.data.variant_column)} AS VARCHAR)"
         if self._units_are_base:
-            units = _units_cte(spec, self.sources[UNITS_SOURCE], self._units_columns(), with_variant=True)
+            units = units_cte(spec, self.sources[UNITS_SOURCE], self._units_columns(), with_variant=True)
             return f"{units}, assign AS (SELECT *, {label} AS label, 1 AS assigned FROM u)"
         source = self.sources["assignments"]
         distinct = "DISTINCT " if distinct_assignments else ""
@@ -290,11 +307,9 @@ class DuckAggregation:
                 f"count(*) FILTER (WHERE {day} IS NULL) AS {quote(undated)}",
             ]
         for metric in table.metrics:
-            columns.append(f"{_unit_aggregate(metric, kept)} AS {quote('m:' + metric.id)}")
-            for kind, predicate in _row_checks(metric, source):
-                columns.append(
-                    f"{_count_rows(kind, predicate, kept)} AS {quote(_check_column(kind, metric))}"
-                )
+            columns.append(f"{unit_aggregate(metric, kept)} AS {quote('m:' + metric.id)}")
+            for kind, predicate in row_checks(metric, source):
+                columns.append(f"{count_rows(kind, predicate, kept)} AS {quote(_check_column(kind, metric))}")
                 plan.checks.append((kind, metric))
         return f"SELECT {source.unit_id} AS unit_id, {', '.join(columns)} FROM {source.sql} GROUP BY 1"
 
@@ -311,7 +326,7 @@ class DuckAggregation:
             label = quote("seg:" + segmentation.name)
             if segmentation.rfm is not None:
                 source = self.sources[segmentation.rfm.source]
-                ctes.append(_rfm_cte(f"rfm{k}", segmentation.rfm, source))
+                ctes.append(rfm_cte(f"rfm{k}", segmentation.rfm, source))
                 joins.append(f"LEFT JOIN rfm{k} USING (unit_id)")
                 values.append(f"coalesce(rfm{k}.segment, 'new') AS {label}")
             else:
@@ -416,7 +431,7 @@ class DuckAggregation:
             for c in _row_columns(table)[:1]
         }
         columns |= {f"null:{c}": f"count(*) - count({quote('cov:' + c)})" for c in self.covariates}
-        columns |= _moment_columns(self._moment_names())
+        columns |= moment_columns(self._moment_names())
         columns |= self._power_columns()
         columns |= {
             f"hist:{m.id}": f"histogram({quote('m:' + m.id)}) FILTER (WHERE {quote('m:' + m.id)} IS NOT NULL)"
@@ -497,7 +512,7 @@ class DuckAggregation:
 
     def _arm_stats(self, group: Mapping[str, Any], log_moments: bool) -> ArmStats:
         """One arm's statistics from its row of :meth:`_arm_pass`."""
-        moments = _parse_moments(self._moment_names(), group["n"], group)
+        moments = parse_moments(self._moment_names(), group["n"], group)
         histograms = {
             m.id: Histogram({float(v): int(c) for v, c in (group[f"hist:{m.id}"] or {}).items()})
             for m in self.ordinals
@@ -678,7 +693,7 @@ class DuckAggregation:
     def _nonfinite_problem(self, name: str) -> str:
         """Why the moments of ``name`` are not finite: non-finite rows of its column (counted in the rows of
         assigned units in the window), units whose rows add up to infinity, or squares that overflow."""
-        rows = self._count(f"NOT isfinite({quote(_sql_name(name))})", "unit_values", "arm > 0")
+        rows = self._count(f"NOT isfinite({quote(sql_name(name))})", "unit_values", "arm > 0")
         place = self._place(name)
         if name.startswith("cov:") or metric_source(self.spec.metric(name)) == UNITS_SOURCE:
             if rows:
@@ -720,7 +735,7 @@ class DuckAggregation:
     def _value_problem(self, kind: str, metric: AnyMetric, rows: int) -> str:
         source = self.sources[metric_source(metric) or ""]
         column = printable(metric_column(metric) or "")
-        what = CHECKS[kind] or _bad_value_meaning(metric)
+        what = CHECKS[kind] or bad_value_meaning(metric)
         accepted = "zero" if metric_source(metric) == UNITS_SOURCE else "zero or drop"
         hint = (
             f"; set the metric's missing: {accepted} to accept them"
@@ -791,15 +806,15 @@ class DuckAggregation:
 
     def _moments(self, names: Sequence[str], keys: Sequence[str]) -> dict[tuple[Any, ...], Moments]:
         """Moments of the (capped) ``names`` in each group of ``keys`` (assigned arms only)."""
-        extra = [quote(_sql_name(n)) for n in names if n not in self.variables]
-        grouped = self._grouped(keys, {"n": "count(*)", **_moment_columns(names)}, extra)
+        extra = [quote(sql_name(n)) for n in names if n not in self.variables]
+        grouped = self._grouped(keys, {"n": "count(*)", **moment_columns(names)}, extra)
         found = self._run(
             self._with(f"g AS ({grouped})") + "SELECT * FROM g WHERE arm > 0",
             self.plan.params | self._cap_params(),
         )
         aliases = [d[0] for d in found.description]
         groups = [dict(zip(aliases, row, strict=True)) for row in found.fetchall()]
-        return {tuple(g[k] for k in keys): _parse_moments(names, g["n"], g) for g in groups}
+        return {tuple(g[k] for k in keys): parse_moments(names, g["n"], g) for g in groups}
 
     def residual_moments(
         self,
@@ -867,7 +882,7 @@ class DuckAggregation:
                     f"SELECT count(COLUMNS(*)) FROM {source.sql}", source.params or None
                 ).fetchall()
             except Exception as failure:  # duckdb.Error or an OS error of the reader
-                return f"{source.where}: cannot be read in full: {_read_failure(failure)}"
+                return f"{source.where}: cannot be read in full: {read_failure(failure)}"
         return f"{self.spec.id}: the data could not be aggregated: {first_line(error)}"
 
     def _capped(self, name: str) -> str:
@@ -898,21 +913,6 @@ class DuckAggregation:
 # ---------------------------------------------------------------------- SQL pieces (no user strings)
 
 
-def date_of(column: str) -> str:
-    """The date of a date, time or text column, NULL when missing or not a date. Times with a zone (or
-    text with an offset) are dated in UTC (the connection's time zone), times without one as written.
-
-    Not ``TRY_CAST(x AS DATE)``: inside aggregate ``FILTER`` clauses DuckDB 2.0 pushes that cast into
-    the CSV reader as a strict conversion, so one unparseable date fails the whole query; through
-    TIMESTAMPTZ it stays a per-row TRY (tested with a CSV holding 'yesterday')."""
-    return f"CAST(TRY_CAST({quote(column)} AS TIMESTAMPTZ) AS DATE)"
-
-
-def _sql_name(name: str) -> str:
-    """Column of ``unit_values`` holding a moment variable: ``m:<metric>``, or ``cov:<covariate>``."""
-    return name if name.startswith("cov:") else "m:" + name
-
-
 def _check_column(kind: str, metric: AnyMetric) -> str:
     return f"chk:{kind}:{metric.id}"
 
@@ -934,148 +934,6 @@ def _metrics_by_table(spec: ExperimentSpec) -> dict[str, list[SourcedMetric]]:
         if not isinstance(metric, RatioMetric):
             grouped.setdefault(metric.source, []).append(metric)
     return dict(sorted(grouped.items()))
-
-
-def _unit_aggregate(metric: AnyMetric, kept: str | None) -> str:
-    """Aggregate of one unit's rows (in the window, when ``kept`` filters it) in an event table; a
-    missing value counts 0 with ``missing: zero``, and is left out otherwise."""
-    raw = metric_column(metric)
-    column = None if raw is None else quote(raw)
-    zero = (
-        isinstance(metric, BinaryMetric | ContinuousMetric | CountMetric) and metric.missing_policy == "zero"
-    )
-    if column is not None and zero:
-        column = f"coalesce({column}, 0)"
-    window = "" if kept is None else f" FILTER (WHERE {kept})"
-    match metric:
-        case BinaryMetric():
-            return f"max(CAST({column} AS BOOLEAN)::INTEGER){window}" if column else f"max(1){window}"
-        case ContinuousMetric():
-            return f"{_SQL_AGG[metric.agg]}(CAST({column} AS DOUBLE)){window}"
-        case CountMetric():
-            return f"sum(CAST({column} AS DOUBLE)){window}" if column else f"count(*){window}"
-        case OrdinalMetric():
-            return f"avg(CAST({column} AS DOUBLE)){window}"
-    raise AssertionError(metric)
-
-
-def _bad_value(metric: AnyMetric, value: str, duck_type: str) -> str | None:
-    """Predicate of an impossible value: a negative count, a binary value other than 0/1, an ordinal
-    score outside the levels."""
-    match metric:
-        case CountMetric(column=str()):
-            return f"{value} < 0"
-        case BinaryMetric(column=str()) if duck_type != "BOOLEAN":
-            return f"{value} NOT IN (0, 1)"
-        case OrdinalMetric():
-            levels = ", ".join(str(level) for level in metric.levels)  # ints validated by the spec
-            return f"{value} NOT IN ({levels})"
-    return None
-
-
-def _bad_value_meaning(metric: AnyMetric) -> str:
-    if isinstance(metric, OrdinalMetric):
-        return f"not one of the levels {list(metric.levels)}"
-    if isinstance(metric, BinaryMetric):
-        return "not 0/1 or true/false"
-    return "negative"
-
-
-def _value_checks(metric: AnyMetric, value: str, duck_type: str) -> list[tuple[str, str]]:
-    """(check kind, predicate over one value) of a metric column: missing, impossible, and not finite
-    where the per-unit value could hide it (a cap or a maximum: ``least(NaN, cap)`` is the cap, and
-    ``max`` ignores -inf). Elsewhere a NaN or infinity makes the unit's value and its arm's moments
-    non-finite, which :meth:`DuckAggregation._check_finite` catches without a per-row test."""
-    if metric_column(metric) is None:
-        return []
-    checks = [("null", f"{value} IS NULL")]
-    hidden = getattr(metric, "capping", None) is not None or getattr(metric, "agg", None) == "max"
-    if duck_type != "BOOLEAN" and hidden:
-        checks.append(("nonfinite", f"NOT isfinite(CAST({value} AS DOUBLE))"))
-    if (bad := _bad_value(metric, value, duck_type)) is not None:
-        checks.append(("bad", bad))
-    return checks
-
-
-def _count_rows(kind: str, predicate: str, kept: str | None) -> str:
-    """Per-unit count of rows (in the window when ``kept`` filters it) matching a check's predicate;
-    missing values as rows minus non-missing values (``count(column)``, cheaper than a filter)."""
-    window = "" if kept is None else f" FILTER (WHERE {kept})"
-    if kind == "null":
-        column = predicate.removesuffix(" IS NULL")
-        return f"(count(*){window} - count({column}){window})"
-    where = predicate if kept is None else f"({kept}) AND ({predicate})"
-    return f"count(*) FILTER (WHERE {where})"
-
-
-def _row_checks(metric: AnyMetric, source: Source) -> list[tuple[str, str]]:
-    """Checks of an event table's rows."""
-    column = metric_column(metric)
-    return [] if column is None else _value_checks(metric, quote(column), source.columns[column])
-
-
-def _units_checks(metric: AnyMetric, units: Source, base: str) -> list[tuple[str, str]]:
-    """Checks of a units-file column, per unit (a missing ordinal score is no response, not a problem
-    to count against the policy unless the policy says error)."""
-    column = metric_column(metric)
-    if column is None:
-        return []
-    value = f"{base}.{quote('c:' + column)}"
-    return _value_checks(metric, value, units.columns[column])
-
-
-def _table_value(metric: AnyMetric, alias: str) -> str:
-    value = f"{alias}.{quote('m:' + metric.id)}"
-    if isinstance(metric, OrdinalMetric):
-        return f"{value} AS {quote('m:' + metric.id)}"
-    return f"coalesce(CAST({value} AS DOUBLE), 0) AS {quote('m:' + metric.id)}"
-
-
-def _units_value(metric: AnyMetric, base: str) -> str:
-    """A metric read from the units file: its column (NULL as 0 under ``missing: zero``; a NULL that
-    the policy refuses is counted by the checks, and an ordinal NULL is no response)."""
-    column = f"{base}.{quote('c:' + (metric_column(metric) or ''))}"
-    alias = quote("m:" + metric.id)
-    if isinstance(metric, OrdinalMetric):
-        return f"CAST({column} AS DOUBLE) AS {alias}"
-    if isinstance(metric, BinaryMetric):
-        return f"coalesce(CAST({column} AS BOOLEAN)::DOUBLE, 0) AS {alias}"
-    return f"coalesce(CAST({column} AS DOUBLE), 0) AS {alias}"
-
-
-def _units_cte(spec: ExperimentSpec, source: Source, columns: Sequence[str], with_variant: bool) -> str:
-    """The units table with its id as ``unit_id`` (1-based row number with ``data.row_id``) and its
-    columns as ``c:<name>``."""
-    unit_id = "row_number() OVER ()" if spec.data.row_id else source.unit_id
-    keep = [*columns, spec.data.variant_column] if with_variant else list(columns)
-    selected = "".join(f", {quote(c)} AS {quote('c:' + c)}" for c in dict.fromkeys(keep))
-    return f"u AS (SELECT {unit_id} AS unit_id{selected} FROM {source.sql})"
-
-
-def _rfm_cte(name: str, rfm: Rfm, source: Source) -> str:
-    """RFM cell of each unit with pre-period orders (before ``spec.start``), e.g. ``R5F3M2``.
-
-    recency = days from the last order to the start, frequency = orders, monetary = their sum. Each
-    score is 1 + the number of the ``bins - 1`` quantile cuts (``quantile_disc`` at ``1/bins``, ...)
-    the value beats: below a recency cut, above a frequency or monetary cut. Ties share a score.
-    """
-    cuts = ", ".join(f"{k / rfm.bins!r}" for k in range(1, rfm.bins))
-    date = date_of(rfm.date)
-    units = (
-        f"SELECT {source.unit_id} AS unit_id, date_diff('day', max({date}), $start) AS r, "
-        f"count(*) AS f, sum(CAST({quote(rfm.amount)} AS DOUBLE)) AS m "
-        f"FROM {source.sql} WHERE {date} < $start GROUP BY 1"
-    )
-    quantiles = "SELECT " + ", ".join(f"quantile_disc({v}, [{cuts}]) AS q{v}" for v in "rfm") + " FROM x"
-
-    def score(v: str, beats: str) -> str:
-        return "(1" + "".join(f" + ({v} {beats} q{v}[{k}])::INTEGER" for k in range(1, rfm.bins)) + ")"
-
-    label = " || ".join(f"'{v.upper()}' || {score(v, '<' if v == 'r' else '>')}" for v in "rfm")
-    return (
-        f"{name} AS (WITH x AS ({units}), q AS ({quantiles}) SELECT unit_id, {label} AS segment "
-        "FROM x CROSS JOIN q)"
-    )
 
 
 def _label_lists(spec: ExperimentSpec) -> tuple[list[str], list[int]]:
@@ -1109,50 +967,6 @@ def _table_problems(table: _Table, counts: TableRows, spec: ExperimentSpec) -> l
             f"{stop} (column '{printable(str(spec.data.timestamp))}')"
         ]
     return []
-
-
-def _read_failure(error: BaseException) -> str:
-    """DuckDB's message about unreadable rows, shortened to the line, the column and the value."""
-    text = str(error)
-    line = re.search(r"(?:Line|line):? ?(\d+)", text)
-    column = re.search(r'converting column "([^"]+)"', text)
-    value = re.search(r"Could not convert string \"([^\"]*)\" to '?([A-Z0-9]+)", text)
-    if column and value:
-        at = f" at line {line.group(1)}" if line else ""
-        return (
-            f"column '{printable(column.group(1))}'{at} holds '{printable(value.group(1))}', not "
-            f"{value.group(2)} as its first rows suggested (types are sniffed from the first rows)"
-        )
-    return first_line(error)
-
-
-def _source_params(sources: Mapping[str, Source]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for source in sources.values():
-        params |= source.params
-    return params
-
-
-def _moment_columns(names: Sequence[str]) -> dict[str, str]:
-    """Aggregates of :class:`Moments`: ``mean:i`` and ``comoment:i:j`` (population covariance, i <= j)."""
-    columns = {f"mean:{i}": f"avg({quote(_sql_name(name))})" for i, name in enumerate(names)}
-    columns |= {
-        f"comoment:{i}:{j}": f"covar_pop({quote(_sql_name(names[i]))}, {quote(_sql_name(names[j]))})"
-        for i in range(len(names))
-        for j in range(i, len(names))
-    }
-    return columns
-
-
-def _parse_moments(names: Sequence[str], n: int, group: Mapping[str, Any]) -> Moments:
-    """:class:`Moments` from the :func:`_moment_columns` of one group (``n`` rows)."""
-    d = len(names)
-    mean = np.array([group[f"mean:{i}"] for i in range(d)], dtype=float)
-    comoment = np.zeros((d, d))
-    for i in range(d):
-        for j in range(i, d):
-            comoment[i, j] = comoment[j, i] = float(group[f"comoment:{i}:{j}"]) * n
-    return Moments(tuple(names), int(n), mean, comoment)
 
 
 def _bitmap_range(row: tuple[Any, ...] | None) -> tuple[int, int] | None:

@@ -28,39 +28,24 @@ the region of practical equivalence ``|relative lift| <= rope``: better, worse, 
 
 from __future__ import annotations
 
-import functools
-import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from promolab.analyze.segments import usable_segments
+from promolab.analyze.posteriors import Fitted, fit_metric, reweighted
+from promolab.analyze.segments import SegmentResult, pooled_segments
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import (
-    AnyMetric,
-    BinaryMetric,
-    ContinuousMetric,
-    CountMetric,
-    OrdinalMetric,
     Prior,
-    RatioMetric,
 )
 from promolab.stats import conjugate
 from promolab.stats.conjugate import Posterior
-from promolab.stats.estimators import (
-    ArmSummary,
-    histogram_summary,
-    mean_summary,
-    ratio_summary,
-    top_box_summary,
-)
 from promolab.stats.intervals import hdi
-from promolab.stats.mcmc import Array, HurdleStats, fit_hurdle, fit_partial_pooling
-from promolab.stats.moments import ExperimentStats, LogMoments, Moments
+from promolab.stats.mcmc import Array
+from promolab.stats.moments import ExperimentStats
 
-MIN_IMPORTANCE_ESS = 400  # fewer effective draws after a lift prior reweighting: flagged
 DEFAULT_PROB = 0.95  # P(beat control) and P(non-inferior) needed to ship, unless decision.prob_positive
 
 
@@ -99,24 +84,6 @@ class BayesResult:
             "decision": self.decision,
             "diagnostics": self.diagnostics,
         }
-
-
-@dataclass(frozen=True)
-class SegmentResult:
-    """Partially pooled lift of one treatment arm in one segment (the primary metric)."""
-
-    segmentation: str
-    segment: str
-    variant: str
-    n_control: int
-    n_variant: int
-    raw_abs_diff: float
-    raw_se: float
-    abs_mean: float
-    abs_hdi: tuple[float, float]
-    rel_lift_mean: float | None
-    prob_positive: float
-    diagnostics: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -182,9 +149,9 @@ def bayes_results(spec: ExperimentSpec, stats: ExperimentStats) -> BayesAnalysis
         prior = settings.priors.get(metric.id) or Prior()
         higher = metric.direction == "higher"
         fits = []
-        for name, fitted in _fit_metric(spec, metric, prior, stats, arms, size):
+        for name, fitted in fit_metric(spec, metric, prior, stats, arms, size):
             if prior.lift is not None:
-                fitted = _reweighted(fitted, prior, control, settings.seed)
+                fitted = reweighted(fitted, prior, control, settings.seed)
             draws[name] = fitted.draws
             fits.append((name, fitted, fitted.prob_best(higher)))
         results += [  # arm by arm, as the frequentist results
@@ -195,7 +162,7 @@ def bayes_results(spec: ExperimentSpec, stats: ExperimentStats) -> BayesAnalysis
     segments = [
         s
         for segmentation, found in stats.segments.items()
-        for s in _segment_results(spec, segmentation, found, arms, hdi_prob)
+        for s in pooled_segments(spec, segmentation, found, arms, hdi_prob)
     ]
     threshold = _threshold(spec)
     guardrails = _guardrails(spec, draws, threshold)
@@ -237,140 +204,6 @@ def _guardrails(
     return found
 
 
-# ---------------------------------------------------------------------- one metric's posterior
-
-
-@dataclass
-class _Fitted:
-    """Posterior of every arm's mean: draws, and closed forms when the model has them."""
-
-    model: str
-    draws: dict[str, Array]
-    closed: dict[str, Posterior] | None = None
-    diagnostics: dict[str, Any] | None = None
-
-    def prob_best(self, higher: bool) -> dict[str, float]:
-        arms = list(self.draws)
-        if self.closed is not None:
-            return dict(zip(arms, conjugate.prob_best([self.closed[a] for a in arms], higher), strict=True))
-        stacked = np.column_stack([self.draws[a] for a in arms])
-        winner = np.argmax(stacked if higher else -stacked, axis=1)
-        return {a: float(np.mean(winner == k)) for k, a in enumerate(arms)}
-
-
-def _fit_metric(
-    spec: ExperimentSpec, metric: AnyMetric, prior: Prior, stats: ExperimentStats, arms: list[str], size: int
-) -> list[tuple[str, _Fitted]]:
-    """(result name, posterior) of a metric: one, or two for ordinal metrics (mean score, top box)."""
-    rng = np.random.default_rng([spec.analysis.bayes.seed, _stable_id(metric.id)])
-    moments = {arm: stats.arms[arm].moments for arm in arms}
-    closed: dict[str, Posterior]
-    match metric:
-        case BinaryMetric():
-            a0, b0 = prior.a or 1.0, prior.b or 1.0
-            closed = {
-                arm: conjugate.beta_binomial(round(m.n * m.mean_of(metric.id)), m.n, a0, b0)
-                for arm, m in moments.items()
-            }
-            return [(metric.id, _closed("beta-binomial", closed, size, rng))]
-        case CountMetric():
-            shape0, rate0 = prior.a or 0.5, prior.b or 0.0
-            d = _dispersion(list(moments.values()), metric.id)
-            closed = {
-                arm: conjugate.gamma_poisson(m.n * m.mean_of(metric.id), m.n, shape0, rate0, d)
-                for arm, m in moments.items()
-            }
-            return [(metric.id, _closed(f"gamma-poisson d={d:.3g}", closed, size, rng))]
-        case ContinuousMetric() if all(_logs(stats, a, metric.id).negative == 0 for a in arms):
-            return [(metric.id, _hurdle(spec, metric, stats, arms))]
-        case ContinuousMetric():
-            normal = _normals({arm: mean_summary(m, metric.id) for arm, m in moments.items()})
-            return [] if normal is None else [(metric.id, _closed("normal (has y < 0)", normal, size, rng))]
-        case RatioMetric():
-            num, den = metric.numerator, metric.denominator
-            if any(m.mean_of(den) == 0 for m in moments.values()):
-                return []  # no ratio in an arm (flagged ZERO_DENOMINATOR by the frequentist engine)
-            normal = _normals({arm: ratio_summary(m, num, den) for arm, m in moments.items()})
-            return [] if normal is None else [(metric.id, _closed("normal (delta)", normal, size, rng))]
-        case OrdinalMetric():
-            histograms = {arm: stats.arms[arm].histograms[metric.id] for arm in arms}
-            normal = _normals({arm: histogram_summary(h) for arm, h in histograms.items()})
-            threshold = float(metric.levels[-metric.top_box])
-            boxes = {arm: top_box_summary(h, threshold) for arm, h in histograms.items()}
-            top = {arm: conjugate.beta_binomial(round(b.n * b.mean), b.n) for arm, b in boxes.items()}
-            mean = [] if normal is None else [(metric.id, _closed("normal (mean)", normal, size, rng))]
-            return [*mean, (f"{metric.id}:top_box", _closed("beta-binomial", dict(top), size, rng))]
-    raise AssertionError(metric)
-
-
-def _closed(model: str, closed: dict[str, Posterior], size: int, rng: np.random.Generator) -> _Fitted:
-    return _Fitted(model, {arm: conjugate.draws(p, size, rng) for arm, p in closed.items()}, closed)
-
-
-def _hurdle(spec: ExperimentSpec, metric: AnyMetric, stats: ExperimentStats, arms: list[str]) -> _Fitted:
-    logs = [stats.arms[a].logs[metric.id].positive for a in arms]
-    data = HurdleStats(
-        units=np.array([stats.arms[a].moments.n for a in arms], dtype=float),
-        buyers=np.array([m.n for m in logs], dtype=float),
-        mean_log=np.array([m.mean_of("log") for m in logs]),
-        var_log=np.array([m.var("log", ddof=0) if m.n else 0.0 for m in logs]),
-    )
-    fit = fit_hurdle(data, spec.analysis.bayes)
-    flat = fit.draws.reshape(-1, len(arms))
-    return _Fitted(
-        "hurdle (pymc)", {a: flat[:, k] for k, a in enumerate(arms)}, None, fit.diagnostics.to_dict()
-    )
-
-
-def _logs(stats: ExperimentStats, arm: str, metric: str) -> LogMoments:
-    found = stats.arms[arm].logs.get(metric)
-    if found is None:
-        raise ValueError(
-            f"the statistics lack the log-moments of '{metric}' (aggregate with log_moments=True)"
-        )
-    return found
-
-
-def _normals(summaries: Mapping[str, ArmSummary]) -> dict[str, Posterior] | None:
-    """The flat-prior large-sample posteriors ``N(mean, var_of_mean)`` of every arm's estimate; None
-    when an arm's estimate has no spread (the frequentist result is flagged ``ZERO_VARIANCE``): a point
-    mass has no density to compare."""
-    if any(s.var_of_mean <= 0 for s in summaries.values()):
-        return None
-    return {arm: conjugate.NormalPosterior(s.mean, s.var_of_mean**0.5) for arm, s in summaries.items()}
-
-
-def _dispersion(moments: list[Moments], name: str) -> float:
-    """Pooled within-arm variance over the overall mean of the counts, at least 1."""
-    within = sum(m.comoment[m.index(name), m.index(name)] for m in moments)
-    n = sum(m.n for m in moments)
-    mean = sum(m.n * m.mean_of(name) for m in moments) / n
-    if mean <= 0 or n <= len(moments):
-        return 1.0
-    return max(1.0, float(within / (n - len(moments)) / mean))
-
-
-def _reweighted(fitted: _Fitted, prior: Prior, control: str, seed: int) -> _Fitted:
-    """Importance-resample the draws by the lift prior ``prod_t N(lift_t | mean, sd)``."""
-    assert prior.lift is not None
-    base = fitted.draws[control]
-    log_w = np.zeros(len(base))
-    for arm, values in fitted.draws.items():
-        if arm != control:
-            lift = values / base - 1
-            log_w += -0.5 * ((lift - prior.lift.mean) / prior.lift.sd) ** 2
-    w = np.exp(log_w - log_w.max())
-    w /= w.sum()
-    ess = float(1 / np.sum(w**2))
-    rng = np.random.default_rng([seed, 1])
-    picked = rng.choice(len(base), size=len(base), p=w)
-    diagnostics = dict(fitted.diagnostics or {})
-    diagnostics["importance_ess"] = ess
-    diagnostics["ok"] = bool(diagnostics.get("ok", True) and ess >= MIN_IMPORTANCE_ESS)
-    draws = {arm: values[picked] for arm, values in fitted.draws.items()}
-    return _Fitted(f"{fitted.model} + lift prior", draws, None, diagnostics)
-
-
 # ---------------------------------------------------------------------- summaries
 
 
@@ -378,7 +211,7 @@ def _summary(
     name: str,
     arm: str,
     control: str,
-    fitted: _Fitted,
+    fitted: Fitted,
     prob_best: float,
     higher: bool,
     hdi_prob: float,
@@ -429,60 +262,3 @@ def rope_decision(rel_hdi: tuple[float, float], rope: float, higher: bool = True
     if rope > 0 and -rope <= low and high <= rope:
         return "equivalent"
     return "undecided"
-
-
-# ---------------------------------------------------------------------- segments
-
-
-def _segment_results(
-    spec: ExperimentSpec,
-    segmentation: str,
-    found: Mapping[str, Mapping[str, Moments]],
-    arms: list[str],
-    hdi_prob: float,
-) -> list[SegmentResult]:
-    """Partially pooled lift of the primary metric in every segment with ``MIN_SEGMENT_UNITS`` units
-    and some variation in every arm (smaller segments have no trustworthy standard error: skipped)."""
-    metric, control = spec.primary, arms[0]
-    if isinstance(spec.metric(metric), RatioMetric | OrdinalMetric):
-        return []  # segment moments hold per-unit values only
-    usable = usable_segments(found, arms, metric)
-    if len(usable) < 2:
-        return []
-    overall = functools.reduce(operator.add, (arms[control] for arms in usable.values()))
-    scale = abs(overall.mean_of(metric)) or 1.0
-    segments = sorted(usable)
-    results = []
-    for arm in arms[1:]:
-        diffs, errors = [], []
-        for s in segments:
-            c, t = usable[s][control], usable[s][arm]
-            diffs.append(t.mean_of(metric) - c.mean_of(metric))
-            errors.append((t.var(metric) / t.n + c.var(metric) / c.n) ** 0.5)
-        d, e = np.array(diffs), np.array(errors)
-        fit = fit_partial_pooling(d / scale, e / scale, spec.analysis.bayes)
-        theta = fit.draws.reshape(-1, len(segments)) * scale
-        for j, s in enumerate(segments):
-            base = usable[s][control].mean_of(metric)
-            results.append(
-                SegmentResult(
-                    segmentation=segmentation,
-                    segment=s,
-                    variant=arm,
-                    n_control=usable[s][control].n,
-                    n_variant=usable[s][arm].n,
-                    raw_abs_diff=float(d[j]),
-                    raw_se=float(errors[j]),
-                    abs_mean=float(np.mean(theta[:, j])),
-                    abs_hdi=hdi(theta[:, j], hdi_prob),
-                    rel_lift_mean=float(np.mean(theta[:, j]) / base) if base else None,
-                    prob_positive=float(np.mean(theta[:, j] > 0)),
-                    diagnostics=fit.diagnostics.to_dict(),
-                )
-            )
-    return results
-
-
-def _stable_id(text: str) -> int:
-    """A seed component from a metric id that is the same in every process (``hash`` is salted)."""
-    return int.from_bytes(text.encode()[:8].ljust(8, b"\0"), "little")

@@ -217,7 +217,8 @@ def _dataclass[T](cls: type[T], data: Mapping[str, Any]) -> T:
 
 
 def _bayes_from_dict(data: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> BayesAnalysis:
-    from promolab.analyze.bayesian import BayesAnalysis, BayesGuardrail, BayesResult, SegmentResult
+    from promolab.analyze.bayesian import BayesAnalysis, BayesGuardrail, BayesResult
+    from promolab.analyze.segments import SegmentResult
 
     results = [
         _dataclass(BayesResult, {**row["bayes"], "metric": row["metric"], "variant": row["variant"]})

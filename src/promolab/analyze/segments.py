@@ -15,14 +15,19 @@ segment lifts partially: ``promolab.analyze.bayesian``.)
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import BinaryMetric, OrdinalMetric, RatioMetric
 from promolab.stats.estimators import compare, mean_summary, proportion_summary
+from promolab.stats.intervals import hdi
+from promolab.stats.mcmc import fit_partial_pooling
 from promolab.stats.moments import ExperimentStats, Moments
 
 MIN_SEGMENT_UNITS = 30  # per arm: below this a segment's normal approximation is not trusted
@@ -115,3 +120,73 @@ def segment_lifts(
                 p = float(distributions.chi2.sf(q, df))
                 tests.append(Heterogeneity(segmentation, arm, len(rows), q, df, p))
     return lifts, tests
+
+
+# ---------------------------------------------------------------------- partial pooling (Bayesian)
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """Partially pooled lift of one treatment arm in one segment (the primary metric)."""
+
+    segmentation: str
+    segment: str
+    variant: str
+    n_control: int
+    n_variant: int
+    raw_abs_diff: float
+    raw_se: float
+    abs_mean: float
+    abs_hdi: tuple[float, float]
+    rel_lift_mean: float | None
+    prob_positive: float
+    diagnostics: dict[str, Any]
+
+
+def pooled_segments(
+    spec: ExperimentSpec,
+    segmentation: str,
+    found: Mapping[str, Mapping[str, Moments]],
+    arms: list[str],
+    hdi_prob: float,
+) -> list[SegmentResult]:
+    """Partially pooled lift of the primary metric in every segment with ``MIN_SEGMENT_UNITS`` units
+    and some variation in every arm (smaller segments have no trustworthy standard error: skipped)."""
+    metric, control = spec.primary, arms[0]
+    if isinstance(spec.metric(metric), RatioMetric | OrdinalMetric):
+        return []  # segment moments hold per-unit values only
+    usable = usable_segments(found, arms, metric)
+    if len(usable) < 2:
+        return []
+    overall = functools.reduce(operator.add, (arms[control] for arms in usable.values()))
+    scale = abs(overall.mean_of(metric)) or 1.0
+    segments = sorted(usable)
+    results = []
+    for arm in arms[1:]:
+        diffs, errors = [], []
+        for s in segments:
+            c, t = usable[s][control], usable[s][arm]
+            diffs.append(t.mean_of(metric) - c.mean_of(metric))
+            errors.append((t.var(metric) / t.n + c.var(metric) / c.n) ** 0.5)
+        d, e = np.array(diffs), np.array(errors)
+        fit = fit_partial_pooling(d / scale, e / scale, spec.analysis.bayes)
+        theta = fit.draws.reshape(-1, len(segments)) * scale
+        for j, s in enumerate(segments):
+            base = usable[s][control].mean_of(metric)
+            results.append(
+                SegmentResult(
+                    segmentation=segmentation,
+                    segment=s,
+                    variant=arm,
+                    n_control=usable[s][control].n,
+                    n_variant=usable[s][arm].n,
+                    raw_abs_diff=float(d[j]),
+                    raw_se=float(errors[j]),
+                    abs_mean=float(np.mean(theta[:, j])),
+                    abs_hdi=hdi(theta[:, j], hdi_prob),
+                    rel_lift_mean=float(np.mean(theta[:, j]) / base) if base else None,
+                    prob_positive=float(np.mean(theta[:, j] > 0)),
+                    diagnostics=fit.diagnostics.to_dict(),
+                )
+            )
+    return results

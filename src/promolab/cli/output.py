@@ -18,8 +18,7 @@ MAX_SEGMENTS_SHOWN = 12  # larger segmentations (RFM cells) are in the JSON only
 
 if TYPE_CHECKING:
     from promolab.analyze import Analysis
-    from promolab.analyze.bayesian import SegmentResult
-    from promolab.analyze.segments import SegmentLift
+    from promolab.analyze.segments import SegmentLift, SegmentResult
     from promolab.decision import Decision
 
 

@@ -1,0 +1,119 @@
+"""Each metric kind's SQL: its per-unit value from an event table or the units file, and the checks of
+its raw values (missing, impossible, not finite) with what an offending value means.
+
+Pure functions of the metric and quoted column names: no user string reaches the SQL unquoted.
+"""
+
+from __future__ import annotations
+
+from promolab.aggregate.inputs import Source, metric_column, quote
+from promolab.spec.models import AnyMetric, BinaryMetric, ContinuousMetric, CountMetric, OrdinalMetric
+
+SQL_AGG = {"sum": "sum", "mean": "avg", "max": "max"}  # a continuous metric's agg -> DuckDB aggregate
+
+
+def unit_aggregate(metric: AnyMetric, kept: str | None) -> str:
+    """Aggregate of one unit's rows (in the window, when ``kept`` filters it) in an event table; a
+    missing value counts 0 with ``missing: zero``, and is left out otherwise."""
+    raw = metric_column(metric)
+    column = None if raw is None else quote(raw)
+    zero = (
+        isinstance(metric, BinaryMetric | ContinuousMetric | CountMetric) and metric.missing_policy == "zero"
+    )
+    if column is not None and zero:
+        column = f"coalesce({column}, 0)"
+    window = "" if kept is None else f" FILTER (WHERE {kept})"
+    match metric:
+        case BinaryMetric():
+            return f"max(CAST({column} AS BOOLEAN)::INTEGER){window}" if column else f"max(1){window}"
+        case ContinuousMetric():
+            return f"{SQL_AGG[metric.agg]}(CAST({column} AS DOUBLE)){window}"
+        case CountMetric():
+            return f"sum(CAST({column} AS DOUBLE)){window}" if column else f"count(*){window}"
+        case OrdinalMetric():
+            return f"avg(CAST({column} AS DOUBLE)){window}"
+    raise AssertionError(metric)
+
+
+def bad_value(metric: AnyMetric, value: str, duck_type: str) -> str | None:
+    """Predicate of an impossible value: a negative count, a binary value other than 0/1, an ordinal
+    score outside the levels."""
+    match metric:
+        case CountMetric(column=str()):
+            return f"{value} < 0"
+        case BinaryMetric(column=str()) if duck_type != "BOOLEAN":
+            return f"{value} NOT IN (0, 1)"
+        case OrdinalMetric():
+            levels = ", ".join(str(level) for level in metric.levels)  # ints validated by the spec
+            return f"{value} NOT IN ({levels})"
+    return None
+
+
+def bad_value_meaning(metric: AnyMetric) -> str:
+    if isinstance(metric, OrdinalMetric):
+        return f"not one of the levels {list(metric.levels)}"
+    if isinstance(metric, BinaryMetric):
+        return "not 0/1 or true/false"
+    return "negative"
+
+
+def value_checks(metric: AnyMetric, value: str, duck_type: str) -> list[tuple[str, str]]:
+    """(check kind, predicate over one value) of a metric column: missing, impossible, and not finite
+    where the per-unit value could hide it (a cap or a maximum: ``least(NaN, cap)`` is the cap, and
+    ``max`` ignores -inf). Elsewhere a NaN or infinity makes the unit's value and its arm's moments
+    non-finite, which the aggregation's finiteness check catches without a per-row test."""
+    if metric_column(metric) is None:
+        return []
+    checks = [("null", f"{value} IS NULL")]
+    hidden = getattr(metric, "capping", None) is not None or getattr(metric, "agg", None) == "max"
+    if duck_type != "BOOLEAN" and hidden:
+        checks.append(("nonfinite", f"NOT isfinite(CAST({value} AS DOUBLE))"))
+    if (bad := bad_value(metric, value, duck_type)) is not None:
+        checks.append(("bad", bad))
+    return checks
+
+
+def count_rows(kind: str, predicate: str, kept: str | None) -> str:
+    """Per-unit count of rows (in the window when ``kept`` filters it) matching a check's predicate;
+    missing values as rows minus non-missing values (``count(column)``, cheaper than a filter)."""
+    window = "" if kept is None else f" FILTER (WHERE {kept})"
+    if kind == "null":
+        column = predicate.removesuffix(" IS NULL")
+        return f"(count(*){window} - count({column}){window})"
+    where = predicate if kept is None else f"({kept}) AND ({predicate})"
+    return f"count(*) FILTER (WHERE {where})"
+
+
+def row_checks(metric: AnyMetric, source: Source) -> list[tuple[str, str]]:
+    """Checks of an event table's rows."""
+    column = metric_column(metric)
+    return [] if column is None else value_checks(metric, quote(column), source.columns[column])
+
+
+def units_checks(metric: AnyMetric, units: Source, base: str) -> list[tuple[str, str]]:
+    """Checks of a units-file column, per unit (a missing ordinal score is no response, not a problem
+    to count against the policy unless the policy says error)."""
+    column = metric_column(metric)
+    if column is None:
+        return []
+    value = f"{base}.{quote('c:' + column)}"
+    return value_checks(metric, value, units.columns[column])
+
+
+def table_value(metric: AnyMetric, alias: str) -> str:
+    value = f"{alias}.{quote('m:' + metric.id)}"
+    if isinstance(metric, OrdinalMetric):
+        return f"{value} AS {quote('m:' + metric.id)}"
+    return f"coalesce(CAST({value} AS DOUBLE), 0) AS {quote('m:' + metric.id)}"
+
+
+def units_value(metric: AnyMetric, base: str) -> str:
+    """A metric read from the units file: its column (NULL as 0 under ``missing: zero``; a NULL that
+    the policy refuses is counted by the checks, and an ordinal NULL is no response)."""
+    column = f"{base}.{quote('c:' + (metric_column(metric) or ''))}"
+    alias = quote("m:" + metric.id)
+    if isinstance(metric, OrdinalMetric):
+        return f"CAST({column} AS DOUBLE) AS {alias}"
+    if isinstance(metric, BinaryMetric):
+        return f"coalesce(CAST({column} AS BOOLEAN)::DOUBLE, 0) AS {alias}"
+    return f"coalesce(CAST({column} AS DOUBLE), 0) AS {alias}"
