@@ -76,3 +76,17 @@ def test_notebook_display_shows_the_verdict_lines_escaped(frames):
     assert all(arm.line.split(":")[0] in shown for arm in result.decision.arms)
     assert "<table" in shown
     assert result.to_markdown().startswith(f"**{result.decision.action.upper()}**")
+
+
+def test_economics_rows_use_the_same_flat_interval_names(frames):
+    result = promolab.analyze(EXAMPLES / "channel.yaml", data=frames)
+    money = result.economics()
+    rows = money.to_dicts()
+    for row, arm in zip(rows, money.arms, strict=True):
+        profit = arm.quantities["net_profit"]
+        assert (row["net_profit"], row["net_profit_ci_lower"], row["net_profit_ci_upper"]) == (
+            profit.value, *profit.ci,
+        )  # fmt: skip
+        assert row["net_profit_prob_positive"] == profit.prob_positive
+    assert list(money.to_frame()["variant"]) == [a.variant for a in money.arms]
+    assert money.to_markdown().count("\n") == 2 + len(money.arms)

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from promolab import format as text
 from promolab.design.breakeven import ArmEconomics, arm_economics, break_even_lift
 from promolab.spec.models import (
     AmountOff,
@@ -106,6 +107,44 @@ class PromotionEconomics:
 
     def arm(self, variant: str) -> ArmEconomicsResult | None:
         return next((a for a in self.arms if a.variant == variant), None)
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """One flat row per treatment arm: each quantity with ``*_ci_lower`` / ``*_ci_upper`` and, where
+        it has draws, ``*_prob_positive`` (the names of the analysis table's intervals)."""
+        rows = []
+        for a in self.arms:
+            row: dict[str, Any] = {"variant": a.variant, "mechanic": a.mechanic, "units": a.units}
+            for name, q in a.quantities.items():
+                low, high = q.ci or (None, None)
+                row |= {name: q.value, f"{name}_ci_lower": low, f"{name}_ci_upper": high}
+                if q.prob_positive is not None:
+                    row[f"{name}_prob_positive"] = q.prob_positive
+            row |= {"break_even_lift": a.break_even_lift, "observed_units_lift": a.observed_units_lift}
+            rows.append(row)
+        return rows
+
+    def to_frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.to_dicts())
+
+    def to_markdown(self) -> str:
+        """Net profit, its interval, P(profit > 0) and ROI per arm, in the spec's currency."""
+        lines = [
+            f"| arm | net profit ({self.currency}) | interval | P(profit > 0) | ROI |",
+            "|---|---|---|---|---|",
+        ]
+        for a in self.arms:
+            profit, roi = a.quantities["net_profit"], a.quantities["roi"]
+            low, high = profit.ci or (None, None)
+            lines.append(
+                f"| {a.variant} | {text.money(profit.value)} | {text.interval(low, high, 'money')} | "
+                f"{text.probability(profit.prob_positive)} | {text.percent(roi.value, 0, signed=True)} |"
+            )
+        return "\n".join(lines) + "\n"
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
 
     def to_dict(self) -> dict[str, Any]:
         return {
