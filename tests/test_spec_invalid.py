@@ -246,6 +246,13 @@ CASES = [
         "must be less than or equal to 1, got 1.5",
         id="weight-above-one",
     ),
+    pytest.param(
+        put("design", {"alpha": 0.1}),
+        "design.alpha",
+        "0.1 disagrees with analysis.confidence 0.95: the test would be sized at one error rate and "
+        "analysed at another; set analysis.confidence: 0.9 (or design.alpha: 0.05)",
+        id="alpha-and-confidence-disagree",
+    ),
     # ---- variant kinds and mechanics
     pytest.param(
         put("variants.1.kind", "discont"),

@@ -254,8 +254,10 @@ def valid_specs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
         design["baseline"] = {m: draw(baseline_for(kinds[m])) for m in with_baseline}
     spec["design"] = design
 
+    analysis: dict[str, Any] = {"confidence": 1 - design["alpha"]}  # design and analysis agree
     if has_units and draw(st.booleans()):
-        spec["analysis"] = {"covariates": draw(st.lists(st.sampled_from(["pre_revenue", "tenure", "age"])))}
+        analysis["covariates"] = draw(st.lists(st.sampled_from(["pre_revenue", "tenure", "age"])))
+    spec["analysis"] = analysis
     if draw(st.booleans()):
         choices = [*ids, "profit", "roi"] if economics is not None else ids
         spec["decision"] = {"metric": draw(st.sampled_from(choices))}

@@ -265,6 +265,14 @@ ECONOMIC_METRICS = {  # economics field -> metric kinds it may name
 
 def _design(spec: ExperimentSpec) -> Iterator[Problem]:
     metrics = {m.id: m for m in spec.metrics}
+    alpha, confidence = spec.design.alpha, spec.analysis.confidence
+    if spec.design.alternative == "two-sided" and abs(alpha - (1 - confidence)) > 1e-9:
+        yield Problem(
+            ("design", "alpha"),
+            f"{alpha:g} disagrees with analysis.confidence {confidence:g}: the test would be sized at one "
+            f"error rate and analysed at another; set analysis.confidence: {1 - alpha:g} "
+            f"(or design.alpha: {1 - confidence:g})",
+        )
     if spec.design.metric is not None and spec.design.metric not in metrics:
         yield Problem(("design", "metric"), _unknown("metric", spec.design.metric, metrics))
     if spec.design.mde is not None and spec.design.total_units is not None:
