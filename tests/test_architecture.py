@@ -60,6 +60,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "io", "format"}),
     frozenset({"spec"}),
     frozenset({"sources", "stats"}),
+    frozenset({"kinds"}),
     frozenset({"design", "simulate"}),
     frozenset({"aggregate"}),
     frozenset({"analyze"}),

@@ -29,9 +29,10 @@ HDI (:func:`promolab.stats.intervals.hdi`, as reported in ``rel_hdi``) of ``vari
 (Bernstein-von Mises), so a correct model covers at the nominal 95%; the number of covering replicates is
 then Binomial(R, 0.95), and the rate must fall in that law's central 99.9% interval ([0.9335, 0.9655] at
 R = 2,000). The counts check runs on over-dispersed (negative binomial) counts: tempered by the
-dispersion (:func:`posteriors.dispersion`, pooled variance / mean) the Gamma-Poisson posterior covers at
-95%; the textbook Poisson posterior (dispersion 1) must fall below the band, which shows the tempering
-matters. The binary check's wrong posterior has a prior as heavy as the data at the control rate.
+dispersion (:func:`promolab.kinds.count.dispersion`, pooled variance / mean) the Gamma-Poisson posterior
+covers at 95%; the textbook Poisson posterior (dispersion 1) must fall below the band, which shows the
+tempering matters. The binary check's wrong posterior has a prior as heavy as the data at the control
+rate.
 
 Hurdle reference: given ``sigma`` the hurdle posterior of ``mu`` is normal (normal prior, normal
 likelihood), so ``p(sigma | data)`` on a fine grid of ``log sigma`` gives exact posterior moments of
@@ -53,7 +54,7 @@ import numpy.typing as npt
 import pytest
 from scipy import special, stats
 
-from promolab.analyze.posteriors import dispersion
+from promolab.kinds.count import dispersion
 from promolab.spec.models import Bayes
 from promolab.stats import conjugate, mcmc
 from promolab.stats.intervals import hdi

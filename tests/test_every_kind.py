@@ -22,6 +22,7 @@ from promolab.analyze import Analysis, analyze_spec
 from promolab.decision import decide
 from promolab.economics import evaluate
 from promolab.errors import DataError
+from promolab.kinds import KINDS
 from promolab.simulate import simulate, simulated_paths, write_simulated
 from promolab.spec import dump_spec, spec_from_dict
 from promolab.spec.models import DISCOUNT_MECHANICS, METRIC_KINDS, VARIANT_KINDS
@@ -122,7 +123,7 @@ def test_every_registered_kind_has_an_example_here():
     kinds = {a["kind"] for a in ARMS.values()} | {"control"}
     assert kinds == set(VARIANT_KINDS)
     assert {a["mechanic"] for a in ARMS.values() if a["kind"] == "discount"} == set(DISCOUNT_MECHANICS)
-    assert set(METRICS) == set(METRIC_KINDS)
+    assert set(METRICS) == set(METRIC_KINDS) == set(KINDS)
 
 
 # ---------------------------------------------------------------------- every variant kind and mechanic

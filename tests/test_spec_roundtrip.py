@@ -291,7 +291,7 @@ def test_hash_changes_when_a_weight_changes() -> None:
     [
         pytest.param(("name",), "Spring discount mechanics v2", id="name"),
         pytest.param(("variants", 1, "value"), 20, id="percent-off"),
-        pytest.param(("design", "alpha"), 0.1, id="alpha"),
+        pytest.param(("design", "power"), 0.9, id="power"),
         pytest.param(("simulation", "purchase_prob"), 0.09, id="simulation"),
     ],
 )

@@ -1,5 +1,6 @@
-"""Each metric kind's SQL: its per-unit value from an event table or the units file, and the checks of
-its raw values (missing, impossible, not finite) with what an offending value means.
+"""A metric's SQL: its per-unit value from an event table or the units file, and the checks of its raw
+values (missing, impossible, not finite) with what an offending value means. The kind-specific pieces
+come from the metric's kind (:mod:`promolab.kinds`).
 
 Pure functions of the metric and quoted column names: no user string reaches the SQL unquoted.
 """
@@ -7,54 +8,29 @@ Pure functions of the metric and quoted column names: no user string reaches the
 from __future__ import annotations
 
 from promolab.aggregate.inputs import Source, metric_column, quote
-from promolab.spec.models import AnyMetric, BinaryMetric, ContinuousMetric, CountMetric, OrdinalMetric
-
-SQL_AGG = {"sum": "sum", "mean": "avg", "max": "max"}  # a continuous metric's agg -> DuckDB aggregate
+from promolab.kinds import kind_of
+from promolab.spec.models import AnyMetric
 
 
 def unit_aggregate(metric: AnyMetric, kept: str | None) -> str:
-    """Aggregate of one unit's rows (in the window, when ``kept`` filters it) in an event table; a
-    missing value counts 0 with ``missing: zero``, and is left out otherwise."""
+    """Aggregate of one unit's rows (in the window, when ``kept`` filters it) in an event table, by the
+    metric's kind; a missing value counts 0 with ``missing: zero``, and is left out otherwise."""
     raw = metric_column(metric)
     column = None if raw is None else quote(raw)
-    zero = (
-        isinstance(metric, BinaryMetric | ContinuousMetric | CountMetric) and metric.missing_policy == "zero"
-    )
-    if column is not None and zero:
+    if column is not None and getattr(metric, "missing_policy", None) == "zero":
         column = f"coalesce({column}, 0)"
     window = "" if kept is None else f" FILTER (WHERE {kept})"
-    match metric:
-        case BinaryMetric():
-            return f"max(CAST({column} AS BOOLEAN)::INTEGER){window}" if column else f"max(1){window}"
-        case ContinuousMetric():
-            return f"{SQL_AGG[metric.agg]}(CAST({column} AS DOUBLE)){window}"
-        case CountMetric():
-            return f"sum(CAST({column} AS DOUBLE)){window}" if column else f"count(*){window}"
-        case OrdinalMetric():
-            return f"avg(CAST({column} AS DOUBLE)){window}"
-    raise AssertionError(metric)
+    return kind_of(metric).unit_sql(metric, column, window)
 
 
 def bad_value(metric: AnyMetric, value: str, duck_type: str) -> str | None:
-    """Predicate of an impossible value: a negative count, a binary value other than 0/1, an ordinal
-    score outside the levels."""
-    match metric:
-        case CountMetric(column=str()):
-            return f"{value} < 0"
-        case BinaryMetric(column=str()) if duck_type != "BOOLEAN":
-            return f"{value} NOT IN (0, 1)"
-        case OrdinalMetric():
-            levels = ", ".join(str(level) for level in metric.levels)  # ints validated by the spec
-            return f"{value} NOT IN ({levels})"
-    return None
+    """Predicate of an impossible value (a negative count, a binary value other than 0/1, an ordinal
+    score outside the levels), by the metric's kind."""
+    return kind_of(metric).bad_value_sql(metric, value, duck_type)
 
 
 def bad_value_meaning(metric: AnyMetric) -> str:
-    if isinstance(metric, OrdinalMetric):
-        return f"not one of the levels {list(metric.levels)}"
-    if isinstance(metric, BinaryMetric):
-        return "not 0/1 or true/false"
-    return "negative"
+    return kind_of(metric).bad_value_meaning(metric)
 
 
 def value_checks(metric: AnyMetric, value: str, duck_type: str) -> list[tuple[str, str]]:
@@ -101,19 +77,15 @@ def units_checks(metric: AnyMetric, units: Source, base: str) -> list[tuple[str,
 
 
 def table_value(metric: AnyMetric, alias: str) -> str:
+    """A unit's value from its event-table aggregate: 0 for a unit without rows (ordinal: missing)."""
     value = f"{alias}.{quote('m:' + metric.id)}"
-    if isinstance(metric, OrdinalMetric):
+    if not kind_of(metric).absent_is_zero:
         return f"{value} AS {quote('m:' + metric.id)}"
     return f"coalesce(CAST({value} AS DOUBLE), 0) AS {quote('m:' + metric.id)}"
 
 
 def units_value(metric: AnyMetric, base: str) -> str:
-    """A metric read from the units file: its column (NULL as 0 under ``missing: zero``; a NULL that
-    the policy refuses is counted by the checks, and an ordinal NULL is no response)."""
+    """A metric read from the units file: its column, by its kind (NULL as 0 under ``missing: zero``; a
+    NULL that the policy refuses is counted by the checks, and an ordinal NULL is no response)."""
     column = f"{base}.{quote('c:' + (metric_column(metric) or ''))}"
-    alias = quote("m:" + metric.id)
-    if isinstance(metric, OrdinalMetric):
-        return f"CAST({column} AS DOUBLE) AS {alias}"
-    if isinstance(metric, BinaryMetric):
-        return f"coalesce(CAST({column} AS BOOLEAN)::DOUBLE, 0) AS {alias}"
-    return f"coalesce(CAST({column} AS DOUBLE), 0) AS {alias}"
+    return f"{kind_of(metric).units_sql(column)} AS {quote('m:' + metric.id)}"

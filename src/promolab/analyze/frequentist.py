@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from promolab.analyze import cuped
 from promolab.errors import DataError
+from promolab.kinds import kind_of
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import AnyMetric, BinaryMetric, OrdinalMetric, RatioMetric
 from promolab.stats.estimators import (
@@ -23,13 +24,8 @@ from promolab.stats.estimators import (
     NonFiniteStatisticError,
     compare,
     constant_rate_noninferiority_p,
-    histogram_summary,
     mann_whitney_p,
-    mean_summary,
     noninferiority_p,
-    proportion_summary,
-    ratio_summary,
-    top_box_summary,
 )
 from promolab.stats.moments import ExperimentStats, ResidualMoments
 from promolab.stats.multiplicity import adjust_present, benjamini_hochberg, holm
@@ -86,7 +82,11 @@ def lift_results(
         role = spec.role(metric.id)
         if role == "treatment_only":
             continue
-        if stats.covariates and _adjustable(metric) and (residual_pass or _has_powers(stats, metric.id)):
+        if (
+            stats.covariates
+            and kind_of(metric).adjustable
+            and (residual_pass or _has_powers(stats, metric.id))
+        ):
             covariates = ", ".join(c.removeprefix("cov:") for c in stats.covariates)
             try:
                 raw += _cuped_results(spec, stats, metric, residual_pass)
@@ -97,7 +97,7 @@ def lift_results(
                 ) from None
             continue
         for arm in (t.id for t in spec.treatments):
-            for name, summarise, method in _summaries(metric):
+            for name, summarise, method in kind_of(metric).summaries(metric):
                 if isinstance(metric, RatioMetric) and _zero_denominator(stats, metric, (reference, arm)):
                     raw.append(
                         (_undefined(name, arm, role, method, stats, reference, ZERO_DENOMINATOR), None)
@@ -147,33 +147,6 @@ def guardrail_results(
 
 
 # ---------------------------------------------------------------------- helpers
-
-type Summarise = Callable[[ExperimentStats, str], ArmSummary]
-
-
-def _summaries(metric: AnyMetric) -> list[tuple[str, Summarise, str]]:
-    """(result name, per-arm summary, method) of a metric."""
-    match metric:
-        case BinaryMetric():
-            return [(metric.id, lambda s, a: proportion_summary(s.arms[a].moments, metric.id), "z-unpooled")]
-        case RatioMetric():
-            num, den = metric.numerator, metric.denominator
-            return [(metric.id, lambda s, a: ratio_summary(s.arms[a].moments, num, den), "delta-ratio")]
-        case OrdinalMetric():
-            threshold = float(metric.levels[-metric.top_box])
-            return [
-                (metric.id, lambda s, a: histogram_summary(s.arms[a].histograms[metric.id]), "welch-t"),
-                (
-                    f"{metric.id}:top_box",
-                    lambda s, a: top_box_summary(s.arms[a].histograms[metric.id], threshold),
-                    "z-unpooled",
-                ),
-            ]
-    return [(metric.id, lambda s, a: mean_summary(s.arms[a].moments, metric.id), "welch-t")]
-
-
-def _adjustable(metric: AnyMetric) -> bool:
-    return not isinstance(metric, RatioMetric | OrdinalMetric)
 
 
 def _cuped_results(
