@@ -90,3 +90,18 @@ def test_economics_rows_use_the_same_flat_interval_names(frames):
         assert row["net_profit_prob_positive"] == profit.prob_positive
     assert list(money.to_frame()["variant"]) == [a.variant for a in money.arms]
     assert money.to_markdown().count("\n") == 2 + len(money.arms)
+
+
+def test_a_frequentist_analysis_with_its_daily_curve_round_trips_exactly():
+    import json
+
+    from promolab.io import json_text
+
+    spec = promolab.load_spec(SPRING)
+    data = simulate(spec, 4000, seed=8)
+    analysis = analyze_spec(
+        spec, frames={n: data.frame(n) for n in data.tables}, method="frequentist", daily=True
+    )
+    assert analysis.daily is not None
+    assert analysis.segments  # the spec's segmentations, each segment alone
+    assert Analysis.from_dict(json.loads(json_text(analysis.to_dict()))) == analysis

@@ -416,6 +416,7 @@ def test_analysis_round_trips_exactly_through_its_json(analysis):
 
     payload = json.loads(json_text(analysis.to_dict()))
     back = Analysis.from_dict(payload)
+    assert back == analysis  # every field, floats to the bit (posterior draws are not compared)
     assert json.loads(json_text(back.to_dict())) == payload
     assert back.results == analysis.results
     assert back.guardrails == analysis.guardrails

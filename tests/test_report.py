@@ -514,3 +514,23 @@ def test_report_comments_a_short_sample_and_free_goods(tmp_path):
     assert report["metric_info"]["visit"]["format"] == "percent"
     assert report["results"][0]["metric"] == "visit"
     assert cells["abs_diff"][0].endswith(" pp")  # a difference of two shares, in percentage points
+
+
+def test_the_review_reads_the_saved_log_lift_error_behind_each_interval(spring):
+    """``rel_se_log`` (what the mechanic pooling of the review uses) is the error behind ``rel_ci``:
+    the interval is ``exp(log(1 + lift) +- z se) - 1``, so its log half-width over z gives it back."""
+    import math
+
+    from scipy.stats import norm
+
+    report, _, _ = spring
+    z = float(norm.ppf(0.5 + report["confidence"] / 2))
+    checked = 0
+    for row in report["results"]:
+        if row["rel_ci"] is None:
+            assert row["rel_se_log"] is None
+            continue
+        low, high = row["rel_ci"]
+        assert row["rel_se_log"] == pytest.approx((math.log1p(high) - math.log1p(low)) / (2 * z), rel=1e-12)
+        checked += 1
+    assert checked > 0

@@ -108,7 +108,7 @@ class BayesAnalysis:
     results: list[BayesResult]
     guardrails: list[BayesGuardrail] = field(default_factory=list)
     segments: list[SegmentResult] = field(default_factory=list)
-    draws: dict[str, dict[str, Array]] = field(default_factory=dict)
+    draws: dict[str, dict[str, Array]] = field(default_factory=dict, compare=False)  # not in the JSON
 
     @property
     def flagged(self) -> list[str]:

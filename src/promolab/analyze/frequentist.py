@@ -56,6 +56,7 @@ class LiftResult:
     method: str
     mann_whitney_p_value: float | None = None
     flags: tuple[str, ...] = ()  # stable codes: ZERO_VARIANCE, NONPOSITIVE_REFERENCE, ... (estimators)
+    rel_se_log: float | None = None  # standard error of log(1 + rel_lift), behind rel_ci (None without it)
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,7 @@ def _result(
         method=method,
         mann_whitney_p_value=mann_whitney,
         flags=comparison.flags,
+        rel_se_log=comparison.se_log if comparison.rel_ci is not None else None,
     )
 
 

@@ -73,6 +73,7 @@ class SavedResult(_Model):
     p_value_adjusted: Probability | None
     method: str
     flags: list[str] = Field(default_factory=list)
+    rel_se_log: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     bayes: dict[str, Any] | None = None
 
     @model_validator(mode="after")

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from promolab.errors import DataError
+from promolab.kinds import kind_of
 from promolab.sources import read_frame
-from promolab.spec.models import AnyMetric, Baseline, BinaryMetric, OrdinalMetric, RatioMetric
+from promolab.spec.models import AnyMetric, Baseline, RatioMetric
 from promolab.stats.sizing import Outcome
 
 MIN_ROWS = 2  # a standard deviation needs two values
@@ -23,7 +24,7 @@ MIN_ROWS = 2  # a standard deviation needs two values
 
 def outcome_from_baseline(metric: AnyMetric, baseline: Baseline) -> Outcome:
     """Outcome from the spec's ``design.baseline`` entry."""
-    if isinstance(metric, BinaryMetric):
+    if kind_of(metric).proportion:
         assert baseline.rate is not None  # checked by the spec
         return Outcome(mean=baseline.rate)
     assert baseline.mean is not None
@@ -49,13 +50,13 @@ def outcome_from_data(metric: AnyMetric, frame: pd.DataFrame, source: str) -> Ou
         return _checked(
             Outcome(mean=float(ratio), sd=float(np.std(y - ratio * x, ddof=1) / x.mean())), metric, source
         )
-    values = _column(frame, metric.id, source, missing_allowed=isinstance(metric, OrdinalMetric))
+    values = _column(frame, metric.id, source, missing_allowed=not kind_of(metric).absent_is_zero)
     values = values[~np.isnan(values)]
     if len(values) < MIN_ROWS:
         raise DataError(
             f"{source}: column '{metric.id}' has {len(values)} value(s); a baseline needs {MIN_ROWS}"
         )
-    if isinstance(metric, BinaryMetric):
+    if kind_of(metric).proportion:
         if not np.isin(values, (0.0, 1.0)).all():
             raise DataError(
                 f"{source}: column '{metric.id}' of binary metric '{metric.id}' holds values other than 0/1"

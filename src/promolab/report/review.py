@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
@@ -172,7 +171,7 @@ def _portfolio_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "primary_ci": primary["rel_ci"] if primary else None,
                 "lift_metric": compared["metric"] if compared else None,
                 "lift": compared["rel_lift"] if compared else None,
-                "lift_se": _log_se(compared, report["confidence"]),
+                "lift_se": compared.get("rel_se_log") if compared else None,
                 "roi": money["roi"]["value"] if money else None,
                 "net_profit": money["net_profit"]["value"] if money else None,
                 "net_profit_ci": money["net_profit"]["ci"] if money else None,
@@ -195,19 +194,6 @@ def _arm_action(decision: Mapping[str, Any], arm: str) -> str:
 
 def _result(report: Mapping[str, Any], metric: str, arm: str) -> Mapping[str, Any] | None:
     return next((r for r in report["results"] if r["metric"] == metric and r["variant"] == arm), None)
-
-
-def _log_se(result: Mapping[str, Any] | None, confidence: float) -> float | None:
-    """Standard error of ``log(1 + lift)`` from the result's interval (a delta-method interval on the
-    log of the ratio of means, so its half-width is ``z se``)."""
-    if result is None or result.get("rel_ci") is None or result.get("rel_lift") is None:
-        return None
-    from scipy.stats import norm
-
-    low, high = result["rel_ci"]
-    if low <= -1:
-        return None
-    return (math.log1p(high) - math.log1p(low)) / (2 * float(norm.ppf(0.5 + confidence / 2)))
 
 
 def _arm_lift(row: Mapping[str, Any]) -> Any:

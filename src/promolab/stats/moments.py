@@ -62,6 +62,17 @@ class Moments:
         comoment = self.comoment + other.comoment + np.outer(delta, delta) * (self.n * other.n / n)
         return Moments(self.names, n, mean, comoment)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal names, count, means and co-moments (exactly: the JSON round trip keeps every bit)."""
+        return (
+            isinstance(other, Moments)
+            and (self.names, self.n) == (other.names, other.n)
+            and np.array_equal(self.mean, other.mean)
+            and np.array_equal(self.comoment, other.comoment)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # arrays: not hashable
+
     def index(self, name: str) -> int:
         return self.names.index(name)
 
