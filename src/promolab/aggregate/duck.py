@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from promolab.aggregate import daily
 from promolab.aggregate.inputs import (
     INTEGER_TYPES,
     Source,
@@ -66,7 +67,6 @@ from promolab.spec import ExperimentSpec
 from promolab.spec.models import (
     UNITS_SOURCE,
     AnyMetric,
-    BinaryMetric,
     ContinuousMetric,
     CountMetric,
     OrdinalMetric,
@@ -757,52 +757,23 @@ class DuckAggregation:
     # ------------------------------------------------------------------ other passes
 
     def daily_curve(self, metric: AnyMetric) -> dict[str, Any] | None:
-        """Cumulative mean per randomised unit of ``metric`` at the end of each day of the window, per arm.
-
-        Day ``d`` counts the metric's rows up to ``d``: the value summed (count, continuous ``sum``), or
-        units with a first qualifying row by ``d`` (binary). Uncapped. None when the metric has no
-        event table with the ``data.timestamp`` column, or is not cumulative (``mean``/``max``).
-        """
+        """The metric's cumulative mean per randomised unit by day (:mod:`promolab.aggregate.daily`);
+        None when it has no event table with the ``data.timestamp`` column, or is not cumulative."""
         column, table = self.spec.data.timestamp, metric_source(metric)
-        cumulative = isinstance(metric, BinaryMetric | CountMetric) or (
-            isinstance(metric, ContinuousMetric) and metric.agg == "sum"
-        )
-        if column is None or table in (None, UNITS_SOURCE) or not cumulative:
+        if column is None or table in (None, UNITS_SOURCE) or not daily.cumulative(metric):
             return None
         source = self.sources[str(table)]
         if column not in source.columns:
             return None
-        day = self._day()
-        raw = metric_column(metric)
-        window = self._in_window()
-        if isinstance(metric, BinaryMetric):
-            hit = f" AND CAST({quote(raw)} AS BOOLEAN)" if raw else ""
-            rows = (
-                f"SELECT {source.unit_id} AS unit_id, min({day}) AS day, 1.0 AS value FROM {source.sql} "
-                f"WHERE {window}{hit} GROUP BY 1"
-            )
-        else:
-            value = f"coalesce(CAST({quote(raw)} AS DOUBLE), 0)" if raw else "1.0"
-            rows = (
-                f"SELECT {source.unit_id} AS unit_id, {day} AS day, {value} AS value "
-                f"FROM {source.sql} WHERE {window}"
-            )
+        rows = daily.rows_sql(metric, source, self._day(), self._in_window())
         arms = "arms AS (SELECT DISTINCT unit_id, arm FROM unit_values WHERE arm > 0)"
-        found = self._run(
+        sums = self._run(
             self._with(f"r AS ({rows})", arms) + "SELECT r.day, arms.arm, sum(r.value) FROM r "
             "JOIN arms USING (unit_id) GROUP BY ALL ORDER BY 1",
             self.plan.params,
         ).fetchall()
-        days = sorted({r[0] for r in found})
-        totals = {arm: [0.0] * len(days) for arm in self.arms}
-        for when, k, total in found:
-            totals[self.arms[int(k) - 1]][days.index(when)] = float(total)
         sizes = {arm: self.stats.arms[arm].moments.n for arm in self.arms}
-        return {
-            "metric": metric.id,
-            "days": [d.isoformat() for d in days],
-            "arms": {arm: (np.cumsum(t) / sizes[arm]).tolist() for arm, t in totals.items()},
-        }
+        return daily.curve(metric.id, sums, self.arms, sizes)
 
     def _moments(self, names: Sequence[str], keys: Sequence[str]) -> dict[tuple[Any, ...], Moments]:
         """Moments of the (capped) ``names`` in each group of ``keys`` (assigned arms only)."""

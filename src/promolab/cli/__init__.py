@@ -407,18 +407,17 @@ def analyze(
 
 def _no_daily_curve(spec: ExperimentSpec) -> str:
     """Why the primary metric has no cumulative curve by day."""
+    from promolab.aggregate.daily import cumulative
+
     metric = spec.metric(spec.primary)
     source = getattr(metric, "source", None)
     if spec.data.timestamp is None:
         return "the spec has no data.timestamp column to date the rows"
     if source is None or source == "units":
         return f"the primary metric '{spec.primary}' is not read from a dated event table"
-    if source not in spec.data.tables or metric.kind not in ("binary", "count", "continuous"):
-        return f"the primary metric '{spec.primary}' is not cumulative"
-    return (
-        f"the primary metric '{spec.primary}' is not a cumulative sum (agg mean or max), or its table "
-        f"has no column '{spec.data.timestamp}'"
-    )
+    if not cumulative(metric):
+        return f"the primary metric '{spec.primary}' does not accumulate over days (a mean, maximum or score)"
+    return f"the primary metric's table '{source}' has no column '{spec.data.timestamp}'"
 
 
 def _decisions(
