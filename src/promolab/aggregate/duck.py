@@ -31,6 +31,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from promolab.aggregate import daily
+from promolab.aggregate.checks import (
+    EventTable,
+    check_column,
+    counted_rows,
+    row_columns,
+    table_quality,
+)
 from promolab.aggregate.inputs import (
     INTEGER_TYPES,
     Source,
@@ -42,7 +49,7 @@ from promolab.aggregate.inputs import (
     open_sources,
     quote,
 )
-from promolab.aggregate.quality import DataQuality, TableRows
+from promolab.aggregate.quality import DataQuality
 from promolab.aggregate.sql import (
     date_of,
     moment_columns,
@@ -145,24 +152,13 @@ def aggregate(
     return aggregation
 
 
-@dataclass(frozen=True)
-class _Table:
-    """An event table read by metrics: its position (the suffix of its row-count columns), its source,
-    its metrics and whether its rows are filtered to the test window."""
-
-    index: int
-    source: Source
-    metrics: tuple[SourcedMetric, ...]
-    windowed: bool
-
-
 @dataclass
 class _Plan:
     """The SQL of ``unit_values`` and what it was built from."""
 
     query: str = ""
     params: dict[str, Any] = field(default_factory=dict)
-    tables: list[_Table] = field(default_factory=list)
+    tables: list[EventTable] = field(default_factory=list)
     checks: list[tuple[str, SourcedMetric]] = field(default_factory=list)  # (kind, metric) check columns
 
 
@@ -234,17 +230,17 @@ class DuckAggregation:
                 values += [units_value(m, base) for m in metrics]
                 for metric in metrics:
                     for kind, predicate in units_checks(metric, sources[UNITS_SOURCE], base):
-                        values.append(f"CAST({predicate} AS INTEGER) AS {quote(_check_column(kind, metric))}")
+                        values.append(f"CAST({predicate} AS INTEGER) AS {quote(check_column(kind, metric))}")
                         plan.checks.append((kind, metric))
                 continue
-            table = _Table(index, sources[name], tuple(metrics), self._windowed(sources[name]))
+            table = EventTable(index, sources[name], tuple(metrics), self._windowed(sources[name]))
             plan.tables.append(table)
             alias = f"t{index}"
             ctes.append(f"{alias} AS ({self._table_cte(table, plan)})")
             joins.append(f"FULL JOIN {alias} USING (unit_id)")
             values += [table_value(m, alias) for m in metrics]
-            values += [f"{alias}.{quote(_check_column(k, m))}" for k, m in plan.checks if m in metrics]
-            values += [f"coalesce({alias}.{quote(c)}, 0) AS {quote(c)}" for c in _counted_rows(table)]
+            values += [f"{alias}.{quote(check_column(k, m))}" for k, m in plan.checks if m in metrics]
+            values += [f"coalesce({alias}.{quote(c)}, 0) AS {quote(c)}" for c in counted_rows(table)]
         if "units" in sources and not self._units_are_base:
             ctes.append(units_cte(spec, sources[UNITS_SOURCE], self._units_columns(), with_variant=False))
             joins.append("LEFT JOIN u USING (unit_id)")
@@ -293,12 +289,12 @@ class DuckAggregation:
         column = self.spec.data.timestamp
         return column is not None and column in source.columns
 
-    def _table_cte(self, table: _Table, plan: _Plan) -> str:
+    def _table_cte(self, table: EventTable, plan: _Plan) -> str:
         """One row per unit id of an event table: metric values over the rows in the window, counts of
         rows (all, in the window, undated) and of each metric's missing, non-finite or impossible values."""
         source = table.source
         kept = self._in_window() if table.windowed else None
-        rows, kept_rows, undated = _row_columns(table)
+        rows, kept_rows, undated = row_columns(table)
         columns = [f"count(*) AS {quote(rows)}"]
         if kept is not None:
             day = self._day()
@@ -309,7 +305,7 @@ class DuckAggregation:
         for metric in table.metrics:
             columns.append(f"{unit_aggregate(metric, kept)} AS {quote('m:' + metric.id)}")
             for kind, predicate in row_checks(metric, source):
-                columns.append(f"{count_rows(kind, predicate, kept)} AS {quote(_check_column(kind, metric))}")
+                columns.append(f"{count_rows(kind, predicate, kept)} AS {quote(check_column(kind, metric))}")
                 plan.checks.append((kind, metric))
         return f"SELECT {source.unit_id} AS unit_id, {', '.join(columns)} FROM {source.sql} GROUP BY 1"
 
@@ -394,7 +390,7 @@ class DuckAggregation:
             return
         if repeated:
             raise DataError(self._repeat_message())
-        self.quality = self._quality(groups)
+        self.quality = table_quality(groups, self.plan.tables, self.plan.checks, self._uncapped(), self.spec)
         analysed = [g for g in groups if g["arm"] > 0]
         self._check_values(analysed)
         by_arm = {g["arm"]: g for g in analysed}
@@ -412,10 +408,10 @@ class DuckAggregation:
     def _arm_pass(self, log_moments: bool) -> list[dict[str, Any]]:
         """One pass over ``unit_values`` grouped by arm (at most K + 3 groups: the holdout is 0, labels the
         spec does not declare -1, unassigned event-table units -2); each group as a dict by alias."""
-        check_columns = [_check_column(kind, m) for kind, m in self.plan.checks]
-        row_columns = [c for table in self.plan.tables for c in _counted_rows(table)]
+        check_columns = [check_column(kind, m) for kind, m in self.plan.checks]
+        counts = [c for table in self.plan.tables for c in counted_rows(table)]
         values = [quote("cov:" + c) for c in self.covariates]
-        values += [quote(c) for c in [*check_columns, *row_columns]]
+        values += [quote(c) for c in [*check_columns, *counts]]
         values += [quote("m:" + m.id) for m in self.ordinals]
         columns = {
             "n": "count(*)",
@@ -424,11 +420,11 @@ class DuckAggregation:
         }
         if self.id_range is not None:
             columns["ids"] = "bitstring_agg(unit_id, $id_low, $id_high) FILTER (WHERE arm >= -1)"
-        columns |= {c: f"coalesce(sum({quote(c)}), 0)" for c in [*check_columns, *row_columns]}
+        columns |= {c: f"coalesce(sum({quote(c)}), 0)" for c in [*check_columns, *counts]}
         columns |= {
             f"null id:{c}": f"coalesce(sum({quote(c)}) FILTER (WHERE unit_id IS NULL), 0)"
             for table in self.plan.tables
-            for c in _row_columns(table)[:1]
+            for c in row_columns(table)[:1]
         }
         columns |= {f"null:{c}": f"count(*) - count({quote('cov:' + c)})" for c in self.covariates}
         columns |= moment_columns(self._moment_names())
@@ -603,51 +599,6 @@ class DuckAggregation:
                 )
         return "; ".join(found) or "repeated unit ids in the assignments"
 
-    def _quality(self, groups: Sequence[Mapping[str, Any]]) -> DataQuality:
-        """Rows of each event table: of units in the analysed arms, of holdout units, of units not
-        assigned (with missing ids), outside the window, undated; missing values of each metric and
-        what was done with them.
-
-        Raises:
-            DataError: a table has no rows, or none of its rows is of an assigned unit in the window.
-        """
-        tables: dict[str, TableRows] = {}
-        problems = []
-        for table in self.plan.tables:
-            rows, kept, undated = _row_columns(table)
-            total = sum(int(g[rows]) for g in groups)
-            analysed = [g for g in groups if g["arm"] > 0]  # arm 0 is the holdout: assigned, not analysed
-            matched = sum(int(g[rows]) for g in analysed)
-            held = sum(int(g[rows]) for g in groups if g["arm"] == 0)
-            in_window = sum(int(g[kept if table.windowed else rows]) for g in analysed)
-            undated_rows = sum(int(g[undated]) for g in analysed) if table.windowed else 0
-            counts = TableRows(
-                rows=total,
-                matched_rows=matched,
-                holdout_rows=held,
-                unmatched_rows=total - matched - held,
-                missing_id_rows=sum(int(g[f"null id:{rows}"]) for g in groups),
-                outside_window_rows=matched - in_window - undated_rows,
-                undated_rows=undated_rows,
-                windowed=table.windowed,
-            )
-            tables[table.source.name] = counts
-            problems += _table_problems(table, counts, self.spec)
-        if problems:
-            raise DataError(problems)
-        missing = {
-            m.id: sum(int(g[_check_column("null", m)]) for g in groups if g["arm"] > 0)
-            for kind, m in self.plan.checks
-            if kind == "null"
-        }
-        policies = {m.id: str(m.missing_policy) for kind, m in self.plan.checks if kind == "null"}
-        largest = {}
-        for metric in self._uncapped():
-            top = sorted(float(v) for g in groups if g["arm"] > 0 for v in g[f"top:{metric.id}"] or [])
-            if len(top) >= 2:
-                largest[metric.id] = (top[-1], top[-2])
-        return DataQuality(tables, missing, policies, largest)
-
     def _check_values(self, groups: Sequence[Mapping[str, Any]]) -> None:
         """Every arm has units; no missing (unless the metric's policy allows it), non-finite or
         impossible metric value; no missing or non-finite covariate; no per-unit value that overflows."""
@@ -663,7 +614,7 @@ class DuckAggregation:
             )
         problems = []
         for kind, metric in self.plan.checks:
-            bad = sum(int(g[_check_column(kind, metric)]) for g in groups)
+            bad = sum(int(g[check_column(kind, metric)]) for g in groups)
             if bad and not (kind == "null" and metric.missing_policy != "error"):
                 problems.append(self._value_problem(kind, metric, bad))
         problems += [
@@ -884,21 +835,6 @@ class DuckAggregation:
 # ---------------------------------------------------------------------- SQL pieces (no user strings)
 
 
-def _check_column(kind: str, metric: AnyMetric) -> str:
-    return f"chk:{kind}:{metric.id}"
-
-
-def _row_columns(table: _Table) -> tuple[str, str, str]:
-    """Per-unit counts of a table's rows: all, in the window, undated."""
-    k = table.index
-    return f"rows:{k}", f"kept:{k}", f"undated:{k}"
-
-
-def _counted_rows(table: _Table) -> tuple[str, ...]:
-    """The row counts a table's query computes (the window's only when it is windowed)."""
-    return _row_columns(table) if table.windowed else _row_columns(table)[:1]
-
-
 def _metrics_by_table(spec: ExperimentSpec) -> dict[str, list[SourcedMetric]]:
     grouped: dict[str, list[SourcedMetric]] = {}
     for metric in spec.metrics:
@@ -916,28 +852,6 @@ def _label_lists(spec: ExperimentSpec) -> tuple[list[str], list[int]]:
         labels.append(HOLDOUT_LABEL)
         arms.append(0)
     return labels, arms
-
-
-def _table_problems(table: _Table, counts: TableRows, spec: ExperimentSpec) -> list[str]:
-    """An event table that cannot feed its metrics: no rows, no row of an assigned unit, or none in the
-    window."""
-    where = table.source.where
-    if counts.rows == 0:
-        return [
-            f"{where}: has no data rows; its metrics ({', '.join(m.id for m in table.metrics)}) need some"
-        ]
-    if counts.matched_rows == 0:
-        return [
-            f"{where}: none of its {counts.rows:,} rows is of a unit in the assignments (their "
-            f"'{printable(spec.data.unit_id)}' values do not match): check that both files hold the same ids"
-        ]
-    if counts.matched_rows == counts.outside_window_rows + counts.undated_rows:
-        stop = spec.end + dt.timedelta(days=spec.post_days)
-        return [
-            f"{where}: none of its rows of assigned units is dated in the test window {spec.start} .. "
-            f"{stop} (column '{printable(str(spec.data.timestamp))}')"
-        ]
-    return []
 
 
 def _bitmap_range(row: tuple[Any, ...] | None) -> tuple[int, int] | None:
