@@ -303,11 +303,24 @@ class DuckAggregation:
                 f"count(*) FILTER (WHERE {day} IS NULL) AS {quote(undated)}",
             ]
         for metric in table.metrics:
-            columns.append(f"{unit_aggregate(metric, kept)} AS {quote('m:' + metric.id)}")
+            counted = _both(kept, self._row_filter(metric, plan.params))
+            columns.append(f"{unit_aggregate(metric, counted)} AS {quote('m:' + metric.id)}")
             for kind, predicate in row_checks(metric, source):
-                columns.append(f"{count_rows(kind, predicate, kept)} AS {quote(check_column(kind, metric))}")
+                column = quote(check_column(kind, metric))
+                columns.append(f"{count_rows(kind, predicate, counted)} AS {column}")
                 plan.checks.append((kind, metric))
         return f"SELECT {source.unit_id} AS unit_id, {', '.join(columns)} FROM {source.sql} GROUP BY 1"
+
+    def _row_filter(self, metric: AnyMetric, params: dict[str, Any]) -> str | None:
+        """The metric's ``where`` as a predicate over its table's rows, its values bound as a parameter
+        (compared as text; a missing value matches no ``in`` list and every ``not_in`` list)."""
+        row_filter = getattr(metric, "where", None)
+        if row_filter is None:
+            return None
+        name = f"where_{[m.id for m in self.spec.metrics].index(metric.id)}"
+        params[name] = row_filter.values
+        listed = f"coalesce(list_contains(${name}, CAST({quote(row_filter.column)} AS VARCHAR)), false)"
+        return listed if row_filter.keeps else f"NOT {listed}"
 
     def _day(self) -> str:
         """The event date of a row of an event table (see :func:`date_of`)."""
@@ -716,7 +729,8 @@ class DuckAggregation:
         source = self.sources[str(table)]
         if column not in source.columns:
             return None
-        rows = daily.rows_sql(metric, source, self._day(), self._in_window())
+        window = _both(self._in_window(), self._row_filter(metric, self.plan.params))
+        rows = daily.rows_sql(metric, source, self._day(), str(window))
         arms = "arms AS (SELECT DISTINCT unit_id, arm FROM unit_values WHERE arm > 0)"
         sums = self._run(
             self._with(f"r AS ({rows})", arms) + "SELECT r.day, arms.arm, sum(r.value) FROM r "
@@ -841,6 +855,13 @@ def _metrics_by_table(spec: ExperimentSpec) -> dict[str, list[SourcedMetric]]:
         if not isinstance(metric, RatioMetric):
             grouped.setdefault(metric.source, []).append(metric)
     return dict(sorted(grouped.items()))
+
+
+def _both(first: str | None, second: str | None) -> str | None:
+    """Two optional row predicates, joined with AND."""
+    if first is None or second is None:
+        return first or second
+    return f"({first}) AND ({second})"
 
 
 def _label_lists(spec: ExperimentSpec) -> tuple[list[str], list[int]]:

@@ -189,8 +189,31 @@ def check_columns(
                 f"got {kind}"
             )
     problems += _timestamp_problems(spec, sources)
+    problems += _filter_problems(spec, sources)
     if problems:
         raise DataError(list(dict.fromkeys(problems)))
+
+
+FILTER_TYPES = ("VARCHAR", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER",
+                "USMALLINT", "UTINYINT", "BOOLEAN")  # fmt: skip
+
+
+def _filter_problems(spec: ExperimentSpec, sources: Mapping[str, Source]) -> list[str]:
+    """A metric's ``where`` compares its column as text: it must hold text or whole numbers (a decimal
+    column would compare '1.0' against '1')."""
+    problems = []
+    for metric in spec.metrics:
+        row_filter = getattr(metric, "where", None)
+        source = metric_source(metric)
+        if row_filter is None or source is None or source == UNITS_SOURCE:
+            continue
+        kind = sources[source].columns.get(row_filter.column)
+        if kind is not None and kind not in FILTER_TYPES:
+            problems.append(
+                f"{sources[source].where} ({source} file): column '{printable(row_filter.column)}' "
+                f"(metrics.{metric.id}.where) holds {kind}; filter on a column of text or whole numbers"
+            )
+    return problems
 
 
 DATE_TYPES = ("DATE", "TIMESTAMP", "VARCHAR")
@@ -245,6 +268,8 @@ def _needed_columns(
             needed.append((sources[source], spec.data.unit_id, False))
         if (column := metric_column(metric)) is not None:
             needed.append((sources[source], column, True))
+        if (row_filter := getattr(metric, "where", None)) is not None and source != UNITS_SOURCE:
+            needed.append((sources[source], row_filter.column, False))
     if covariates:
         units = sources[UNITS_SOURCE]
         if not spec.data.row_id:

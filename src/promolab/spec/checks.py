@@ -129,6 +129,7 @@ def _metrics(spec: ExperimentSpec) -> Iterator[Problem]:
                 f"must be below the number of levels ({len(metric.levels)}), got {metric.top_box}",
             )
         yield from _missing(metric, where)
+        yield from _row_filter(metric, where)
         if isinstance(metric, RatioMetric):
             for part in ("numerator", "denominator"):
                 target = getattr(metric, part)
@@ -141,6 +142,16 @@ def _metrics(spec: ExperimentSpec) -> Iterator[Problem]:
                     )
         else:
             yield from _source(spec, metric, where)
+
+
+def _row_filter(metric: AnyMetric, where: tuple[str | int, ...]) -> Iterator[Problem]:
+    """``where`` filters an event table's rows: a units-file metric has one row per unit."""
+    if not isinstance(metric, RatioMetric) and metric.where is not None and metric.source == UNITS_SOURCE:
+        yield Problem(
+            (*where, "where"),
+            "filters the rows of an event table; a units-file metric has one row per unit (filter "
+            "the units file before, or read the metric from an event table)",
+        )
 
 
 def _missing(metric: AnyMetric, where: tuple[str | int, ...]) -> Iterator[Problem]:

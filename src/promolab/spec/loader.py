@@ -60,7 +60,7 @@ def spec_from_dict(raw: object, source: str | None = None, lines: LineMap | None
 
 def spec_to_dict(spec: ExperimentSpec) -> dict[str, Any]:
     """Plain JSON-compatible mapping of the spec with defaults left out (what a user writes)."""
-    return spec.model_dump(mode="json", exclude_defaults=True)
+    return spec.model_dump(mode="json", exclude_defaults=True, by_alias=True)
 
 
 def dump_spec(spec: ExperimentSpec) -> str:
@@ -81,7 +81,8 @@ def spec_hash(spec: ExperimentSpec) -> str:
 
     -0.0 is written as 0.0, so specs that compare equal hash equal.
     """
-    canonical = json.dumps(_canonical(spec.model_dump(mode="json")), sort_keys=True, separators=(",", ":"))
+    fields = spec.model_dump(mode="json", by_alias=True)
+    canonical = json.dumps(_canonical(fields), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -119,7 +120,7 @@ def absolute(path: Path) -> Path:
 
 def with_data(spec: ExperimentSpec, **changes: object) -> ExperimentSpec:
     """A copy of the spec with fields of its ``data`` block replaced (validated again)."""
-    raw = spec.model_dump(mode="json")
+    raw = spec.model_dump(mode="json", by_alias=True)
     raw["data"] = {**raw["data"], **changes}
     updated = spec_from_dict(raw, source=spec._source)
     updated._source = spec._source

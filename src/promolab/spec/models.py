@@ -18,6 +18,8 @@ from pydantic import (
     Discriminator,
     Field,
     PrivateAttr,
+    StrictInt,
+    StrictStr,
     StringConstraints,
     Tag,
     field_validator,
@@ -349,8 +351,45 @@ class _MetricBase(SpecModel):
 MissingPolicy = Literal["error", "zero", "drop"]
 
 
+FilterValue = StrictInt | Annotated[StrictStr, StringConstraints(min_length=1, max_length=200)]
+
+
+class RowFilter(SpecModel):
+    """The rows of an event table a metric counts: those whose ``column`` is one of ``in`` (or, with
+    ``not_in``, none of them). Values are compared as text; a row whose ``column`` is missing matches no
+    ``in`` list and every ``not_in`` list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
+    column: Column
+    in_: tuple[FilterValue, ...] | None = Field(
+        default=None, alias="in", min_length=1, max_length=MAX_ITEMS, description="Values to keep."
+    )
+    not_in: tuple[FilterValue, ...] | None = Field(
+        default=None, min_length=1, max_length=MAX_ITEMS, description="Values to leave out."
+    )
+
+    @model_validator(mode="after")
+    def _one_list(self) -> RowFilter:
+        if (self.in_ is None) == (self.not_in is None):
+            raise ValueError("give 'in' (values to keep) or 'not_in' (values to leave out), one of them")
+        return self
+
+    @property
+    def values(self) -> list[str]:
+        """The listed values, as the text they are compared as."""
+        return [str(v) for v in (self.in_ if self.in_ is not None else self.not_in or ())]
+
+    @property
+    def keeps(self) -> bool:
+        """True for an ``in`` list (keep the listed values), False for ``not_in``."""
+        return self.in_ is not None
+
+
 class _SourcedMetric(_MetricBase):
     source: Slug = Field(description="A table in data.tables, or 'units' for per-unit columns.")
+    where: RowFilter | None = Field(
+        default=None, description="Only the event-table rows whose column is (or is not) in a list."
+    )
     missing: MissingPolicy | None = Field(
         default=None,
         description="What a missing (NULL) value in `column` means: 'error' (the default), 'zero', or "
