@@ -121,7 +121,7 @@ def decide(
 def _frequentist_evidence(spec: ExperimentSpec, analysis: Analysis) -> dict[str, Evidence]:
     alpha = 1 - spec.analysis.confidence
     sign = 1 if spec.metric(spec.primary).direction == "higher" else -1
-    found = {}
+    found = {t.id: Evidence("untestable", f"no result of {spec.primary}", (0, 0)) for t in spec.treatments}
     for result in (r for r in analysis.results if r.metric == spec.primary):
         p, diff = result.p_value_adjusted, result.abs_diff
         if p is None or diff is None:

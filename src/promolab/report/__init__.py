@@ -20,6 +20,7 @@ import numpy as np
 
 from promolab.analyze import Analysis
 from promolab.analyze.payload import check_saved, check_saved_analysis
+from promolab.decision import decide
 from promolab.errors import printable
 from promolab.io import json_text, publish_folder
 from promolab.report.build import build_report
@@ -261,37 +262,29 @@ def load_results(path: str | Path, spec: ExperimentSpec) -> tuple[Analysis, str 
             f"{where}: results: rows of metrics or arms the spec does not declare: "
             f"{printable(strays[:5])}; {rerun}"
         )
-    if (problem := _unsupported_ship(payload, spec)) is not None:
-        raise DataError(f"{where}: decision.variant: {problem}; {rerun}")
     with malformed(path, "analysis", rerun):
         analysis = Analysis.from_dict(payload)
+    shipped = (payload.get("decision") or {}).get("variant")
+    if (problem := _unsupported_ship(shipped, spec, analysis)) is not None:
+        raise DataError(f"{where}: decision.variant: {problem}; {rerun}")
     if payload["spec_hash"] != spec_hash(spec):
         return analysis, f"{where}: the spec changed since this analysis (different spec hash)"
     return analysis, None
 
 
-def _unsupported_ship(payload: Mapping[str, Any], spec: ExperimentSpec) -> str | None:
-    """Why the saved verdict's arm does not follow from the saved results (None when it does): it must
-    be a treatment arm, with no sample-ratio mismatch, and, unless the money rule decides (which the
-    saved economics cannot show), its primary result significantly better (frequentist) or better with
-    the saved probability threshold (Bayesian)."""
-    ship = (payload.get("decision") or {}).get("variant")
+def _unsupported_ship(ship: str | None, spec: ExperimentSpec, analysis: Analysis) -> str | None:
+    """Why a saved verdict's arm does not follow from the saved results (None when it does): it must be
+    a treatment arm, with no sample-ratio mismatch, and, unless the money rule decides (which the saved
+    results cannot show), better on the primary metric by the decision rule's own evidence."""
     if ship is None:
         return None
     if ship not in {t.id for t in spec.treatments}:
         return f"'{printable(ship)}' is not a treatment arm of {spec.id}"
-    if payload["srm"]["flag"]:
+    if analysis.srm.flag is not None:
         return f"'{printable(ship)}' is shipped despite a sample-ratio mismatch"
-    row = next((r for r in payload["results"] if r["metric"] == spec.primary and r["variant"] == ship), None)
-    if row is None:
-        return f"no result of {spec.primary} for '{printable(ship)}'"
     if spec.decision is not None and spec.decision.metric in ("profit", "roi") and spec.economics:
         return None
-    if payload.get("method") == "bayesian":
-        bayes, threshold = row.get("bayes") or {}, (payload.get("bayes") or {}).get("threshold", 1.0)
-        better = float(bayes.get("prob_beat_control", 0.0)) >= float(threshold)
-    else:
-        sign = 1 if spec.metric(spec.primary).direction == "higher" else -1
-        p, diff = row["p_value_adjusted"], row["abs_diff"]
-        better = p is not None and diff is not None and p < 1 - spec.analysis.confidence and sign * diff > 0
-    return None if better else f"'{printable(ship)}' is not better on {spec.primary} in the saved results"
+    verdict = next(a for a in decide(spec, analysis).arms if a.variant == ship)
+    if verdict.finding != "better":
+        return f"'{printable(ship)}' is not better on {spec.primary} in the saved results"
+    return None
