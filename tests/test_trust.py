@@ -567,3 +567,34 @@ def test_an_extreme_value_is_warned_about_and_a_capped_metric_is_not():
     assert not [w for w in plain.warnings() if "times the next largest" in w]
     capped = _outlier_analysis({"absolute": 500}, 1e6).data_quality
     assert "revenue" not in capped.largest
+
+
+def test_a_csv_header_is_its_first_line_whatever_the_parallel_reader_returns_first(tmp_path):
+    """The raw header (read to refuse repeated names) is the file's first line. Read with ``LIMIT 1``
+    over DuckDB's parallel reader it was a data row about half the time on a 16 MB file: rows of
+    repeated zeros then looked like a header with repeated names (the demo failed one run in five)."""
+    import duckdb
+    import numpy as np
+    import pandas as pd
+
+    from promolab.aggregate.inputs import open_sources
+    from promolab.spec import spec_from_dict
+
+    n = 1_000_000
+    units = pd.DataFrame({"unit_id": np.arange(n), "variant": "control", "x": 0, "y": 0, "z": 0})
+    path = tmp_path / "units.csv"
+    units.to_csv(path, index=False)
+    assert path.stat().st_size > 16e6  # large enough to be read in parallel chunks
+    spec = spec_from_dict({
+        "id": "header", "name": "header", "unit": "customer", "start": "2026-01-01", "end": "2026-01-28",
+        "variants": [{"id": "control", "kind": "control", "weight": 0.5},
+                     {"id": "b", "kind": "treatment", "weight": 0.5}],
+        "metrics": [{"id": "x", "kind": "binary", "source": "units", "column": "x"}],
+        "primary": "x",
+        "data": {"units": str(path)},
+    })  # fmt: skip
+    for _ in range(30):  # the old read failed about half of these
+        con = duckdb.connect(config={"preserve_insertion_order": False})
+        sources = open_sources(con, spec, {"units": path}, {})
+        assert list(sources["units"].columns) == ["unit_id", "variant", "x", "y", "z"]
+        con.close()

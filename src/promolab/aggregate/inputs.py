@@ -15,6 +15,7 @@ Identifiers are quoted; paths and values are bound as parameters: no SQL is buil
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -145,11 +146,19 @@ def _raw_header(
         import pyarrow.parquet as pq
 
         return list(pq.read_schema(path).names)
-    row = con.execute(
-        "SELECT * FROM read_csv($raw, header = false, all_varchar = true) LIMIT 1",
-        {"raw": next(iter(params.values()))},
+    # The header line itself, split with the dialect DuckDB sniffs: ``LIMIT 1`` over DuckDB's parallel
+    # reader returns *a* row, not necessarily the first (the demo once read a data row as the header).
+    dialect = con.execute(
+        "SELECT Delimiter, Quote FROM sniff_csv($raw)", {"raw": next(iter(params.values()))}
     ).fetchone()
-    return [str(value) for value in row or ()]
+    delimiter, quote_char = (str(dialect[0]), str(dialect[1])) if dialect else (",", '"')
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # sniff_csv says '(empty)' for none
+        reader = csv.reader(
+            handle,
+            delimiter=delimiter if len(delimiter) == 1 else ",",
+            quotechar=quote_char if len(quote_char) == 1 else '"',
+        )
+        return next(reader, [])
 
 
 def check_columns(
