@@ -9,6 +9,10 @@ Evidence on the primary metric, per arm against the reference, by the analysis m
   ``untestable``;
 - a result without an estimate (flags such as ``ZERO_VARIANCE``) is ``untestable``.
 
+With a post window (``post_days``), a primary metric better during the promotion but not over the
+promotion and its post window (``<primary>@total``) takes the finding of that net effect: a bump
+bought ahead is no win.
+
 Guardrails (non-inferiority, by the same method) must all pass. With ``decision.metric: profit`` (or
 ``roi``) and economics, the money rule decides: an arm **pays** when P(net profit > 0) >= the
 threshold (``decision.prob_positive``, default the analysis confidence).
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from promolab import format as fmt
 from promolab.spec import ExperimentSpec
+from promolab.spec.windows import derived_id
 
 if TYPE_CHECKING:
     from promolab.analyze import Analysis
@@ -119,22 +124,39 @@ def decide(
 
 
 def _frequentist_evidence(spec: ExperimentSpec, analysis: Analysis) -> dict[str, Evidence]:
+    found = _frequentist_findings(spec, analysis, spec.primary)
+    total = derived_id(spec.primary, "total")
+    if not any(r.metric == total for r in analysis.results):
+        return found
+    net = _frequentist_findings(spec, analysis, total)
+    return {arm: _net_of_the_dip(evidence, net[arm]) for arm, evidence in found.items()}
+
+
+def _frequentist_findings(spec: ExperimentSpec, analysis: Analysis, metric: str) -> dict[str, Evidence]:
+    """The evidence of every arm's result of ``metric`` (untestable without one)."""
     alpha = 1 - spec.analysis.confidence
     sign = 1 if spec.metric(spec.primary).direction == "higher" else -1
-    found = {t.id: Evidence("untestable", f"no result of {spec.primary}", (0, 0)) for t in spec.treatments}
-    for result in (r for r in analysis.results if r.metric == spec.primary):
+    found = {t.id: Evidence("untestable", f"no result of {metric}", (0, 0)) for t in spec.treatments}
+    for result in (r for r in analysis.results if r.metric == metric):
         p, diff = result.p_value_adjusted, result.abs_diff
         if p is None or diff is None:
             flags = ", ".join(result.flags)
-            found[result.variant] = Evidence(
-                "untestable", f"{spec.primary} cannot be tested ({flags})", (0, 0)
-            )
+            found[result.variant] = Evidence("untestable", f"{metric} cannot be tested ({flags})", (0, 0))
             continue
         lift = fmt.percent(result.rel_lift, signed=True) if result.rel_lift is not None else fmt.number(diff)
-        text = f"{spec.primary} {lift} ({fmt.p_equals(p, 'Holm p')})"
+        text = f"{metric} {lift} ({fmt.p_equals(p, 'Holm p')})"
         finding: Finding = "no_difference" if p >= alpha else ("better" if sign * diff > 0 else "worse")
         found[result.variant] = Evidence(finding, text, (sign * diff, 0.0))
     return found
+
+
+def _net_of_the_dip(evidence: Evidence, net: Evidence | None) -> Evidence:
+    """A primary metric better during the promotion but not over the promotion and its post window
+    (``<primary>@total``) is no win: the bump was bought ahead (pull-forward), so the finding is that
+    of the net effect, with both in the text."""
+    if net is None or evidence.finding != "better" or net.finding == "better":
+        return evidence
+    return Evidence(net.finding, f"{evidence.text}, but net of the dip {net.text}", net.rank)
 
 
 def _bayes_evidence(spec: ExperimentSpec, analysis: Analysis) -> dict[str, Evidence]:
@@ -145,17 +167,21 @@ def _bayes_evidence(spec: ExperimentSpec, analysis: Analysis) -> dict[str, Evide
         t.id: Evidence("untestable", f"no posterior of {spec.primary} (an arm has no spread)", (0, 0))
         for t in spec.treatments
     }
-    for result in (r for r in analysis.bayes.results if r.metric == spec.primary):
+    net: dict[str, Evidence] = {}
+    for result in analysis.bayes.results:
+        if result.metric not in (spec.primary, derived_id(spec.primary, "total")):
+            continue
         beat = result.prob_beat_control
         lift = "" if result.rel_lift_mean is None else f" {fmt.percent(result.rel_lift_mean, signed=True)}"
-        text = f"{spec.primary}{lift} (P(better) = {beat:.3f}, P(best) = {result.prob_best:.3f})"
+        text = f"{result.metric}{lift} (P(better) = {beat:.3f}, P(best) = {result.prob_best:.3f})"
         finding: Finding = (
             "better" if beat >= threshold else "worse" if beat <= 1 - threshold else "no_difference"
         )
         if f"{result.metric}/{result.variant}" in flagged:
-            finding, text = "untestable", f"the {spec.primary} model failed its diagnostics"
-        found[result.variant] = Evidence(finding, text, (result.prob_best, beat))
-    return found
+            finding, text = "untestable", f"the {result.metric} model failed its diagnostics"
+        target = found if result.metric == spec.primary else net
+        target[result.variant] = Evidence(finding, text, (result.prob_best, beat))
+    return {arm: _net_of_the_dip(evidence, net.get(arm)) for arm, evidence in found.items()}
 
 
 def _failed_guardrails(analysis: Analysis, rule: Rule) -> dict[str, tuple[str, ...]]:

@@ -70,6 +70,7 @@ from promolab.aggregate.values import (
     units_value,
 )
 from promolab.errors import DataError, first_line, printable, quoted
+from promolab.kinds import kind_of
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import (
     UNITS_SOURCE,
@@ -81,6 +82,7 @@ from promolab.spec.models import (
     Segmentation,
     SourcedMetric,
 )
+from promolab.spec.windows import window_of
 from promolab.stats.moments import (
     MAX_POWER_COVARIATES,
     ArmStats,
@@ -115,6 +117,7 @@ def aggregate(
     segments: Sequence[Segmentation] = (),
     log_moments: bool = False,
     daily: bool = False,
+    own_covariates: Mapping[str, str] | None = None,
 ) -> DuckAggregation:
     """Aggregate the spec's data to per-arm statistics (``.stats``) in an in-memory DuckDB.
 
@@ -127,6 +130,8 @@ def aggregate(
         log_moments: also compute the log-moments of continuous metrics (Bayesian hurdle models).
         daily: also compute the primary metric's cumulative mean by day (``.daily``), when it reads an
             event table with the ``data.timestamp`` column.
+        own_covariates: metric -> its own covariate metric (its pre-period value), adjusted with the
+            shared ``covariates``.
 
     Raises:
         DataError: missing files or columns, repeated column names, wrong types, ids that do not join,
@@ -144,7 +149,7 @@ def aggregate(
     check_columns(con, spec, sources, covariates, segments)
     sources = check_unit_ids(con, spec, sources)
     check_rfm_values(con, sources, segments)
-    aggregation = DuckAggregation(spec, con, sources, covariates, segments)
+    aggregation = DuckAggregation(spec, con, sources, covariates, segments, own_covariates)
     aggregation.build_unit_table(distinct_assignments=False, materialise=daily)
     aggregation.compute_stats(log_moments)
     if daily:
@@ -179,9 +184,11 @@ class DuckAggregation:
         sources: Mapping[str, Source],
         covariates: Sequence[str],
         segments: Sequence[Segmentation] = (),
+        own_covariates: Mapping[str, str] | None = None,
     ) -> None:
         self.spec, self.con, self.sources = spec, con, sources
         self.covariates = tuple(covariates)
+        self.own = dict(own_covariates or {})  # metric -> its pre-period metric (CUPED on its own history)
         self.segments = tuple(segments)
         self.arms = [v.id for v in spec.variants]
         valued = [m for m in spec.metrics if not isinstance(m, RatioMetric)]
@@ -221,7 +228,12 @@ class DuckAggregation:
     def _unit_plan(self, distinct_assignments: bool) -> _Plan:
         spec, sources = self.spec, self.sources
         plan = _Plan()
-        plan.params = {"start": spec.start, "stop": spec.end + dt.timedelta(days=spec.post_days)}
+        plan.params = {
+            "pre_start": spec.start - dt.timedelta(days=spec.pre_days),
+            "start": spec.start,
+            "end": spec.end,
+            "stop": spec.end + dt.timedelta(days=spec.post_days),
+        }
         ctes = [self._base_cte(distinct_assignments)]
         joins, values = ["assign a"], []
         base = "a" if self._units_are_base else "u"
@@ -303,11 +315,14 @@ class DuckAggregation:
                 f"count(*) FILTER (WHERE {day} IS NULL) AS {quote(undated)}",
             ]
         for metric in table.metrics:
-            counted = _both(kept, self._row_filter(metric, plan.params))
+            rows_filter = self._row_filter(metric, plan.params)
+            counted = _both(self._window(metric) if table.windowed else None, rows_filter)
             columns.append(f"{unit_aggregate(metric, counted)} AS {quote('m:' + metric.id)}")
+            if "@" in metric.id:  # a derived metric's rows are its declared metric's: checked there
+                continue
             for kind, predicate in row_checks(metric, source):
                 column = quote(check_column(kind, metric))
-                columns.append(f"{count_rows(kind, predicate, counted)} AS {column}")
+                columns.append(f"{count_rows(kind, predicate, _both(kept, rows_filter))} AS {column}")
                 plan.checks.append((kind, metric))
         return f"SELECT {source.unit_id} AS unit_id, {', '.join(columns)} FROM {source.sql} GROUP BY 1"
 
@@ -327,7 +342,18 @@ class DuckAggregation:
         return date_of(str(self.spec.data.timestamp))
 
     def _in_window(self) -> str:
-        return f"{self._day()} BETWEEN $start AND $stop"
+        """Rows in any window: pre-period, during and post."""
+        return f"{self._day()} BETWEEN $pre_start AND $stop"
+
+    def _window(self, metric: AnyMetric) -> str:
+        """Rows of the metric's window (:mod:`promolab.spec.windows`)."""
+        day, window = self._day(), window_of(self.spec, metric.id)
+        return {
+            "pre": f"{day} >= $pre_start AND {day} < $start",
+            "during": f"{day} BETWEEN $start AND $end",
+            "post": f"{day} > $end AND {day} <= $stop",
+            "total": f"{day} BETWEEN $start AND $stop",
+        }[str(window)]
 
     def _segment_values(self, ctes: list[str], joins: list[str], base: str) -> list[str]:
         values = []
@@ -357,7 +383,7 @@ class DuckAggregation:
             (capping := getattr(m, "capping", None)) is not None and capping.absolute is None
             for m in self.spec.metrics
         )
-        many = len(self.covariates) > MAX_POWER_COVARIATES
+        many = any(len(self._covariates_of(name)) > MAX_POWER_COVARIATES for name in self.variables)
         return percentile or bool(self.segments) or self.spec.data.row_id or many
 
     def _source_id_range(self) -> tuple[int, int] | None:
@@ -416,7 +442,7 @@ class DuckAggregation:
             for (segment, k), m in sorted(self._moments(self.variables, [column, "arm"]).items()):
                 found.setdefault(str(segment), {})[self.arms[int(k) - 1]] = m
         covariates = tuple(f"cov:{c}" for c in self.covariates)
-        self.stats = ExperimentStats(arms, self.caps, covariates, segments)
+        self.stats = ExperimentStats(arms, self.caps, covariates, segments, self.own)
 
     def _arm_pass(self, log_moments: bool) -> list[dict[str, Any]]:
         """One pass over ``unit_values`` grouped by arm (at most K + 3 groups: the holdout is 0, labels the
@@ -479,30 +505,50 @@ class DuckAggregation:
         return [*self.variables, *(f"cov:{c}" for c in self.covariates)]
 
     def _power_columns(self) -> dict[str, str]:
-        """Sums of the monomials of :class:`PowerSums` (the ``y``-free ones once for all metrics), with
-        compensated summation (``fsum``): their error then does not grow with the number of units."""
-        if not self._with_powers:
-            return {}
-        covs = [quote("cov:" + c) for c in self.covariates]
+        """Sums of the monomials of :class:`PowerSums` of each adjusted metric (the ``y``-free ones once
+        per set of covariates), with compensated summation (``fsum``): their error then does not grow
+        with the number of units."""
         columns = {}
-        for exponent in power_exponents(len(covs)):
-            for name in self.variables if exponent[0] else [""]:
+        for name in self.variables:
+            if not self._with_powers(name):
+                continue
+            covs = [quote(sql_name(c)) for c in self._covariates_of(name)]
+            for exponent in power_exponents(len(covs)):
                 factors = [quote("m:" + name)] * exponent[0]
                 factors += [c for c, power in zip(covs, exponent[1:], strict=True) for _ in range(power)]
-                alias = f"pow:{name}:{''.join(map(str, exponent))}"
+                alias = self._power_alias(name, exponent)
                 columns[alias] = f"fsum({' * '.join(factors)})" if factors else "count(*)::DOUBLE"
         return columns
 
-    @property
-    def _with_powers(self) -> bool:
-        return 0 < len(self.covariates) <= MAX_POWER_COVARIATES
+    def _power_alias(self, name: str, exponent: Sequence[int]) -> str:
+        key = name if exponent[0] else "|".join(self._covariates_of(name))
+        return f"pow:{key}:{''.join(map(str, exponent))}"
+
+    def _covariates_of(self, name: str) -> tuple[str, ...]:
+        """Moment names of the covariates adjusting ``name``: the units file's, then its pre-period."""
+        shared = tuple(f"cov:{c}" for c in self.covariates)
+        own = self.own.get(name)
+        return shared if own is None else (*shared, own)
+
+    def _with_powers(self, name: str) -> bool:
+        return 0 < len(self._covariates_of(name)) <= MAX_POWER_COVARIATES and self._adjusted(name)
+
+    def _adjusted(self, name: str) -> bool:
+        """A metric the analysis regression-adjusts: an adjustable kind, reported (not a covariate or a
+        decomposition component)."""
+        return kind_of(self.spec.metric(name)).adjustable and self.spec.role(name) not in (
+            "covariate",
+            "component",
+        )
 
     def _uncapped(self) -> list[AnyMetric]:
         """Continuous and count metrics without capping: their largest values are checked for outliers."""
         return [
             m
             for m in self.spec.metrics
-            if isinstance(m, ContinuousMetric | CountMetric) and getattr(m, "capping", None) is None
+            if isinstance(m, ContinuousMetric | CountMetric)
+            and getattr(m, "capping", None) is None
+            and "@" not in m.id
         ]
 
     def _log_columns(self) -> dict[str, str]:
@@ -535,13 +581,10 @@ class DuckAggregation:
                     positive = Moments(("log",), k, np.array([mean]), np.array([[var * k]]))
                     logs[metric.id] = LogMoments(positive, int(group[f"log negative:{metric.id}"]))
         powers = {}
-        if self._with_powers:
-            names = tuple(f"cov:{c}" for c in self.covariates)
-            for name in self.variables:
-                sums = [
-                    group[f"pow:{name if e[0] else ''}:{''.join(map(str, e))}"]
-                    for e in power_exponents(len(names))
-                ]
+        for name in self.variables:
+            if self._with_powers(name):
+                names = self._covariates_of(name)
+                sums = [group[self._power_alias(name, e)] for e in power_exponents(len(names))]
                 powers[name] = PowerSums((name, *names), np.array(sums, dtype=float))
         return ArmStats(moments, histograms, logs, powers)
 
@@ -729,7 +772,8 @@ class DuckAggregation:
         source = self.sources[str(table)]
         if column not in source.columns:
             return None
-        window = _both(self._in_window(), self._row_filter(metric, self.plan.params))
+        day = self._day()
+        window = _both(f"{day} BETWEEN $start AND $stop", self._row_filter(metric, self.plan.params))
         rows = daily.rows_sql(metric, source, self._day(), str(window))
         arms = "arms AS (SELECT DISTINCT unit_id, arm FROM unit_values WHERE arm > 0)"
         sums = self._run(
@@ -755,6 +799,7 @@ class DuckAggregation:
     def residual_moments(
         self,
         metric: str,
+        covariates: Sequence[str],
         arm_means: Mapping[str, Sequence[float]],
         slopes: Sequence[float],
         centre: Sequence[float],
@@ -766,8 +811,8 @@ class DuckAggregation:
         """
         if not self.materialised:  # the next metrics' passes then read the table, not the sources
             self._materialise()
-        p = len(self.covariates)
-        covs = [quote(f"cov:{c}") for c in self.covariates]
+        covs = [quote(sql_name(c)) for c in covariates]
+        p = len(covs)
         params: dict[str, Any] = {"ybar": [float(arm_means[a][0]) for a in self.arms]}
         fitted = []
         for j, cov in enumerate(covs):

@@ -144,7 +144,7 @@ def bayes_results(spec: ExperimentSpec, stats: ExperimentStats) -> BayesAnalysis
     results: list[BayesResult] = []
     draws: dict[str, dict[str, Array]] = {}
     for metric in spec.metrics:
-        if spec.role(metric.id) == "treatment_only":
+        if spec.role(metric.id) in ("treatment_only", "covariate", "component"):
             continue
         prior = settings.priors.get(metric.id) or Prior()
         higher = metric.direction == "higher"

@@ -16,6 +16,7 @@ from promolab.errors import DataError
 from promolab.kinds import kind_of
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import AnyMetric, BinaryMetric, OrdinalMetric, RatioMetric
+from promolab.spec.windows import window_of
 from promolab.stats.estimators import (
     ZERO_DENOMINATOR,
     ZERO_VARIANCE,
@@ -31,7 +32,7 @@ from promolab.stats.moments import ExperimentStats, ResidualMoments
 from promolab.stats.multiplicity import adjust_present, benjamini_hochberg, holm
 
 type ResidualPass = Callable[
-    [str, Mapping[str, list[float]], list[float], list[float]], dict[str, ResidualMoments]
+    [str, tuple[str, ...], Mapping[str, list[float]], list[float], list[float]], dict[str, ResidualMoments]
 ]
 
 
@@ -57,6 +58,8 @@ class LiftResult:
     mann_whitney_p_value: float | None = None
     flags: tuple[str, ...] = ()  # stable codes: ZERO_VARIANCE, NONPOSITIVE_REFERENCE, ... (estimators)
     rel_se_log: float | None = None  # standard error of log(1 + rel_lift), behind rel_ci (None without it)
+    window: str | None = None  # during | post | total, with data.timestamp (None: undated rows)
+    adjusted_for: tuple[str, ...] = ()  # covariates of the regression adjustment (a pre-period: m@pre)
 
 
 @dataclass(frozen=True)
@@ -81,16 +84,20 @@ def lift_results(
     raw: list[tuple[LiftResult, Comparison | None]] = []
     for metric in spec.metrics:
         role = spec.role(metric.id)
-        if role == "treatment_only":
+        if role in ("treatment_only", "covariate", "component"):
             continue
+        window = window_of(spec, metric.id)
         if (
-            stats.covariates
+            _covariates(stats, metric.id)
             and kind_of(metric).adjustable
             and (residual_pass or _has_powers(stats, metric.id))
         ):
-            covariates = ", ".join(c.removeprefix("cov:") for c in stats.covariates)
+            covariates = ", ".join(c.removeprefix("cov:") for c in _covariates(stats, metric.id))
             try:
-                raw += _cuped_results(spec, stats, metric, residual_pass)
+                raw += [
+                    (replace(result, window=window), comparison)
+                    for result, comparison in _cuped_results(spec, stats, metric, residual_pass)
+                ]
             except NonFiniteStatisticError as error:
                 raise NonFiniteStatisticError(
                     f"metric '{metric.id}' adjusted for {covariates}: {error} (values so large that the "
@@ -100,9 +107,8 @@ def lift_results(
         for arm in (t.id for t in spec.treatments):
             for name, summarise, method in kind_of(metric).summaries(metric):
                 if isinstance(metric, RatioMetric) and _zero_denominator(stats, metric, (reference, arm)):
-                    raw.append(
-                        (_undefined(name, arm, role, method, stats, reference, ZERO_DENOMINATOR), None)
-                    )
+                    undefined = _undefined(name, arm, role, method, stats, reference, ZERO_DENOMINATOR)
+                    raw.append((replace(undefined, window=window), None))
                     continue
                 control, variant = summarise(stats, reference), summarise(stats, arm)
                 try:
@@ -114,7 +120,8 @@ def lift_results(
                     extra = mann_whitney_p(
                         stats.arms[reference].histograms[metric.id], stats.arms[arm].histograms[metric.id]
                     )
-                raw.append((_result(name, arm, role, comparison, method, extra), comparison))
+                result = replace(_result(name, arm, role, comparison, method, extra), window=window)
+                raw.append((result, comparison))
     return _adjust(spec, raw)
 
 
@@ -154,15 +161,16 @@ def _cuped_results(
     spec: ExperimentSpec, stats: ExperimentStats, metric: AnyMetric, residual_pass: ResidualPass | None
 ) -> list[tuple[LiftResult, Comparison | None]]:
     moments = {arm: s.moments for arm, s in stats.arms.items()}
+    covariates = _covariates(stats, metric.id)
     try:
-        fitted = cuped.fit(moments, metric.id, stats.covariates)
+        fitted = cuped.fit(moments, metric.id, covariates)
     except ValueError as error:
         raise DataError(
             f"metric '{metric.id}': cannot adjust for covariates: {error}; drop one from "
             "analysis.covariates, or analyse with --no-cuped"
         ) from None
     residuals = _residuals(stats, metric.id, fitted, residual_pass)
-    covariance = cuped.hc1_covariance(moments, stats.covariates, fitted, residuals)
+    covariance = cuped.hc1_covariance(moments, covariates, fitted, residuals)
     index = {arm: k for k, arm in enumerate(fitted.arms)}
     reference = spec.reference.id
     c = index[reference]
@@ -172,13 +180,26 @@ def _cuped_results(
         k = index[arm]
         variant = ArmSummary(moments[arm].n, float(fitted.adjusted_means[k]), float(covariance[k, k]), None)
         comparison = compare(control, variant, spec.analysis.confidence, float(covariance[c, k]))
-        found.append((_result(metric.id, arm, spec.role(metric.id), comparison, "cuped-ols-hc1"), comparison))
+        result = _result(metric.id, arm, spec.role(metric.id), comparison, "cuped-ols-hc1")
+        adjusted_for = tuple(c.removeprefix("cov:") for c in covariates)
+        found.append((replace(result, adjusted_for=adjusted_for), comparison))
+    return found
+
+
+def _covariates(stats: ExperimentStats, metric: str) -> tuple[str, ...]:
+    """The covariates adjusting ``metric``: the shared ones, and its own pre-period value unless that is
+    constant within every arm (nothing to learn from: a metric new in this test, a discount that the
+    pre-period never had)."""
+    found = stats.covariates_of(metric)
+    own = stats.own.get(metric)
+    if own is not None and all(s.moments.var(own, ddof=0) == 0 for s in stats.arms.values()):
+        return stats.covariates
     return found
 
 
 def _has_powers(stats: ExperimentStats, metric: str) -> bool:
     """Every arm has power sums of ``metric`` and exactly the adjustment's covariates, in their order."""
-    names = (metric, *stats.covariates)
+    names = (metric, *_covariates(stats, metric))
     return all(metric in s.powers and s.powers[metric].names == names for s in stats.arms.values())
 
 
@@ -198,7 +219,8 @@ def _residuals(
             f"{metric}: its power sums would cancel (a mean far from zero against its spread, or covariates "
             "that explain it almost exactly); regression adjustment needs a residual pass over the units"
         )
-    return residual_pass(metric, fitted.arm_means, fitted.slopes.tolist(), fitted.centre.tolist())
+    covariates = _covariates(stats, metric)
+    return residual_pass(metric, covariates, fitted.arm_means, fitted.slopes.tolist(), fitted.centre.tolist())
 
 
 def _result(
@@ -257,11 +279,19 @@ def _undefined(
 def _adjust(
     spec: ExperimentSpec, raw: list[tuple[LiftResult, Comparison | None]]
 ) -> list[tuple[LiftResult, Comparison | None]]:
-    """Holm on the primary metric's arms, Benjamini-Hochberg across secondary results (untestable
-    results, without a p-value, are not members of a family)."""
+    """Holm on the primary metric's arms, Benjamini-Hochberg across secondary results, Holm across the
+    arms of each metric's other windows (``revenue@post``: one family per metric and window); untestable
+    results, without a p-value, are not members of a family."""
     adjusted = [result for result, _ in raw]
-    for role, method in (("primary", holm), ("secondary", benjamini_hochberg)):
-        members = [i for i, r in enumerate(adjusted) if r.role == role]
+    families = [
+        ([i for i, r in enumerate(adjusted) if r.role == "primary"], holm),
+        ([i for i, r in enumerate(adjusted) if r.role == "secondary"], benjamini_hochberg),
+        *(
+            ([i for i, r in enumerate(adjusted) if r.metric == name], holm)
+            for name in dict.fromkeys(r.metric for r in adjusted if r.role == "window")
+        ),
+    ]
+    for members, method in families:
         found = adjust_present([adjusted[i].p_value for i in members], method)
         for i, p in zip(members, found, strict=True):
             adjusted[i] = replace(adjusted[i], p_value_adjusted=p)

@@ -14,8 +14,10 @@ from promolab.analyze.frequentist import GuardrailResult, LiftResult, guardrail_
 from promolab.analyze.segments import Heterogeneity, SegmentLift, segment_lifts
 from promolab.design.srm import SrmResult, srm_test
 from promolab.errors import DataError
+from promolab.kinds import kind_of
 from promolab.sources import data_paths
 from promolab.spec import ExperimentSpec, spec_hash
+from promolab.spec.windows import expand, pre_covariate
 from promolab.stats.moments import ExperimentStats, Moments
 
 if TYPE_CHECKING:
@@ -167,8 +169,10 @@ def analyze_spec(
     covariates = spec.analysis.covariates if cuped else ()
     segments = spec.analysis.segments
     paths = data_paths(spec, data_dir, overrides)
+    expanded = expand(spec)
+    own = own_covariates(expanded) if cuped else {}
     aggregation = aggregate(
-        spec, paths, frames, covariates, segments, log_moments=method != "frequentist", daily=daily
+        expanded, paths, frames, covariates, segments, method != "frequentist", daily, own
     )
     analysis = analyze_stats(spec, aggregation.stats, aggregation.residual_moments, method)
     return replace(analysis, daily=aggregation.daily, data_quality=aggregation.quality)
@@ -181,6 +185,7 @@ def analyze_stats(
     ``residual_pass`` (a second pass over the units) when they are absent or would cancel."""
     method = method or spec.analysis.method
     check_sample(spec, stats)
+    declared, spec = spec, expand(spec)
     counts = {arm: s.moments.n for arm, s in stats.arms.items()}
     srm = srm_test(counts, {v.id: v.weight for v in spec.variants})
     paired = lift_results(spec, stats, residual_pass)
@@ -194,7 +199,7 @@ def analyze_stats(
         bayes = bayes_results(spec, stats)
     return Analysis(
         experiment=spec.id,
-        spec_hash=spec_hash(spec),
+        spec_hash=spec_hash(declared),
         version=__version__,
         reference=spec.reference.id,
         srm=srm,
@@ -208,6 +213,18 @@ def analyze_stats(
         segments=lifts,
         heterogeneity=heterogeneity,
     )
+
+
+def own_covariates(spec: ExperimentSpec) -> dict[str, str]:
+    """Metric -> its pre-period metric, for every reported metric of an expanded spec that CUPED can
+    adjust with its own history (``pre_days`` > 0; :func:`promolab.spec.windows.pre_covariate`)."""
+    found = {}
+    for metric in spec.metrics:
+        pre = pre_covariate(spec, metric.id)
+        reported = spec.role(metric.id) not in ("covariate", "component")
+        if pre is not None and reported and kind_of(metric).adjustable:
+            found[metric.id] = pre
+    return found
 
 
 def _dataclass[T](cls: type[T], data: Mapping[str, Any]) -> T:
@@ -262,8 +279,8 @@ def check_sample(spec: ExperimentSpec, stats: ExperimentStats) -> None:
                     f"least {MIN_UNITS} per arm (TOO_FEW_UNITS)"
                 )
     total = sum(s.moments.n for s in stats.arms.values())
-    parameters = len(stats.arms) + len(stats.covariates)
-    if stats.covariates and total <= parameters:
+    parameters = len(stats.arms) + len(stats.covariates) + bool(stats.own)
+    if (stats.covariates or stats.own) and total <= parameters:
         problems.append(
             f"{total} units cannot fit {len(stats.arms)} arm means and {len(stats.covariates)} covariate "
             "slope(s) (TOO_FEW_UNITS); analyse without covariates (--no-cuped)"

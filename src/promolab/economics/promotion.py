@@ -60,6 +60,7 @@ from promolab.spec.models import (
     Economics,
     ExperimentSpec,
 )
+from promolab.spec.windows import PARTS, derived_id, money_metrics, window_of
 from promolab.stats.moments import Moments
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class ArmEconomicsResult:
     break_even_lift: float | None  # relative lift in units sold at which net profit is zero
     observed_units_lift: float | None  # None when units sold are unknown (no price, no units metric)
     not_applicable: dict[str, str] = field(default_factory=dict)  # quantity -> why it has no value
+    decomposition: dict[str, Estimate] = field(default_factory=dict)  # part -> its incremental margin
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,8 @@ class PromotionEconomics:
         rows = []
         for a in self.arms:
             row: dict[str, Any] = {"variant": a.variant, "mechanic": a.mechanic, "units": a.units}
-            for name, q in a.quantities.items():
+            parts = {f"margin_{part}": q for part, q in a.decomposition.items()}
+            for name, q in (a.quantities | parts).items():
                 low, high = q.ci or (None, None)
                 row |= {name: q.value, f"{name}_ci_lower": low, f"{name}_ci_upper": high}
                 if q.prob_positive is not None:
@@ -161,6 +164,10 @@ class PromotionEconomics:
                     "break_even_lift": a.break_even_lift,
                     "observed_units_lift": a.observed_units_lift,
                     "not_applicable": a.not_applicable,
+                    "decomposition": {
+                        part: {"value": q.value, "ci": q.ci, "prob_positive": q.prob_positive}
+                        for part, q in a.decomposition.items()
+                    },
                     **{
                         name: {"value": q.value, "ci": q.ci, "prob_positive": q.prob_positive}
                         for name, q in a.quantities.items()
@@ -189,10 +196,8 @@ class _Sources:
 def economics_sources(spec: ExperimentSpec) -> tuple[_Sources, list[str]]:
     """The metrics behind R, U, O, D, Q and conversions, and a note for every derived one."""
     economics = spec.economics or Economics()
-    declared = {m.id: m.kind for m in spec.metrics}
-    revenue = economics.revenue or _default(declared, "revenue", "continuous") or spec.primary
-    conversion = economics.conversion or _default(declared, "conversion", "binary")
-    orders = economics.orders or _default(declared, "orders", "count")
+    named = money_metrics(spec)
+    revenue, conversion, orders = str(named["revenue"]), named["conversion"], named["orders"]
     cuts = any(_price_cut(spec, v) != 0 for v in spec.variants)  # NaN (no price known) counts
     gifts = any(v.cost_per_redeemed_order() > 0 for v in spec.variants)
     notes = [f"Revenue is the metric '{revenue}': what customers paid, net of every discount."]
@@ -256,10 +261,6 @@ def _discount_notes(spec: ExperimentSpec, economics: Economics, cuts: bool) -> l
             "min_spend is not modelled in nominal discounts: orders below it are costed as redeemed."
         )
     return notes
-
-
-def _default(declared: Mapping[str, str], name: str, kind: str) -> str | None:
-    return name if declared.get(name) == kind else None
 
 
 # ---------------------------------------------------------------------- the per-unit book
@@ -451,9 +452,17 @@ def promotion_economics(
 ) -> PromotionEconomics:
     """Economics of every treatment arm (module docstring); ``revenue_draws`` (posterior draws of the
     revenue metric's arm means) switch the uncertainty to the Bayesian posterior."""
-    sources, notes = economics_sources(spec)
+    declared, notes = economics_sources(spec)
     economics = spec.economics or Economics()
-    names = sorted({s for s in vars(sources).values() if s is not None})
+    measured = set(next(iter(arms.values())).names)
+    sources = _in_window(spec, declared, "total", measured) or declared  # net of the post window's dip
+    parts = _parts(spec, declared, measured)
+    if sources is not declared:
+        notes.append(
+            f"Money is counted over the promotion and the {spec.post_days} days after it (window 'total'): "
+            "net of the dip when customers bought ahead."
+        )
+    names = sorted({s for src in (sources, *parts.values()) for s in vars(src).values() if s is not None})
     rng = np.random.default_rng(seed)
     reference = spec.reference
     points = {arm: {n: np.array([m.mean_of(n)]) for n in names} for arm, m in arms.items()}
@@ -471,6 +480,16 @@ def promotion_economics(
         key: {arm: _per_unit(values[arm], spec.variant(arm), spec, sources, planned[arm]) for arm in arms}
         for key, values in (("point", points), ("draws", sampled))
     }
+    margins = {
+        key: {
+            part: {
+                arm: _per_unit(values[arm], spec.variant(arm), spec, found, planned[arm])["margin"]
+                for arm in arms
+            }
+            for part, found in parts.items()
+        }
+        for key, values in (("point", points), ("draws", sampled))
+    }
     tail = (1 - confidence) / 2
     results = []
     for variant in spec.treatments:
@@ -480,6 +499,11 @@ def promotion_economics(
         drawn = _arm_totals(books["draws"][arm], books["draws"][reference.id], n)
         centre = drawn if method == "bayesian" else point  # posterior means, or estimates at the means
         quantities = {name: _estimate(centre[name], drawn[name], tail) for name in point}
+        split = {}
+        for part, drawn_margins in margins["draws"].items():
+            drawn_part = n * (drawn_margins[arm] - drawn_margins[reference.id])
+            point_part = n * (margins["point"][part][arm] - margins["point"][part][reference.id])
+            split[part] = _estimate(drawn_part if method == "bayesian" else point_part, drawn_part, tail)
         mine, ref = books["point"][arm], books["point"][reference.id]
         lift = float(_safe_ratio(mine["units"], ref["units"])[0]) - 1
         results.append(
@@ -491,9 +515,49 @@ def promotion_economics(
                 break_even_lift=_break_even(mine, ref),
                 observed_units_lift=lift if math.isfinite(lift) else None,
                 not_applicable=_not_applicable(economics, arm, reference.id, "iroas" in point),
+                decomposition={PART_NAMES[part]: estimate for part, estimate in split.items()},
             )
         )
     return PromotionEconomics(economics.currency, reference.id, method, confidence, results, notes)
+
+
+#: The decomposition's parts of the net incremental margin, by the tag of their variables.
+PART_NAMES = {
+    "promoted": "promoted",
+    "substitutes": "cannibalised",
+    "other": "halo",
+    "during": "during",
+    "post": "pull_forward",
+}
+
+
+def _in_window(spec: ExperimentSpec, sources: _Sources, tag: str, measured: set[str]) -> _Sources | None:
+    """The sources measured in a window or product group (``tag``), or None when the revenue metric
+    has no such variable; metrics without one (conversions in a product group) are left out."""
+    found: dict[str, str | None] = {}
+    for key, name in vars(sources).items():
+        tagged = None if name is None else derived_id(name, tag)
+        own = name is not None and window_of(spec, name) == tag
+        found[key] = name if own else (tagged if tagged in measured else None)
+    revenue = found.pop("revenue")
+    if revenue is None:
+        return None
+    return _Sources(revenue, **found)
+
+
+def _parts(spec: ExperimentSpec, sources: _Sources, measured: set[str]) -> dict[str, _Sources]:
+    """Where the net incremental margin came from: the promoted items, their substitutes and the rest
+    of the basket during the promotion (with ``economics.promoted``; else the promotion as a whole),
+    and the post window (pull-forward). Empty when there is nothing to split. The parts' margins
+    add up to the net one: margin is linear in the sources' means, and the parts' rows partition the
+    net window's rows."""
+    tags = [*PARTS] if spec.economics is not None and spec.economics.promoted is not None else ["during"]
+    if window_of(spec, sources.revenue) is not None and spec.post_days > 0:
+        tags.append("post")
+    elif tags == ["during"]:
+        return {}
+    found = {tag: _in_window(spec, sources, tag, measured) for tag in tags}
+    return {tag: part for tag, part in found.items() if part is not None}
 
 
 def _planned_units(spec: ExperimentSpec, arms: Mapping[str, Moments]) -> dict[str, float]:

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 from scipy import stats
 
+from promolab.simulate import timeline
 from promolab.simulate.offers import apply_offer
 from promolab.spec.models import (
     UNITS_SOURCE,
@@ -87,11 +88,17 @@ def simulate(spec: ExperimentSpec, units: int, seed: int) -> SimulatedData:
     )
     z_pre, propensity, store_id = _latent(params, units, _stream(seed, "latent"))
     covariates, pre_orders = _covariates(spec, params, z_pre, store_id, _stream(seed, "pre-period"))
-    buyer = _stream(seed, "purchase").random(units) < np.clip(
-        params.purchase_prob * propensity * arms.purchase_mult[arm], 0, 1
-    )
-    orders = _orders(spec, params, arms, arm, buyer, _stream(seed, "orders"))
-    per_unit = _per_unit_outcomes(spec, params, arms, arm, propensity, buyer, orders, seed)
+    if timeline.applies(spec, params):
+        pre = _propensity(params.heterogeneity, z_pre)
+        orders = timeline.orders(spec, params, arm, propensity, pre, arms, _stream(seed, "orders"))
+        during = {k: v[orders["_window"] == "during"] for k, v in orders.items()}
+        buyer = np.bincount(during["owner"], minlength=units) > 0
+    else:
+        buyer = _stream(seed, "purchase").random(units) < np.clip(
+            params.purchase_prob * propensity * arms.purchase_mult[arm], 0, 1
+        )
+        orders = during = _orders(spec, params, arms, arm, buyer, _stream(seed, "orders"))
+    per_unit = _per_unit_outcomes(spec, params, arms, arm, propensity, buyer, during, seed)
     event_counts: dict[str, np.ndarray] = {}
     tables = {
         name: pre_orders
@@ -140,8 +147,13 @@ def _latent(
     store_id = rng.integers(1, params.clusters + 1, size=n)
     store_log = rng.normal(0.0, params.cluster_sd, size=params.clusters + 1)
     store_mult = np.exp(store_log - params.cluster_sd**2 / 2)
-    raw = np.exp(h * z_in - h**2 / 2) * store_mult[store_id]
-    return z_pre, np.minimum(raw, PROPENSITY_CAP) / _capped_mean(h, PROPENSITY_CAP), store_id
+    return z_pre, _propensity(h, z_in, store_mult[store_id]), store_id
+
+
+def _propensity(h: float, z: np.ndarray, store: np.ndarray | float = 1.0) -> np.ndarray:
+    """``min(exp(h z - h^2 / 2) * store, cap) / E[min(exp(h Z - h^2 / 2), cap)]`` (mean about 1)."""
+    raw = np.exp(h * z - h**2 / 2) * store
+    return np.minimum(raw, PROPENSITY_CAP) / _capped_mean(h, PROPENSITY_CAP)
 
 
 def _capped_mean(h: float, cap: float) -> float:
@@ -329,7 +341,11 @@ def _table(
         columns: dict[str, Any] = {
             "order_id": np.arange(1, len(orders["owner"]) + 1),
             uid: orders["owner"] + 1,
-            **{_time_column(spec) if k == "ts" else k: v for k, v in orders.items() if k != "owner"},
+            **{
+                _time_column(spec) if k == "ts" else k: v
+                for k, v in orders.items()
+                if k != "owner" and not k.startswith("_")
+            },
         }
         return _with_metric_columns(spec, name, pa.table(columns), orders["amount"], rng)
     if kind.kind == "survey":

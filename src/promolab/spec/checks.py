@@ -41,6 +41,7 @@ def consistency_problems(spec: ExperimentSpec) -> Iterator[Problem]:
     yield from _guardrails(spec)
     yield from _offers(spec)
     yield from _economics(spec)
+    yield from _promoted(spec)
     yield from _design(spec)
     yield from _decision(spec)
     yield from _bayes(spec)
@@ -51,6 +52,8 @@ def consistency_problems(spec: ExperimentSpec) -> Iterator[Problem]:
 def _dates(spec: ExperimentSpec) -> Iterator[Problem]:
     if spec.end < spec.start:
         yield Problem(("end",), f"must be on or after start ({spec.start}), got {spec.end}")
+    if (spec.start - dt.date.min).days < spec.pre_days:
+        yield Problem(("pre_days",), f"start ({spec.start}) - {spec.pre_days} days is before the first date")
     if (dt.date.max - spec.end).days < spec.post_days:
         yield Problem(("post_days",), f"end ({spec.end}) + {spec.post_days} days is past the last date")
 
@@ -130,6 +133,7 @@ def _metrics(spec: ExperimentSpec) -> Iterator[Problem]:
             )
         yield from _missing(metric, where)
         yield from _row_filter(metric, where)
+        yield from _window(spec, metric, where)
         if isinstance(metric, RatioMetric):
             for part in ("numerator", "denominator"):
                 target = getattr(metric, part)
@@ -151,6 +155,61 @@ def _row_filter(metric: AnyMetric, where: tuple[str | int, ...]) -> Iterator[Pro
             (*where, "where"),
             "filters the rows of an event table; a units-file metric has one row per unit (filter "
             "the units file before, or read the metric from an event table)",
+        )
+
+
+def _window(spec: ExperimentSpec, metric: AnyMetric, where: tuple[str | int, ...]) -> Iterator[Problem]:
+    """A post or total window needs dated event rows and post days; a ratio's parts share a window."""
+    if isinstance(metric, RatioMetric):
+        parts = [m for m in spec.metrics if m.id in (metric.numerator, metric.denominator)]
+        windows = {getattr(m, "window", "during") for m in parts}
+        if len(windows) > 1:
+            yield Problem(
+                where, f"numerator and denominator are measured in different windows ({sorted(windows)})"
+            )
+        return
+    if metric.window == "during":
+        return
+    if metric.source == UNITS_SOURCE or spec.data.timestamp is None:
+        yield Problem(
+            (*where, "window"),
+            f"'{metric.window}' needs dated event rows (an event table and data.timestamp)",
+        )
+    elif spec.post_days == 0:
+        yield Problem((*where, "window"), f"'{metric.window}' needs post_days > 0")
+
+
+def _promoted(spec: ExperimentSpec) -> Iterator[Problem]:
+    """``economics.promoted`` splits revenue (and units) read from one orders table, uncapped and
+    unfiltered, so that the parts add up to the whole."""
+    from promolab.spec.windows import decomposed
+
+    econ = spec.economics
+    if econ is None or econ.promoted is None:
+        return
+    metrics = {m.id: m for m in spec.metrics}
+    found = [metrics[name] for name in decomposed(spec) if name in metrics]
+    for metric in found:
+        source = getattr(metric, "source", UNITS_SOURCE)
+        if source == UNITS_SOURCE or isinstance(metric, RatioMetric | OrdinalMetric):
+            yield Problem(
+                ("economics", "promoted"),
+                f"splits the metric '{metric.id}' by product: it must be read from an orders table "
+                f"(data.tables), got source '{source}'",
+            )
+        elif getattr(metric, "where", None) is not None or getattr(metric, "capping", None) is not None:
+            yield Problem(
+                ("economics", "promoted"),
+                f"splits the metric '{metric.id}' by product: the parts add up to it only without its own "
+                "'where' and 'capping'",
+            )
+        elif getattr(metric, "agg", "sum") != "sum":
+            yield Problem(("economics", "promoted"), f"splits the metric '{metric.id}': it must be a sum")
+    overlap = set(econ.promoted.in_) & set(econ.promoted.substitutes)
+    if overlap:
+        yield Problem(
+            ("economics", "promoted", "substitutes"),
+            f"{sorted(map(str, overlap))} are listed as promoted and as substitutes",
         )
 
 
@@ -378,6 +437,18 @@ def _simulation(spec: ExperimentSpec) -> Iterator[Problem]:
     for key, table in sim.tables.items():
         if table.per is not None and table.per not in tables:
             yield Problem(("simulation", "tables", key, "per"), _unknown("data table", table.per, tables))
+    if sim.categories and abs(sum(sim.categories.values()) - 1) > WEIGHT_TOLERANCE:
+        yield Problem(
+            ("simulation", "categories"), f"shares must sum to 1, got {sum(sim.categories.values()):.6g}"
+        )
+    promoted = spec.economics.promoted if spec.economics is not None else None
+    if sim.categories and promoted is not None:
+        for value in (*promoted.in_, *promoted.substitutes):
+            if str(value) not in sim.categories:
+                yield Problem(
+                    ("simulation", "categories"),
+                    _unknown("category", str(value), sim.categories) + " (economics.promoted names it)",
+                )
     for key in sim.unit_rates:
         if key not in metrics:
             yield Problem(("simulation", "unit_rates", key), _unknown("metric", key, metrics))

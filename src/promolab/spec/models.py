@@ -326,6 +326,7 @@ class Capping(SpecModel):
 
 
 Role = Literal["primary", "secondary", "guardrail", "treatment_only"]
+DerivedRole = Literal["window", "covariate", "component"]  # of derived metrics (spec.windows)
 
 
 class _MetricBase(SpecModel):
@@ -385,8 +386,20 @@ class RowFilter(SpecModel):
         return self.in_ is not None
 
 
+Window = Literal["during", "post", "total"]
+#: Every window a metric can be measured in: ``pre`` (the ``pre_days`` before ``start``; CUPED's
+#: covariate), ``during`` (``start`` .. ``end``), ``post`` (the ``post_days`` after ``end``) and
+#: ``total`` (during and post).
+WINDOWS = ("pre", "during", "post", "total")
+
+
 class _SourcedMetric(_MetricBase):
     source: Slug = Field(description="A table in data.tables, or 'units' for per-unit columns.")
+    window: Window = Field(
+        default="during",
+        description="Event rows counted (with data.timestamp): 'during' start..end, 'post' the post_days "
+        "after end, 'total' both. The verdict and guardrails read this window.",
+    )
     where: RowFilter | None = Field(
         default=None, description="Only the event-table rows whose column is (or is not) in a list."
     )
@@ -513,6 +526,20 @@ class Guardrail(SpecModel):
         return self
 
 
+class Promoted(SpecModel):
+    """The promoted products of an orders table: rows whose ``column`` is one of ``in``; ``substitutes``
+    (same column) are the products they may take sales from; every other row is the rest of the basket."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
+    column: Column
+    in_: tuple[FilterValue, ...] = Field(
+        alias="in", min_length=1, max_length=MAX_ITEMS, description="Values of the promoted products."
+    )
+    substitutes: tuple[FilterValue, ...] = Field(
+        default=(), max_length=MAX_ITEMS, description="Values of the products they substitute for."
+    )
+
+
 class Economics(SpecModel):
     """Money side of the test, in ``currency`` per unit sold unless stated."""
 
@@ -548,6 +575,11 @@ class Economics(SpecModel):
     )
     conversion: Slug | None = Field(
         default=None, description="Binary metric of converting units (default: 'conversion')."
+    )
+    promoted: Promoted | None = Field(
+        default=None,
+        description="Promoted products: splits the incremental margin into promoted items, cannibalised "
+        "substitutes, halo on the rest of the basket and pull-forward from the post window.",
     )
 
 
@@ -752,6 +784,13 @@ class SimEffect(SpecModel):
         default_factory=dict,
         description="Relative lift of binary metrics in simulation.unit_rates.",
     )
+    pull_forward: float = Field(
+        default=0.0, ge=0, le=1, description="Share of the arm's extra orders taken from the post window."
+    )
+    cannibalisation: float = Field(
+        default=0.0, ge=0, le=1, description="Share of the extra promoted-item orders taken from substitutes."
+    )
+    halo: Lift = Field(default=0.0, description="Relative lift of the other categories' orders.")
 
 
 class SimTable(SpecModel):
@@ -794,6 +833,11 @@ class Simulation(SpecModel):
         "other binary metrics are 'has purchased'.",
     )
     effects: dict[Slug, SimEffect] = Field(default_factory=dict)
+    categories: dict[Annotated[str, StringConstraints(min_length=1, max_length=200)], Probability] = Field(
+        default_factory=dict,
+        description="Product categories of simulated orders and their reference shares (sum 1); default "
+        "with economics.promoted: 30% promoted, 20% substitutes, 50% 'other'.",
+    )
 
 
 # --------------------------------------------------------------------------- the spec
@@ -809,6 +853,9 @@ class ExperimentSpec(SpecModel):
     unit: Literal["customer", "session", "store", "region", "user", "device", "market"]
     start: dt.date
     end: dt.date
+    pre_days: int = Field(
+        default=0, ge=0, le=3650, description="Days before 'start' measured as each metric's pre-period."
+    )
     post_days: int = Field(default=0, ge=0, le=3650, description="Days after 'end' still measured.")
     variants: tuple[Variant, ...] = Field(max_length=MAX_ITEMS, description="At least 2 arms.")
     metrics: tuple[Metric, ...] = Field(max_length=MAX_ITEMS, description="At least 1 metric.")
@@ -859,8 +906,15 @@ class ExperimentSpec(SpecModel):
     def metric(self, metric_id: str) -> AnyMetric:
         return next(m for m in self.metrics if m.id == metric_id)
 
-    def role(self, metric_id: str) -> Role:
-        """Role of a metric: declared, else derived from ``primary`` and ``guardrails``."""
+    def role(self, metric_id: str) -> Role | DerivedRole:
+        """Role of a metric: declared, else derived from ``primary`` and ``guardrails``; a derived
+        metric's (``revenue@post``) is ``window``, ``covariate`` or ``component``
+        (:mod:`promolab.spec.windows`)."""
+        if "@" in metric_id:
+            from promolab.spec.windows import derived_role, split_id
+
+            found = derived_role(metric_id) or "secondary"
+            return "treatment_only" if self.role(split_id(metric_id)[0]) == "treatment_only" else found
         declared = self.metric(metric_id).role
         if declared is not None:
             return declared

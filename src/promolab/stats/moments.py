@@ -267,15 +267,23 @@ class ExperimentStats:
         caps: winsorising threshold applied to each capped metric (pooled over arms).
         covariates: names (within ``Moments.names``) of the regression-adjustment covariates.
         segments: segmentation -> segment -> arm -> moments of the metric values (no covariates).
+        own: metric -> the name of its own extra covariate (its pre-period value), after ``covariates``.
     """
 
     arms: Mapping[str, ArmStats]
     caps: Mapping[str, float] = field(default_factory=dict)
     covariates: tuple[str, ...] = ()
     segments: Mapping[str, Mapping[str, Mapping[str, Moments]]] = field(default_factory=dict)
+    own: Mapping[str, str] = field(default_factory=dict)
+
+    def covariates_of(self, metric: str) -> tuple[str, ...]:
+        """The covariates that adjust ``metric``: the shared ones, then its own pre-period value."""
+        own = self.own.get(metric)
+        return self.covariates if own is None else (*self.covariates, own)
 
     def __add__(self, other: ExperimentStats) -> ExperimentStats:
-        if self.caps != other.caps or self.covariates != other.covariates:
+        same = self.caps == other.caps and self.covariates == other.covariates and self.own == other.own
+        if not same:
             raise ValueError("cannot merge statistics computed with different caps or covariates")
         arms = {
             arm: self.arms[arm] + other.arms[arm] if arm in other.arms else self.arms[arm]
@@ -292,4 +300,4 @@ class ExperimentStats:
             for name in self.segments.keys() | other.segments.keys()
             for other_segments in [other.segments.get(name, {})]
         }
-        return ExperimentStats(arms, self.caps, self.covariates, segments)
+        return ExperimentStats(arms, self.caps, self.covariates, segments, self.own)

@@ -1,0 +1,334 @@
+"""The time and product axes: pre / during / post / total windows, CUPED on a metric's own pre-period,
+the decomposition of the net incremental margin, and the simulator's pull-forward, cannibalisation
+and halo effects recovered within their intervals. References: pandas on the same rows (Udacity
+``ab_data``), statsmodels' OLS with HC1 errors, closed forms of the simulator's truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+from scipy import stats
+
+import promolab
+from promolab.analyze import Analysis
+from promolab.analyze.run import analyze_spec
+from promolab.decision import decide
+from promolab.economics import evaluate
+from promolab.errors import SpecError
+from promolab.simulate import simulate
+from promolab.spec import spec_from_dict
+
+from .conftest import shared_file
+
+# ---------------------------------------------------------------------- Udacity ab_data against pandas
+
+AB_WINDOWS = {  # 2017-01-02 .. 2017-01-24: a week before, nine days, a week after
+    "pre": ("2017-01-02", "2017-01-08"),
+    "during": ("2017-01-09", "2017-01-17"),
+    "post": ("2017-01-18", "2017-01-24"),
+    "total": ("2017-01-09", "2017-01-24"),
+}
+
+
+@pytest.fixture(scope="module")
+def ab() -> dict[str, pd.DataFrame]:
+    rows = pd.read_csv(shared_file("ab_data.csv.gz"))
+    groups = rows.groupby("user_id")["group"].nunique()
+    rows = rows[rows["user_id"].isin(groups.index[groups == 1])]
+    assignments = rows.drop_duplicates("user_id")[["user_id", "group"]]
+    return {"assignments": assignments, "visits": rows}
+
+
+def _ab_spec(**changes) -> dict:
+    spec = {
+        "id": "ab-windows", "name": "ab_data windows", "unit": "user",
+        "start": "2017-01-09", "end": "2017-01-17", "pre_days": 7, "post_days": 7,
+        "variants": [{"id": "control", "kind": "control", "weight": 0.5},
+                     {"id": "treatment", "kind": "treatment", "weight": 0.5}],
+        "metrics": [
+            {"id": "visits", "kind": "count", "source": "visits"},
+            {"id": "converted", "kind": "binary", "source": "visits", "column": "converted"},
+            {"id": "conversions", "kind": "count", "source": "visits", "column": "converted"},
+            {"id": "new_page_visits", "kind": "count", "source": "visits",
+             "where": {"column": "landing_page", "in": ["new_page"]}},
+        ],
+        "primary": "conversions",
+        "data": {"assignments": "a.csv", "tables": {"visits": "v.csv"}, "unit_id": "user_id",
+                 "variant_column": "group", "timestamp": "timestamp"},
+    }  # fmt: skip
+    spec.update(changes)
+    return spec
+
+
+def _pandas_per_unit(ab: dict[str, pd.DataFrame], window: str) -> pd.DataFrame:
+    """Every metric's per-user value over the rows dated in ``window``, 0 for users without rows."""
+    rows = ab["visits"]
+    day = pd.to_datetime(rows["timestamp"]).dt.normalize()
+    first, last = (pd.Timestamp(d) for d in AB_WINDOWS[window])
+    rows = rows[day.between(first, last)]
+    grouped = rows.groupby("user_id")
+    values = pd.DataFrame(
+        {
+            "visits": grouped.size(),
+            "converted": grouped["converted"].max(),
+            "conversions": grouped["converted"].sum(),
+            "new_page_visits": rows[rows["landing_page"] == "new_page"].groupby("user_id").size(),
+        }
+    )
+    users = ab["assignments"].set_index("user_id")
+    return values.reindex(users.index).fillna(0.0).assign(group=users["group"])
+
+
+def test_every_window_equals_pandas_on_the_same_rows(ab):
+    analysis = analyze_spec(spec_from_dict(_ab_spec()), frames=ab, cuped=False)
+    for window in AB_WINDOWS:
+        expected = _pandas_per_unit(ab, window)
+        for metric in ("visits", "converted", "conversions", "new_page_visits"):
+            name = metric if window == "during" else f"{metric}@{window}"
+            for arm, moments in analysis.arms.items():
+                values = expected.loc[expected["group"] == arm, metric]
+                assert moments.n == len(values)
+                assert moments.mean_of(name) == pytest.approx(values.mean(), rel=1e-12), (name, arm)
+                assert moments.var(name) == pytest.approx(values.var(), rel=1e-9), (name, arm)
+
+
+def test_rows_outside_every_window_are_left_out_and_counted(ab):
+    narrow = _ab_spec(start="2017-01-12", end="2017-01-15", pre_days=2, post_days=3)
+    analysis = analyze_spec(spec_from_dict(narrow), frames=ab, cuped=False)
+    day = pd.to_datetime(ab["visits"]["timestamp"]).dt.normalize()
+    inside = day.between(pd.Timestamp("2017-01-10"), pd.Timestamp("2017-01-18"))
+    counted = analysis.data_quality.tables["visits"]
+    assert counted.outside_window_rows == int((~inside).sum())
+    assert counted.analysed_rows == int(inside.sum())
+
+
+def test_results_carry_their_window_and_total_uses_the_covariance(ab):
+    analysis = analyze_spec(spec_from_dict(_ab_spec()), frames=ab, cuped=False)
+    rows = {r.metric: r for r in analysis.results}
+    assert rows["visits"].window == "during" and rows["visits"].role == "secondary"
+    assert rows["conversions"].role == "primary"
+    assert (rows["visits@post"].window, rows["visits@total"].window) == ("post", "total")
+    assert {rows["visits@post"].role, rows["visits@total"].role} == {"window"}
+    assert not any(name.endswith("@pre") for name in rows)  # a covariate, not a result
+    for arm_moments in analysis.arms.values():  # the per-unit identity the total's interval rests on
+        d, p, t = "visits", "visits@post", "visits@total"
+        expected = arm_moments.var(d) + arm_moments.var(p) + 2 * arm_moments.cov(d, p)
+        assert arm_moments.var(t) == pytest.approx(expected, rel=1e-9)
+    total = _pandas_per_unit(ab, "total")
+    by_arm = {arm: total.loc[total["group"] == arm, "visits"] for arm in ("control", "treatment")}
+    se = np.sqrt(sum(v.var() / len(v) for v in by_arm.values()))
+    assert rows["visits@total"].se == pytest.approx(se, rel=1e-9)
+    assert rows["visits@total"].abs_diff == pytest.approx(
+        by_arm["treatment"].mean() - by_arm["control"].mean(), rel=1e-9
+    )
+
+
+def test_a_metric_declared_in_the_total_window_is_judged_there(ab):
+    raw = _ab_spec()
+    raw["metrics"][2]["window"] = "total"
+    analysis = analyze_spec(spec_from_dict(raw), frames=ab, cuped=False)
+    rows = {r.metric: r for r in analysis.results}
+    assert rows["conversions"].window == "total" and rows["conversions"].role == "primary"
+    assert rows["conversions@during"].window == "during"
+    total = _pandas_per_unit(ab, "total")
+    mean = total.loc[total["group"] == "treatment", "conversions"].mean()
+    assert rows["conversions"].variant_mean == pytest.approx(mean, rel=1e-12)
+
+
+def test_windows_round_trip_through_the_json(ab):
+    analysis = analyze_spec(spec_from_dict(_ab_spec()), frames=ab)
+    assert Analysis.from_dict(analysis.to_dict()) == analysis
+    assert {r["window"] for r in analysis.to_dict()["results"]} == {"during", "post", "total"}
+
+
+# ---------------------------------------------------------------------- CUPED on the own pre-period
+
+
+def _axes_spec(effects: dict | None = None, **changes) -> dict:
+    spec = {
+        "id": "axes", "name": "time and product axes", "unit": "customer",
+        "start": "2026-05-04", "end": "2026-05-31", "pre_days": 28, "post_days": 14,
+        "variants": [{"id": "control", "kind": "control", "weight": 0.5},
+                     {"id": "promo", "kind": "treatment", "weight": 0.5, "cost_per_unit": 0.5}],
+        "metrics": [
+            {"id": "orders", "kind": "count", "source": "orders"},
+            {"id": "promoted", "kind": "count", "source": "orders",
+             "where": {"column": "category", "in": ["snacks"]}},
+            {"id": "substitutes", "kind": "count", "source": "orders",
+             "where": {"column": "category", "in": ["crisps"]}},
+            {"id": "others", "kind": "count", "source": "orders",
+             "where": {"column": "category", "not_in": ["snacks", "crisps"]}},
+            {"id": "revenue", "kind": "continuous", "source": "orders", "column": "amount"},
+            {"id": "units_sold", "kind": "count", "source": "orders", "column": "quantity"},
+        ],
+        "primary": "orders",
+        "economics": {"unit_price": 4, "unit_cost": 2.6, "units": "units_sold",
+                      "promoted": {"column": "category", "in": ["snacks"], "substitutes": ["crisps"]}},
+        "data": {"assignments": "a.parquet", "tables": {"orders": "o.parquet"}, "timestamp": "ts"},
+        "simulation": {"purchase_prob": 0.5, "orders_per_buyer": 3.0,
+                       "categories": {"snacks": 0.3, "crisps": 0.2, "other": 0.5},
+                       "effects": {"promo": effects or {}}},
+    }  # fmt: skip
+    spec.update(changes)
+    return spec
+
+
+EFFECTS = {"conversion": 0.3, "cannibalisation": 0.3, "halo": 0.05, "pull_forward": 0.4}
+
+
+def _true_lifts(b: float, c: float, halo: float, f: float) -> dict[str, float]:
+    """Relative lifts of order counts the simulator's model implies (shares 0.3 / 0.2 / 0.5, 28 days
+    of promotion, 14 after): see promolab.simulate.timeline."""
+    lost = c * b * 0.3
+    extra = 0.3 * b - lost + 0.5 * halo  # extra orders per day during, as a share of the reference's
+    return {
+        "promoted": b,
+        "substitutes": -lost / 0.2,
+        "others": halo,
+        "orders": extra,
+        "orders@post": -f * 28 * extra / 14,
+    }
+
+
+def _frames(spec, units: int, seed: int) -> dict[str, pd.DataFrame]:
+    data = simulate(spec, units, seed)
+    return {name: data.frame(name) for name in data.tables}
+
+
+def test_cuped_on_the_own_pre_period_equals_statsmodels_ols_hc1():
+    spec = spec_from_dict(_axes_spec(EFFECTS))
+    frames = _frames(spec, 3000, 5)
+    analysis = analyze_spec(spec, frames=frames)
+    orders = frames["orders"].merge(frames["assignments"], on="unit_id")
+    day = orders["ts"].dt.normalize()
+    pre = orders[day < pd.Timestamp("2026-05-04")].groupby("unit_id")["amount"].sum()
+    post = orders[day > pd.Timestamp("2026-05-31")].groupby("unit_id")["amount"].sum()
+    units = frames["assignments"].set_index("unit_id")
+    per_unit = units.assign(x=pre.reindex(units.index).fillna(0.0), y=post.reindex(units.index).fillna(0.0))
+    fit = smf.ols("y ~ C(variant, Treatment('control')) + x", data=per_unit).fit(cov_type="HC1")
+    term = "C(variant, Treatment('control'))[T.promo]"
+    row = next(r for r in analysis.results if r.metric == "revenue@post")
+    assert row.method == "cuped-ols-hc1" and row.adjusted_for == ("revenue@pre",)
+    assert row.abs_diff == pytest.approx(fit.params[term], rel=1e-9)
+    assert row.se == pytest.approx(fit.bse[term], rel=1e-9)
+
+
+def test_a_pre_period_value_that_never_varies_is_not_a_covariate():
+    """A product launched with the promotion has no pre-period sales: its metric is analysed without
+    that covariate (it would be singular), the others keep theirs."""
+    raw = _axes_spec(EFFECTS)
+    raw["metrics"].append(
+        {"id": "launch", "kind": "count", "source": "orders", "where": {"column": "category", "in": ["new"]}}
+    )
+    spec = spec_from_dict(raw)
+    frames = _frames(spec, 2000, 2)
+    orders = frames["orders"]
+    launched = (orders["ts"] >= pd.Timestamp("2026-05-04")) & (orders["category"] == "other")
+    orders.loc[launched & (orders.index % 2 == 0), "category"] = "new"
+    rows = {r.metric: r for r in analyze_spec(spec, frames=frames).results}
+    assert rows["launch"].adjusted_for == () and rows["launch"].flags == ()
+    assert rows["launch"].method == "welch-t"
+    assert rows["others"].adjusted_for == ("others@pre",)
+
+
+# ---------------------------------------------------------------------- recovery and calibration
+
+
+def _coverage_bounds(runs: int, level: float) -> tuple[float, float]:
+    """99.8% binomial range of the share of ``runs`` intervals covering at ``level``."""
+    low, high = stats.binom.ppf([0.001, 0.999], runs, level)
+    return low / runs, high / runs
+
+
+RUNS = 150
+
+
+def test_pull_forward_cannibalisation_and_halo_are_recovered_within_their_intervals():
+    spec = spec_from_dict(_axes_spec(EFFECTS))
+    truth = _true_lifts(0.3, 0.3, 0.05, 0.4)
+    covered = dict.fromkeys(truth, 0)
+    for seed in range(RUNS):
+        rows = {r.metric: r for r in analyze_spec(spec, frames=_frames(spec, 4000, seed)).results}
+        for name, lift in truth.items():
+            low, high = rows[name].rel_ci
+            covered[name] += low <= lift <= high
+    low, high = _coverage_bounds(RUNS, 0.95)
+    for name, hits in covered.items():
+        assert low <= hits / RUNS <= high, (name, hits / RUNS)
+
+
+def test_a_a_tests_reject_at_alpha_in_every_window():
+    spec = spec_from_dict(_axes_spec())
+    names = ("orders", "orders@post", "orders@total", "revenue", "revenue@post", "revenue@total")
+    rejected = dict.fromkeys(names, 0)
+    for seed in range(RUNS):
+        rows = {r.metric: r for r in analyze_spec(spec, frames=_frames(spec, 2000, 10_000 + seed)).results}
+        for name in names:
+            rejected[name] += rows[name].p_value < 0.05
+    low, high = _coverage_bounds(RUNS, 0.05)
+    for name, hits in rejected.items():
+        assert low <= hits / RUNS <= high, (name, hits / RUNS)
+
+
+# ---------------------------------------------------------------------- the decomposition
+
+
+def test_the_decomposition_adds_up_to_the_net_incremental_margin():
+    spec = spec_from_dict(_axes_spec(EFFECTS))
+    result = promolab.analyze(spec, data=_frames(spec, 5000, 3))
+    arm = result.economics().arms[0]
+    parts = arm.decomposition
+    assert list(parts) == ["promoted", "cannibalised", "halo", "pull_forward"]
+    net = arm.quantities["incremental_margin"].value
+    assert sum(p.value for p in parts.values()) == pytest.approx(net, rel=1e-9, abs=1e-6)
+    for part in parts.values():
+        assert part.ci is not None and part.ci[0] < part.value < part.ci[1]
+    assert parts["promoted"].value > 0 > parts["cannibalised"].value
+    assert parts["pull_forward"].value < 0
+
+
+def test_a_bump_that_is_all_pull_forward_nets_to_nothing_and_stops():
+    effects = {"conversion": 0.3, "pull_forward": 1.0}
+    spec = spec_from_dict(_axes_spec(effects, decision={"metric": "profit", "prob_positive": 0.9}))
+    result = promolab.analyze(spec, data=_frames(spec, 20_000, 4))
+    arm = result.economics().arms[0]
+    net = arm.quantities["incremental_margin"]
+    bump = sum(arm.decomposition[p].value for p in ("promoted", "cannibalised", "halo"))
+    assert arm.decomposition["promoted"].ci[0] > 0  # a clear bump during the promotion ...
+    assert net.ci[0] < 0 < net.ci[1] and net.ci[1] < bump  # ... gone once the dip is counted
+    assert arm.decomposition["pull_forward"].ci[1] < 0
+    assert result.decision.action == "stop"
+    assert decide(spec, result.analysis, evaluate(spec, result.analysis)).action == "stop"
+
+
+# ---------------------------------------------------------------------- spec checks
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"post_days": 0, "window": "post"}, "'post' needs post_days > 0"),
+        ({"timestamp": None, "window": "total"}, "needs dated event rows"),
+        ({"capping": {"percentile": 0.99}}, "without its own 'where' and 'capping'"),
+        ({"categories": {"snacks": 0.5, "crisps": 0.2}}, "shares must sum to 1"),
+        ({"categories": {"snacks": 0.5, "other": 0.5}}, "unknown category 'crisps'"),
+    ],
+)
+def test_window_and_decomposition_mistakes_are_spec_errors(change, message):
+    raw = _axes_spec()
+    if "post_days" in change:
+        raw["post_days"] = change["post_days"]
+    if "timestamp" in change:
+        raw["data"]["timestamp"] = None
+        raw.pop("simulation")
+    if "window" in change:
+        raw["metrics"][0]["window"] = change["window"]
+    if "capping" in change:
+        raw["metrics"][4]["capping"] = change["capping"]
+    if "categories" in change:
+        raw["simulation"]["categories"] = change["categories"]
+    with pytest.raises(SpecError) as error:
+        spec_from_dict(raw)
+    assert message in str(error.value)
