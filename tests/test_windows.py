@@ -107,7 +107,8 @@ def test_rows_outside_every_window_are_left_out_and_counted(ab):
 def test_results_carry_their_window_and_total_uses_the_covariance(ab):
     analysis = analyze_spec(spec_from_dict(_ab_spec()), frames=ab, cuped=False)
     rows = {r.metric: r for r in analysis.results}
-    assert rows["visits"].window == "during" and rows["visits"].role == "secondary"
+    assert rows["visits"].window == "during"
+    assert rows["visits"].role == "secondary"
     assert rows["conversions"].role == "primary"
     assert (rows["visits@post"].window, rows["visits@total"].window) == ("post", "total")
     assert {rows["visits@post"].role, rows["visits@total"].role} == {"window"}
@@ -130,7 +131,8 @@ def test_a_metric_declared_in_the_total_window_is_judged_there(ab):
     raw["metrics"][2]["window"] = "total"
     analysis = analyze_spec(spec_from_dict(raw), frames=ab, cuped=False)
     rows = {r.metric: r for r in analysis.results}
-    assert rows["conversions"].window == "total" and rows["conversions"].role == "primary"
+    assert rows["conversions"].window == "total"
+    assert rows["conversions"].role == "primary"
     assert rows["conversions@during"].window == "during"
     total = _pandas_per_unit(ab, "total")
     mean = total.loc[total["group"] == "treatment", "conversions"].mean()
@@ -210,7 +212,8 @@ def test_cuped_on_the_own_pre_period_equals_statsmodels_ols_hc1():
     fit = smf.ols("y ~ C(variant, Treatment('control')) + x", data=per_unit).fit(cov_type="HC1")
     term = "C(variant, Treatment('control'))[T.promo]"
     row = next(r for r in analysis.results if r.metric == "revenue@post")
-    assert row.method == "cuped-ols-hc1" and row.adjusted_for == ("revenue@pre",)
+    assert row.method == "cuped-ols-hc1"
+    assert row.adjusted_for == ("revenue@pre",)
     assert row.abs_diff == pytest.approx(fit.params[term], rel=1e-9)
     assert row.se == pytest.approx(fit.bse[term], rel=1e-9)
 
@@ -228,7 +231,8 @@ def test_a_pre_period_value_that_never_varies_is_not_a_covariate():
     launched = (orders["ts"] >= pd.Timestamp("2026-05-04")) & (orders["category"] == "other")
     orders.loc[launched & (orders.index % 2 == 0), "category"] = "new"
     rows = {r.metric: r for r in analyze_spec(spec, frames=frames).results}
-    assert rows["launch"].adjusted_for == () and rows["launch"].flags == ()
+    assert rows["launch"].adjusted_for == ()
+    assert rows["launch"].flags == ()
     assert rows["launch"].method == "welch-t"
     assert rows["others"].adjusted_for == ("others@pre",)
 
@@ -284,7 +288,8 @@ def test_the_decomposition_adds_up_to_the_net_incremental_margin():
     net = arm.quantities["incremental_margin"].value
     assert sum(p.value for p in parts.values()) == pytest.approx(net, rel=1e-9, abs=1e-6)
     for part in parts.values():
-        assert part.ci is not None and part.ci[0] < part.value < part.ci[1]
+        assert part.ci is not None
+        assert part.ci[0] < part.value < part.ci[1]
     assert parts["promoted"].value > 0 > parts["cannibalised"].value
     assert parts["pull_forward"].value < 0
 
@@ -297,7 +302,8 @@ def test_a_bump_that_is_all_pull_forward_nets_to_nothing_and_stops():
     net = arm.quantities["incremental_margin"]
     bump = sum(arm.decomposition[p].value for p in ("promoted", "cannibalised", "halo"))
     assert arm.decomposition["promoted"].ci[0] > 0  # a clear bump during the promotion ...
-    assert net.ci[0] < 0 < net.ci[1] and net.ci[1] < bump  # ... gone once the dip is counted
+    assert net.ci[0] < 0 < net.ci[1]
+    assert net.ci[1] < bump
     assert arm.decomposition["pull_forward"].ci[1] < 0
     assert result.decision.action == "stop"
     assert decide(spec, result.analysis, evaluate(spec, result.analysis)).action == "stop"
@@ -332,3 +338,48 @@ def test_window_and_decomposition_mistakes_are_spec_errors(change, message):
     with pytest.raises(SpecError) as error:
         spec_from_dict(raw)
     assert message in str(error.value)
+
+
+# ---------------------------------------------------------------------- curve, report, review
+
+
+def test_the_daily_lift_curve_runs_through_the_post_window_and_ends_at_the_total_result():
+    spec = spec_from_dict(_axes_spec(EFFECTS, primary="revenue"))
+    frames = _frames(spec, 3000, 8)
+    analysis = analyze_spec(spec, frames=frames, cuped=False, daily=True)
+    curve = analysis.daily
+    assert curve["days"][0] == "2026-05-04"
+    assert curve["days"][-1] == "2026-06-14"
+    assert curve["end"] == "2026-05-31"
+    total = next(r for r in analysis.results if r.metric == "revenue@total")
+    lift = curve["lift"]["promo"]
+    assert lift["abs_diff"][-1] == pytest.approx(total.abs_diff, rel=1e-9)
+    assert (lift["abs_lower"][-1], lift["abs_upper"][-1]) == pytest.approx(total.abs_ci, rel=1e-9)
+    assert (lift["rel_lower"][-1], lift["rel_upper"][-1]) == pytest.approx(total.rel_ci, rel=1e-9)
+    during = next(r for r in analysis.results if r.metric == "revenue")
+    last_day = curve["days"].index("2026-05-31")
+    assert lift["abs_diff"][last_day] == pytest.approx(during.abs_diff, rel=1e-9)
+
+
+def test_the_report_shows_where_the_lift_came_from_and_the_review_counts_net(tmp_path):
+    from promolab.report import build_report, build_review, write_report
+
+    spec = spec_from_dict(_axes_spec(EFFECTS, primary="revenue"))
+    analysis = analyze_spec(spec, frames=_frames(spec, 3000, 9))
+    report = build_report(spec, analysis)
+    sources = report["lift_sources"][0]
+    assert [r["part"] for r in sources["rows"]] == ["promoted", "cannibalised", "halo", "pull_forward", "net"]
+    parts = sum(r["value"] for r in sources["rows"][:-1])
+    assert parts == pytest.approx(sources["rows"][-1]["value"], rel=1e-9)
+    written = write_report(spec, analysis, tmp_path)
+    html = written.paths["html"].read_text()
+    assert "Where the lift came from" in html
+    assert 'data-field="margin_net"' in html
+    assert "Where the lift came from" in written.paths["md"].read_text()
+    review = build_review([report], "2026Q2", spec.analysis.bayes)
+    row = review["portfolio"][0]
+    assert row["lift_metric"] == "revenue@total"
+    net = next(r for r in report["results"] if r["metric"] == "revenue@total")
+    assert row["lift"] == net["rel_lift"]
+    assert row["net_profit"] == report["economics"]["arms"][0]["net_profit"]["value"]
+    assert any("net of the dip" in note for note in review["notes"])

@@ -775,14 +775,14 @@ class DuckAggregation:
         day = self._day()
         window = _both(f"{day} BETWEEN $start AND $stop", self._row_filter(metric, self.plan.params))
         rows = daily.rows_sql(metric, source, self._day(), str(window))
-        arms = "arms AS (SELECT DISTINCT unit_id, arm FROM unit_values WHERE arm > 0)"
-        sums = self._run(
-            self._with(f"r AS ({rows})", arms) + "SELECT r.day, arms.arm, sum(r.value) FROM r "
-            "JOIN arms USING (unit_id) GROUP BY ALL ORDER BY 1",
-            self.plan.params,
-        ).fetchall()
+        arms = "SELECT DISTINCT unit_id, arm FROM unit_values WHERE arm > 0"
+        sums = self._run(self._with() + daily.sums_sql(rows, arms), self.plan.params).fetchall()
+        order = [self.spec.reference.id, *(t.id for t in self.spec.treatments)]
+        position = {arm: k for k, arm in enumerate(order, start=1)}
+        sums = [(day, position[self.arms[int(k) - 1]], *values) for day, k, *values in sums]
         sizes = {arm: self.stats.arms[arm].moments.n for arm in self.arms}
-        return daily.curve(metric.id, sums, self.arms, sizes)
+        confidence = self.spec.analysis.confidence
+        return daily.curve(metric.id, sums, order, sizes, confidence, self.spec.end)
 
     def _moments(self, names: Sequence[str], keys: Sequence[str]) -> dict[tuple[Any, ...], Moments]:
         """Moments of the (capped) ``names`` in each group of ``keys`` (assigned arms only)."""

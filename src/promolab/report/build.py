@@ -23,6 +23,7 @@ from promolab.economics import evaluate
 from promolab.economics.elasticity import PricePoint, price_response
 from promolab.economics.promotion import economics_sources, mechanic_of
 from promolab.spec.models import ExperimentSpec, PricePointVariant
+from promolab.spec.windows import expand, split_id, window_of
 from promolab.stats.moments import Moments
 
 type Draws = Mapping[str, Mapping[str, np.ndarray]]  # metric -> arm -> posterior draws of the mean
@@ -92,10 +93,34 @@ def build_report(spec: ExperimentSpec, analysis: Analysis, draws: Draws | None =
             ],
         },
         "economics": economics.to_dict() if economics is not None else None,
+        "lift_sources": _lift_sources(economics.to_dict()) if economics is not None else [],
         "price_response": _price_response(spec, arms),
         "daily": payload.get("daily"),
         "notes": notes,
     }
+
+
+PART_LABELS = {
+    "promoted": "promoted items",
+    "cannibalised": "cannibalised substitutes",
+    "halo": "halo on the rest of the basket",
+    "during": "during the promotion",
+    "pull_forward": "pull-forward (post window)",
+}
+
+
+def _lift_sources(economics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per arm, where the net incremental margin came from: each part with its interval, then the net
+    (the parts add up to it); arms without a decomposition are left out."""
+    found = []
+    for arm in economics["arms"]:
+        parts = arm.get("decomposition") or {}
+        if not parts:
+            continue
+        rows = [{"part": p, "label": PART_LABELS[p], **estimate} for p, estimate in parts.items()]
+        net = {"part": "net", "label": "net incremental margin", **arm["incremental_margin"]}
+        found.append({"variant": arm["variant"], "rows": [*rows, net]})
+    return found
 
 
 def _both_rules(spec: ExperimentSpec, analysis: Analysis, economics: Any) -> dict[str, dict[str, Any]]:
@@ -137,13 +162,16 @@ def _metric_info(spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
     (binary metrics and top boxes are shares: percent, differences in percentage points)."""
     currency = spec.economics.currency if spec.economics is not None else ""
     info = {}
-    for metric in spec.metrics:
-        shown = metric.format or ("percent" if metric.kind == "binary" else "number")
-        unit = metric.unit or (currency if shown == "money" else "")
-        info[metric.id] = {"label": metric.name or metric.id, "unit": unit, "format": shown}
-        if metric.kind == "ordinal":
-            label = f"{metric.name or metric.id}: top {metric.top_box}"
-            info[f"{metric.id}:top_box"] = {"label": label, "unit": "", "format": "percent"}
+    for metric in expand(spec).metrics:
+        base = spec.metric(split_id(metric.id)[0])
+        shown = base.format or ("percent" if base.kind == "binary" else "number")
+        unit = base.unit or (currency if shown == "money" else "")
+        window = window_of(spec, metric.id) if spec.post_days > 0 else split_id(metric.id)[1]
+        label = (base.name or base.id) + (f" ({window})" if window else "")
+        info[metric.id] = {"label": label, "unit": unit, "format": shown}
+        if base.kind == "ordinal":
+            top = f"{label}: top {base.top_box}"
+            info[f"{metric.id}:top_box"] = {"label": top, "unit": "", "format": "percent"}
     return info
 
 

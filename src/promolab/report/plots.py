@@ -117,6 +117,38 @@ def roi_waterfall(arm: Mapping[str, Any], currency: str) -> str:
     return _encode(fig)
 
 
+def lift_sources(arm: Mapping[str, Any], currency: str) -> str:
+    """Where one arm's net incremental margin came from: a bar per part stacked from zero (green up,
+    red down) with its interval at the bar's end, and the net bar."""
+    rows = arm["rows"]
+    fig, ax = _figure(3.0)
+    level = 0.0
+    for i, row in enumerate(rows[:-1]):
+        value = row["value"] or 0.0
+        ax.bar(i, value, bottom=level, color="#2e7d32" if value >= 0 else "#c62828")
+        if row.get("ci"):
+            end = level + value
+            bounds = [[value - row["ci"][0]], [row["ci"][1] - value]]
+            ax.errorbar(i, end, yerr=bounds, color="#333", capsize=3)
+        level += value
+    net = rows[-1]
+    ax.bar(len(rows) - 1, net["value"] or 0.0, color="#1f4e79")
+    if net.get("ci"):
+        ax.errorbar(
+            len(rows) - 1,
+            net["value"],
+            yerr=[[net["value"] - net["ci"][0]], [net["ci"][1] - net["value"]]],
+            color="#333",
+            capsize=3,
+        )
+    ax.axhline(0, color="#888", lw=1)
+    ax.margins(x=0.04, y=0.12)
+    ax.set_xticks(range(len(rows)), [r["label"] for r in rows], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"incremental margin ({currency})")
+    ax.set_title(f"{arm['variant']}: where the lift came from", fontsize=10)
+    return _encode(fig)
+
+
 def price_profit(response: Mapping[str, Any], currency: str) -> str:
     """Profit per randomised unit at each tested price, with its interval."""
     rows = response["rows"]
@@ -139,14 +171,33 @@ def mechanics(effects: Sequence[Mapping[str, Any]]) -> str | None:
 
 
 def cumulative(daily: Mapping[str, Any]) -> str:
-    """Cumulative mean of the primary metric per randomised unit by day, one line per arm."""
+    """Each treatment arm's cumulative relative lift of the primary metric by day with its pointwise
+    interval, the post window shaded; without lifts (results saved by older versions), each arm's
+    cumulative mean per randomised unit."""
     import matplotlib.dates as mdates
 
     fig, ax = _figure(2.8)
     days = np.array(daily["days"], dtype="datetime64[D]")
-    for arm, values in daily["arms"].items():
-        ax.plot(days, values, label=arm)
+    lifts = daily.get("lift")
+    if lifts:
+        for arm, lift in lifts.items():
+            centre = np.array([np.nan if v is None else v * 100 for v in lift["rel_lift"]])
+            low = np.array([np.nan if v is None else v * 100 for v in lift["rel_lower"]])
+            high = np.array([np.nan if v is None else v * 100 for v in lift["rel_upper"]])
+            (line,) = ax.plot(days, centre, label=arm)
+            ax.fill_between(days, low, high, color=line.get_color(), alpha=0.15, lw=0)
+        ax.axhline(0, color="#888", lw=1)
+        level = f"{daily.get('confidence', 0.95):.0%}"
+        ax.set_ylabel(f"cumulative lift of {daily['metric']} (%)\npointwise {level} intervals", fontsize=8)
+    else:
+        for arm, values in daily["arms"].items():
+            ax.plot(days, values, label=arm)
+        ax.set_ylabel(f"cumulative {daily['metric']} per unit")
+    end = np.datetime64(daily["end"], "D") if daily.get("end") else None
+    if end is not None and len(days) and days[-1] > end:
+        half_day = np.timedelta64(12, "h")
+        ax.axvspan(end + half_day, days[-1] + half_day, color="#999", alpha=0.15)
+        ax.text(end + np.timedelta64(18, "h"), ax.get_ylim()[1], " post window", va="top", fontsize=8)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
-    ax.set_ylabel(f"cumulative {daily['metric']} per unit")
     ax.legend(frameon=False, fontsize=8)
     return _encode(fig)

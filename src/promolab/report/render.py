@@ -96,6 +96,7 @@ def figures(
             for arm in (economics["arms"] if economics else [])
             if arm["net_profit"]["value"] is not None and arm["promotion_cost"]["value"]  # costs to show
         ],
+        "lift_sources": [plots.lift_sources(arm, currency) for arm in report.get("lift_sources", [])],
         "price": plots.price_profit(report["price_response"], currency) if report["price_response"] else None,
         "cumulative": plots.cumulative(report["daily"]) if report["daily"] else None,
     }

@@ -122,6 +122,12 @@ def build_review(
         "portfolio but left out of the totals and of the mechanic comparison.",
         "Totals are test totals: what the quarter's tests earned and cost against their reference arms.",
     ]
+    if any(str(row["lift_metric"]).endswith("@total") for row in rows):
+        notes.append(
+            "Experiments that measured a post window are counted net of the dip after the promotion: "
+            "their revenue lift is over the promotion and the post window (metric@total), and their "
+            "money figures too."
+        )
     if lifts:
         from promolab.analyze.portfolio import pool_mechanics
 
@@ -157,7 +163,8 @@ def _portfolio_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     for variant in (v for v in report["variants"] if v["id"] != report["reference"]):
         arm = variant["id"]
         primary = _result(report, report["primary"], arm)
-        compared = _result(report, revenue_metric, arm) or primary
+        net = _result(report, f"{revenue_metric}@total", arm)  # net of the post window's dip
+        compared = net or _result(report, revenue_metric, arm) or primary
         money = by_arm.get(arm)
         rows.append(
             {

@@ -95,30 +95,32 @@ def pre_covariate(spec: ExperimentSpec, metric_id: str) -> str | None:
 
 
 def expand(spec: ExperimentSpec) -> ExperimentSpec:
-    """The spec with its derived metrics appended (module docstring); the spec itself when it has none.
-    Not validated again: derived metrics are copies of validated ones."""
+    """The spec with its derived metrics, each metric's windows right after it and the product split
+    last (module docstring); the spec itself when it has none. Not validated again: derived metrics
+    are copies of validated ones."""
     if any(SEPARATOR in m.id for m in spec.metrics):  # already expanded
         return spec
-    derived = list(_derived(spec))
-    if not derived:
+    metrics = [m for metric in spec.metrics for m in (metric, *_windows(spec, metric))]
+    metrics += _components(spec)
+    if len(metrics) == len(spec.metrics):
         return spec
-    return spec.model_copy(update={"metrics": (*spec.metrics, *derived)})
+    return spec.model_copy(update={"metrics": tuple(metrics)})
 
 
-def _derived(spec: ExperimentSpec) -> Iterator[AnyMetric]:
+def _windows(spec: ExperimentSpec, metric: AnyMetric) -> Iterator[AnyMetric]:
+    """The metric in each window other than its own: during, post and total with ``post_days``, and
+    its pre-period (a covariate) with ``pre_days``."""
+    if not windowed(spec, metric):
+        return
     windows = (["during", "post", "total"] if spec.post_days > 0 else []) + (
         ["pre"] if spec.pre_days > 0 else []
     )
-    for metric in spec.metrics:
-        if not windowed(spec, metric):
+    for window in windows:
+        if window == window_of(spec, metric.id):
             continue
-        for window in windows:
-            if window == window_of(spec, metric.id):
-                continue
-            if window == "pre" and pre_covariate(spec, metric.id) is None:
-                continue
-            yield _in_window(spec, metric, window)
-    yield from _components(spec)
+        if window == "pre" and pre_covariate(spec, metric.id) is None:
+            continue
+        yield _in_window(spec, metric, window)
 
 
 def _in_window(spec: ExperimentSpec, metric: AnyMetric, window: str) -> AnyMetric:
@@ -169,10 +171,11 @@ def decomposed(spec: ExperimentSpec) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _components(spec: ExperimentSpec) -> Iterator[AnyMetric]:
+def _components(spec: ExperimentSpec) -> list[AnyMetric]:
+    """The money metrics split by product during the promotion (``economics.promoted``)."""
     economics = spec.economics
     if economics is None or economics.promoted is None:
-        return
+        return []
     promoted = economics.promoted
     filters = {
         "promoted": RowFilter(column=promoted.column, in_=promoted.in_),
@@ -180,13 +183,10 @@ def _components(spec: ExperimentSpec) -> Iterator[AnyMetric]:
     }
     if promoted.substitutes:
         filters["substitutes"] = RowFilter(column=promoted.column, in_=promoted.substitutes)
+    found = []
     for metric_id in decomposed(spec):
         metric = spec.metric(metric_id)
         for part, row_filter in filters.items():
-            update = {
-                "id": derived_id(metric_id, part),
-                "role": None,
-                "window": "during",
-                "where": row_filter,
-            }
-            yield metric.model_copy(update=update)
+            update = {"id": derived_id(metric_id, part), "role": None, "window": "during"}
+            found.append(metric.model_copy(update=update | {"where": row_filter}))
+    return found
