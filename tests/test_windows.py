@@ -383,3 +383,27 @@ def test_the_report_shows_where_the_lift_came_from_and_the_review_counts_net(tmp
     assert row["lift"] == net["rel_lift"]
     assert row["net_profit"] == report["economics"]["arms"][0]["net_profit"]["value"]
     assert any("net of the dip" in note for note in review["notes"])
+
+
+def test_the_example_runs_through_the_command_line_with_saved_results(tmp_path):
+    """simulate -> analyze --json -> report --results on the example with windows and a product split:
+    the saved results (with their windows) are read back and reported."""
+    from typer.testing import CliRunner
+
+    from promolab.cli import app
+
+    from .conftest import EXAMPLES
+
+    spec = str(EXAMPLES / "snack-promo.yaml")
+    runner = CliRunner()
+    steps = [
+        ["simulate", spec, "--units", "3000", "--seed", "2", "--out", str(tmp_path)],
+        ["analyze", spec, "--data-dir", str(tmp_path), "--daily", "--json", str(tmp_path / "a.json")],
+        ["report", spec, "--results", str(tmp_path / "a.json"), "-o", str(tmp_path / "reports")],
+    ]
+    for step in steps:
+        result = runner.invoke(app, step)
+        assert result.exit_code == 0, (step[0], result.output)
+    report = (tmp_path / "reports" / "snack-promo-2026" / "snack-promo-2026.md").read_text()
+    assert "revenue (post)" in report
+    assert "pull-forward (post window)" in report

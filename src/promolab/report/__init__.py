@@ -34,6 +34,7 @@ from promolab.report.render import (
 from promolab.report.review import SavedReport, build_review, in_quarter
 from promolab.spec import spec_hash
 from promolab.spec.models import Bayes, ExperimentSpec
+from promolab.spec.windows import expand
 
 REVIEW_SAMPLER = Bayes(draws=1000, tune=1000, chains=2)  # the mechanic model: ESS ~1000, 2x faster
 
@@ -165,7 +166,8 @@ def load_draws(path: str | Path, spec: ExperimentSpec) -> dict[str, dict[str, np
     draws: dict[str, dict[str, np.ndarray]] = {}
     for (metric, arm), rows in frame.sort_values("draw").groupby(["metric", "arm"], sort=False):
         draws.setdefault(str(metric), {})[str(arm)] = rows["mean"].to_numpy(dtype=float)
-    unknown = sorted(set(draws) - {m.id for m in spec.metrics} - {f"{m.id}:top_box" for m in spec.metrics})
+    metrics = expand(spec).metrics  # with their windows (revenue@post)
+    unknown = sorted(set(draws) - {m.id for m in metrics} - {f"{m.id}:top_box" for m in metrics})
     if unknown:
         raise DataError(
             f"{where}: column 'metric' names metric(s) {printable(unknown)} that {spec.id} does not declare"
@@ -247,11 +249,12 @@ def load_results(path: str | Path, spec: ExperimentSpec) -> tuple[Analysis, str 
     names = {tuple(data["names"]) for data in payload["arms"].values()}
     if len(names) != 1:
         raise DataError(f"{where}: arms: the arms' statistics name different variables; {rerun}")
-    valued = {m.id for m in spec.metrics if m.kind in ("binary", "continuous", "count")}
+    metrics = expand(spec).metrics  # with their windows (revenue@post) and product split
+    valued = {m.id for m in metrics if m.kind in ("binary", "continuous", "count")}
     missing = sorted(valued - set(next(iter(names))))
     if missing:
         raise DataError(f"{where}: arms: no statistics of metric(s) {', '.join(missing)}; {rerun}")
-    declared = {m.id for m in spec.metrics} | {f"{m.id}:top_box" for m in spec.metrics if m.kind == "ordinal"}
+    declared = {m.id for m in metrics} | {f"{m.id}:top_box" for m in metrics if m.kind == "ordinal"}
     treatments = {t.id for t in spec.treatments}
     strays = sorted(
         {f"{row['metric']}/{row['variant']}" for row in payload["results"]}
