@@ -74,6 +74,8 @@ class SavedResult(_Model):
     method: str
     flags: list[str] = Field(default_factory=list)
     rel_se_log: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    window: Literal["during", "post", "total"] | None = None
+    adjusted_for: list[str] = Field(default_factory=list)
     bayes: dict[str, Any] | None = None
 
     @model_validator(mode="after")

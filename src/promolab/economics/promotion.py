@@ -34,6 +34,14 @@ spends or earns per randomised unit minus what the reference does)::
 The discount is already inside ``R_k`` (amounts are what customers paid), so net profit never
 subtracts it again; subsidy and cost of incremental sales decompose it beside the net figure.
 
+With a post window (``post_days`` and dated rows) every metric above is read in its ``total`` window
+(``revenue@total``, :mod:`promolab.spec.windows`): money is net of the dip after the promotion. Where the
+net incremental margin came from (``decomposition``): the same book on the sources of each part, the
+promoted items, their substitutes and the other items during the promotion (``economics.promoted``;
+else the promotion as a whole) and the post window; ``n_k (margin_k - margin_0)`` of each. Margin is
+linear in the sources' means and the parts' rows partition the total window's rows, so the parts add
+up to the incremental margin, draw by draw.
+
 Uncertainty comes from draws of every arm's vector of means: ``frequentist``: the normal sampling
 distribution of the means (``N(m, S / n)`` from the per-arm co-moments: the delta method's law,
 simulated so ratios such as ROI need no linearisation); ``bayesian``: the revenue metric's posterior
