@@ -19,7 +19,8 @@ category ``c`` of reference share ``s_c`` have the rate ``m_u / D * s_c * k`` wi
   S_o halo`` the extra orders per day during the promotion: the post window loses ``pull_forward`` of
   the bump. Multipliers are clipped at 0.
 
-An order's list value is ``price * LogNormal(log(units_median), units_sigma)`` (times the basket lift
+A week of orders after the post window (dated outside every analysed window, the reference's rates)
+checks that the analysis leaves them out. An order's list value is ``price * LogNormal(log(units_median), units_sigma)`` (times the basket lift
 during the promotion); the arm's offer applies to its promoted orders during the promotion only.
 """
 
@@ -48,6 +49,7 @@ class ArmParameters(Protocol):
 
 
 OTHER = "other"
+AFTER_DAYS = 7  # rows dated after every analysed window (the analysis must leave them out)
 PROMOTED_SHARE, SUBSTITUTE_SHARE = 0.3, 0.2  # default category shares with economics.promoted
 
 
@@ -123,15 +125,17 @@ def orders(
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     """Order rows (``owner`` 0-based, ``ts``, ``quantity``, ``amount``, ``discount``, ``redeemed``, the
-    category column when there are categories, and ``_window``) of every unit in every window."""
+    category column when there are categories, and ``_window``: pre, during, post or after) of every
+    unit in every window."""
     shares = category_shares(spec, params)
     grouped = groups(spec, shares)
     during, post = (spec.end - spec.start).days + 1, spec.post_days
-    days = {"pre": spec.pre_days, "during": during, "post": post}
+    days = {"pre": spec.pre_days, "during": during, "post": post, "after": AFTER_DAYS}
     first = {
         "pre": spec.start - dt.timedelta(days=spec.pre_days),
         "during": spec.start,
         "post": spec.end + dt.timedelta(days=1),
+        "after": spec.end + dt.timedelta(days=post + 1),
     }
     per_day = params.purchase_prob * params.orders_per_buyer / during
     table = [multipliers(e, shares, grouped, during, post) for e in arms.effects]
@@ -139,7 +143,8 @@ def orders(
     for window, length in days.items():
         base = (pre_propensity if window == "pre" else propensity) * per_day * length
         for category in grouped:
-            factor = np.array([t[window][category] for t in table])[arm] * shares.get(category, 1.0)
+            multiplier = np.array([t.get(window, t["pre"])[category] for t in table])  # after: as before
+            factor = multiplier[arm] * shares.get(category, 1.0)
             counts = rng.poisson(base * factor)
             owner = np.repeat(np.arange(len(arm)), counts)
             seconds = rng.integers(0, max(length, 1) * 86_400, size=len(owner))
