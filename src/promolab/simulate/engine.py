@@ -31,7 +31,7 @@ import pyarrow as pa
 from scipy import stats
 
 from promolab.simulate import timeline
-from promolab.simulate.offers import apply_offer
+from promolab.simulate.offers import priced_orders
 from promolab.spec.models import (
     UNITS_SOURCE,
     BinaryMetric,
@@ -234,24 +234,9 @@ def _orders(
     order_arm = arm[owner]
     price = arms.price[order_arm]
     list_amount = price * _basket_values(rng, len(owner), params) * arms.basket_mult[order_arm]
-    quantity = np.maximum(1, np.rint(list_amount / price)).astype(np.int64)
     takes_offer = rng.random(len(owner)) < arms.redemption[order_arm]
-    discount = np.zeros(len(owner))
-    redeemed = np.zeros(len(owner), dtype=bool)
-    for index, variant in enumerate(spec.variants):
-        rows = order_arm == index
-        outcome = apply_offer(
-            variant, list_amount[rows], quantity[rows], float(arms.price[index]), takes_offer[rows]
-        )
-        discount[rows], redeemed[rows] = outcome.discount, outcome.redeemed
-    return {
-        "owner": owner,
-        "ts": _timestamps(spec, rng, len(owner)),
-        "quantity": quantity,
-        "amount": np.round(list_amount - discount, 2),
-        "discount": np.round(discount, 2),
-        "redeemed": redeemed,
-    }
+    priced = priced_orders(spec.variants, order_arm, list_amount, arms.price, takes_offer)
+    return {"owner": owner, "ts": _timestamps(spec, rng, len(owner)), **priced}
 
 
 def _time_column(spec: ExperimentSpec) -> str:

@@ -7,6 +7,7 @@ give no price discount, so their ``discount`` is 0 and only ``redeemed`` is set.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -55,3 +56,30 @@ def _eligible_discount(
         saving = max(variant.items * unit_price - variant.bundle_price, 0.0)
         return bundles > 0, bundles * saving
     return everyone, np.zeros_like(list_amount)  # gift, free shipping: a cost, not a price cut
+
+
+def priced_orders(
+    variants: Sequence[AnyVariant],
+    order_arm: np.ndarray,
+    list_amount: np.ndarray,
+    prices: np.ndarray,
+    takes_offer: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Each order's ``quantity`` (list amount over its arm's price, at least 1), the ``amount`` paid,
+    the ``discount`` and whether the offer was ``redeemed``, under its arm's offer (``order_arm``: the
+    arm's position in ``variants``; ``prices``: each arm's list price)."""
+    quantity = np.maximum(1, np.rint(list_amount / prices[order_arm])).astype(np.int64)
+    discount = np.zeros(len(order_arm))
+    redeemed = np.zeros(len(order_arm), dtype=bool)
+    for index, variant in enumerate(variants):
+        rows = order_arm == index
+        outcome = apply_offer(
+            variant, list_amount[rows], quantity[rows], float(prices[index]), takes_offer[rows]
+        )
+        discount[rows], redeemed[rows] = outcome.discount, outcome.redeemed
+    return {
+        "quantity": quantity,
+        "amount": np.round(list_amount - discount, 2),
+        "discount": np.round(discount, 2),
+        "redeemed": redeemed,
+    }

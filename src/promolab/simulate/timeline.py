@@ -20,8 +20,9 @@ category ``c`` of reference share ``s_c`` have the rate ``m_u / D * s_c * k`` wi
   the bump. Multipliers are clipped at 0.
 
 A week of orders after the post window (dated outside every analysed window, the reference's rates)
-checks that the analysis leaves them out. An order's list value is ``price * LogNormal(log(units_median), units_sigma)`` (times the basket lift
-during the promotion); the arm's offer applies to its promoted orders during the promotion only.
+checks that the analysis leaves them out. An order's list value is
+``price * LogNormal(log(units_median), units_sigma)`` (times the basket lift during the promotion);
+the arm's offer applies to its promoted orders during the promotion only.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
-from promolab.simulate.offers import apply_offer
+from promolab.simulate.offers import priced_orders
 from promolab.spec.models import ExperimentSpec, SimEffect, Simulation
 
 
@@ -163,25 +164,9 @@ def orders(
     basket = np.where(windows == "during", arms.basket_mult[order_arm], 1.0)
     units = rng.lognormal(np.log(params.units_median), params.units_sigma, size=len(owner))
     list_amount = price * units * basket
-    quantity = np.maximum(1, np.rint(list_amount / price)).astype(np.int64)
     takes_offer = offered & (rng.random(len(owner)) < arms.redemption[order_arm])
-    discount = np.zeros(len(owner))
-    redeemed = np.zeros(len(owner), dtype=bool)
-    for index, variant in enumerate(spec.variants):
-        rows = order_arm == index
-        outcome = apply_offer(
-            variant, list_amount[rows], quantity[rows], float(arms.price[index]), takes_offer[rows]
-        )
-        discount[rows], redeemed[rows] = outcome.discount, outcome.redeemed
-    found = {
-        "owner": owner,
-        "ts": np.concatenate(parts["ts"]),
-        "quantity": quantity,
-        "amount": np.round(list_amount - discount, 2),
-        "discount": np.round(discount, 2),
-        "redeemed": redeemed,
-        "_window": windows,
-    }
+    priced = priced_orders(spec.variants, order_arm, list_amount, arms.price, takes_offer)
+    found = {"owner": owner, "ts": np.concatenate(parts["ts"]), **priced, "_window": windows}
     if shares:
         found[category_column(spec)] = categories.astype(str)
     return found
