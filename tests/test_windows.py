@@ -16,7 +16,7 @@ from promolab.analyze import Analysis
 from promolab.analyze.run import analyze_spec
 from promolab.decision import decide
 from promolab.economics import evaluate
-from promolab.errors import SpecError
+from promolab.errors import DataError, SpecError
 from promolab.simulate import simulate
 from promolab.spec import spec_from_dict
 
@@ -419,3 +419,13 @@ def test_the_example_runs_through_the_command_line_with_saved_results(tmp_path):
     report = (tmp_path / "reports" / "snack-promo-2026" / "snack-promo-2026.md").read_text()
     assert "revenue (post)" in report
     assert "pull-forward (post window)" in report
+
+
+def test_a_promoted_column_missing_from_the_orders_names_the_spec_field():
+    raw = _axes_spec(EFFECTS)
+    spec = spec_from_dict(raw)
+    frames = _frames(spec, 500, 1)
+    raw["economics"]["promoted"]["column"] = "aisle"
+    raw["simulation"].pop("categories")
+    with pytest.raises(DataError, match=r"missing column 'aisle' \(economics\.promoted\.column\)"):
+        analyze_spec(spec_from_dict(raw), frames=frames)

@@ -26,6 +26,7 @@ from promolab.errors import DataError, first_line, printable, quoted
 from promolab.sources import refuse_repeated_names, require_file
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import UNITS_SOURCE, AnyMetric, OrdinalMetric, RatioMetric, Segmentation
+from promolab.spec.windows import PARTS, split_id
 
 if TYPE_CHECKING:
     import duckdb
@@ -182,12 +183,18 @@ def check_columns(
     ]
     if problems:
         raise DataError(problems)
+    filters = {
+        row_filter.column: _filter_field(m)
+        for m in spec.metrics
+        if (row_filter := getattr(m, "where", None)) is not None
+    }
     for source, name, numeric in _needed_columns(spec, sources, covariates, segments):
         kind = source.columns.get(name)
         if kind is None:
+            field = f" ({filters[name]})" if name in filters else ""
             problems.append(
-                f"{source.where} ({source.name} file): missing column '{printable(name)}'; columns are "
-                f"{quoted(map(printable, source.columns))}"
+                f"{source.where} ({source.name} file): missing column '{printable(name)}'{field}; "
+                f"columns are {quoted(map(printable, source.columns))}"
             )
         elif numeric and not is_numeric(kind):
             empty = _row_count(con, source) == 0
@@ -220,9 +227,16 @@ def _filter_problems(spec: ExperimentSpec, sources: Mapping[str, Source]) -> lis
         if kind is not None and kind not in FILTER_TYPES:
             problems.append(
                 f"{sources[source].where} ({source} file): column '{printable(row_filter.column)}' "
-                f"(metrics.{metric.id}.where) holds {kind}; filter on a column of text or whole numbers"
+                f"({_filter_field(metric)}) holds {kind}; filter on a column of text or whole numbers"
             )
     return problems
+
+
+def _filter_field(metric: AnyMetric) -> str:
+    """The spec field behind a row filter: the metric's ``where``, or ``economics.promoted.column``
+    for the product split's derived metrics (``revenue@promoted``)."""
+    base, tag = split_id(metric.id)
+    return "economics.promoted.column" if tag in PARTS else f"metrics.{base}.where"
 
 
 DATE_TYPES = ("DATE", "TIMESTAMP", "VARCHAR")
