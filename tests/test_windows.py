@@ -429,3 +429,24 @@ def test_a_promoted_column_missing_from_the_orders_names_the_spec_field():
     raw["simulation"].pop("categories")
     with pytest.raises(DataError, match=r"missing column 'aisle' \(economics\.promoted\.column\)"):
         analyze_spec(spec_from_dict(raw), frames=frames)
+
+
+def test_ordinal_scores_are_not_split_into_windows(spring_spec):
+    """A survey table has no timestamp: a score is not a sum over days, so it has no post or total rows
+    (which would repeat the same answers as if they were dated)."""
+    spec = spring_spec.model_copy(update={"post_days": 14})
+    data = simulate(spec, 3000, 1)
+    assert "ts" not in data.frame("survey").columns
+    frames = {k: data.frame(k) for k in data.tables}
+    rows = {r.metric: r for r in analyze_spec(spec, frames=frames, method="frequentist").results}
+    assert "satisfaction" in rows
+    assert rows["satisfaction"].window is None
+    assert not [name for name in rows if name.startswith("satisfaction@")]
+    assert rows["revenue@post"].window == "post"
+    raw = _axes_spec()
+    raw["metrics"].append(
+        {"id": "score", "kind": "ordinal", "source": "orders", "column": "quantity", "levels": [1, 2, 3],
+         "window": "post"}
+    )  # fmt: skip
+    with pytest.raises(SpecError, match="ordinal scores are not measured in windows"):
+        spec_from_dict(raw)

@@ -346,8 +346,11 @@ class DuckAggregation:
         return f"{self._day()} BETWEEN $pre_start AND $stop"
 
     def _window(self, metric: AnyMetric) -> str:
-        """Rows of the metric's window (:mod:`promolab.spec.windows`)."""
+        """Rows of the metric's window (:mod:`promolab.spec.windows`); from ``start`` to the end of the
+        post window for a metric that has none (ordinal scores)."""
         day, window = self._day(), window_of(self.spec, metric.id)
+        if window is None:
+            return f"{day} BETWEEN $start AND $stop"
         return {
             "pre": f"{day} >= $pre_start AND {day} < $start",
             "during": f"{day} BETWEEN $start AND $end",

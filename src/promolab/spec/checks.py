@@ -170,7 +170,9 @@ def _window(spec: ExperimentSpec, metric: AnyMetric, where: tuple[str | int, ...
         return
     if metric.window == "during":
         return
-    if metric.source == UNITS_SOURCE or spec.data.timestamp is None:
+    if isinstance(metric, OrdinalMetric):
+        yield Problem((*where, "window"), "ordinal scores are not measured in windows: leave it out")
+    elif metric.source == UNITS_SOURCE or spec.data.timestamp is None:
         yield Problem(
             (*where, "window"),
             f"'{metric.window}' needs dated event rows (an event table and data.timestamp)",

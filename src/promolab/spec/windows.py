@@ -29,6 +29,7 @@ from promolab.spec.models import (
     DerivedRole,
     Economics,
     ExperimentSpec,
+    OrdinalMetric,
     RatioMetric,
     RowFilter,
 )
@@ -60,8 +61,11 @@ def derived_role(metric_id: str) -> DerivedRole | None:
 
 
 def windowed(spec: ExperimentSpec, metric: AnyMetric) -> bool:
-    """The metric's rows are dated: an event-table metric (or a ratio of two) with ``data.timestamp``."""
-    if spec.data.timestamp is None:
+    """The metric is measured in windows: a binary, count or continuous event-table metric (or a ratio
+    of two) with ``data.timestamp``. Ordinal scores are not (a survey answer is not a sum over days,
+    and survey tables need no timestamp): they count the answers dated from ``start`` to
+    ``end + post_days`` when their table is dated."""
+    if spec.data.timestamp is None or isinstance(metric, OrdinalMetric):
         return False
     if isinstance(metric, RatioMetric):
         parts = [spec.metric(metric.numerator), spec.metric(metric.denominator)]
