@@ -200,3 +200,79 @@ def test_the_uk_after_the_2016_referendum():
     synthetic = gdp["UK"].to_numpy() - fit.gaps
     shortfall = 1 - gdp["UK"].to_numpy()[post].sum() / synthetic[post].sum()
     assert 0.0 < shortfall < 0.06
+
+
+# ---------------------------------------------------------------------- interrupted time series
+
+
+def _series(
+    seed: int, periods: int = 120, start: int = 96, effect: float = 0.0, rho: float = 0.0
+) -> pd.DataFrame:
+    """A weekly-seasonal daily series with a trend; ``effect`` added from ``start`` on; AR(1) noise."""
+    rng = np.random.default_rng(seed)
+    noise = np.zeros(periods)
+    for t in range(periods):
+        noise[t] = (rho * noise[t - 1] if t else 0.0) + rng.normal(0, 2)
+    t = np.arange(periods)
+    dow = t % 7
+    sales = 100 + 0.2 * t + np.array([0, 1, 2, 3, 5, 9, 4])[dow] + noise + effect * (t >= start)
+    return pd.DataFrame({"day": t, "dow": dow, "sales": sales})
+
+
+def test_its_pointwise_intervals_equal_statsmodels_prediction_intervals():
+    import statsmodels.api as sm
+
+    from promolab.stats.its import interrupted_time_series
+
+    data = _series(1, effect=5.0)
+    result = interrupted_time_series(data, "sales", "day", 96, season="dow")
+    design = np.column_stack(
+        [np.ones(120), np.arange(120.0), pd.get_dummies(data["dow"], dtype=float).to_numpy()[:, 1:]]
+    )
+    fit = sm.OLS(data["sales"].to_numpy()[:96], design[:96]).fit()
+    frame = fit.get_prediction(design[96:]).summary_frame(alpha=0.05)
+    actual = data["sales"].to_numpy()[96:]
+    assert result.forecast == pytest.approx(frame["mean"].to_numpy(), rel=1e-12)
+    assert result.pointwise_ci[:, 0] == pytest.approx(actual - frame["obs_ci_upper"].to_numpy(), rel=1e-9)
+    assert result.pointwise_ci[:, 1] == pytest.approx(actual - frame["obs_ci_lower"].to_numpy(), rel=1e-9)
+
+
+def test_its_cumulative_interval_covers_at_its_level():
+    """The cumulative effect's interval carries the forecasts' shared parameter error: it covers the
+    true cumulative effect (24 days x 5) at about 95%."""
+    from promolab.stats.its import interrupted_time_series
+
+    covered = 0
+    for seed in range(RUNS):
+        result = interrupted_time_series(_series(2000 + seed, effect=5.0), "sales", "day", 96, season="dow")
+        low, high = result.windows["total"][1].ci
+        covered += low <= 24 * 5.0 <= high
+    low, high = _coverage_range(RUNS, 0.95)
+    assert low <= covered / RUNS <= high
+
+
+def test_its_flags_autocorrelated_residuals():
+    from promolab.stats.its import AUTOCORRELATED, interrupted_time_series
+
+    assert interrupted_time_series(_series(3, rho=0.8), "sales", "day", 96, season="dow").flags == (
+        AUTOCORRELATED,
+    )
+    assert interrupted_time_series(_series(3), "sales", "day", 96, season="dow").flags == ()
+
+
+def test_excess_deaths_in_england_and_wales_in_2020():
+    """Monthly deaths 2006-2019 (trend, month, temperature) forecast 2020: the ONS counted about 75,000
+    deaths above the five-year average in 2020; the forecast's cumulative excess is of that size and its
+    interval excludes zero."""
+    from promolab.stats.its import interrupted_time_series
+
+    deaths = pd.read_csv(shared_file("deaths_and_temps_england_wales.csv"), parse_dates=["date"])
+    year = (pd.Timestamp("2020-01-01"), pd.Timestamp("2020-12-01"))
+    result = interrupted_time_series(
+        deaths, "deaths", "date", year[0], season="month", regressors=["temp"], windows={"2020": year}
+    )
+    cumulative = result.windows["2020"][1]
+    assert cumulative.ci[0] > 0
+    assert cumulative.ci[0] <= 75_000 <= cumulative.ci[1]
+    assert cumulative.value == pytest.approx(75_000, rel=0.15)
+    assert result.flags == ()
