@@ -276,3 +276,39 @@ def test_excess_deaths_in_england_and_wales_in_2020():
     assert cumulative.ci[0] <= 75_000 <= cumulative.ci[1]
     assert cumulative.value == pytest.approx(75_000, rel=0.15)
     assert result.flags == ()
+
+
+def test_event_study_equals_a_statsmodels_formula_fit():
+    from promolab.stats.did import event_study
+
+    panel = _panel(5, units=50, treated=20, effect=1.5)
+    study = event_study(panel, "sales", "store", "day", "promoted", leads=3, lags=4)
+    treated = panel["store"].isin([f"s{i:02d}" for i in range(20)])
+    relative = (panel["day"] - 14).clip(-3, 4)
+    for k in (-3, -2, 0, 1, 2, 3, 4):
+        panel[f"k{k + 3}"] = (treated & (relative == k)).astype(float)
+    formula = "sales ~ " + " + ".join(f"k{k + 3}" for k in (-3, -2, 0, 1, 2, 3, 4)) + " + C(store) + C(day)"
+    fit = smf.ols(formula, panel).fit(
+        cov_type="cluster", cov_kwds={"groups": pd.factorize(panel["store"])[0]}, use_t=True
+    )
+    for k in (-3, -2, 0, 4):
+        estimate, se, _ = study.estimates[k]
+        assert estimate == pytest.approx(fit.params[f"k{k + 3}"], rel=1e-8, abs=1e-10)
+        assert se == pytest.approx(fit.bse[f"k{k + 3}"], rel=1e-8)
+    wald = fit.f_test("k0 = 0, k1 = 0")
+    assert study.pretrend_p_value == pytest.approx(float(wald.pvalue), rel=1e-8)
+
+
+def test_the_pretrend_test_is_calibrated_and_sees_a_diverging_trend():
+    from promolab.stats.did import event_study
+
+    rejected = 0
+    for seed in range(RUNS):
+        panel = _panel(3000 + seed, units=50, treated=20, effect=1.0)
+        rejected += event_study(panel, "sales", "store", "day", "promoted", 4, 3).pretrend_p_value < 0.05
+    low, high = _coverage_range(RUNS, 0.05)
+    assert low <= rejected / RUNS <= high
+    diverging = _panel(7, units=50, treated=20, effect=1.0)
+    early = diverging["store"].isin([f"s{i:02d}" for i in range(20)]) & (diverging["day"] < 14)
+    diverging.loc[early, "sales"] += 0.25 * (diverging.loc[early, "day"] - 14)  # catching up before
+    assert event_study(diverging, "sales", "store", "day", "promoted", 4, 3).pretrend_p_value < 0.001

@@ -177,3 +177,64 @@ def _wild_bootstrap(
     tail = (1 - confidence) / 2
     low_q, high_q = np.quantile(alt, [tail, 1 - tail])
     return p, (float(att - high_q * se), float(att - low_q * se))
+
+
+@dataclass(frozen=True)
+class EventStudy:
+    """Effects by period relative to the start (``-1``, the last period before it, is the reference),
+    and the joint test that every lead is zero (parallel pre-trends)."""
+
+    estimates: dict[int, tuple[float, float, tuple[float, float]]]  # k -> (estimate, se, interval)
+    pretrend_p_value: float | None
+    clusters: int
+    flags: tuple[str, ...] = ()
+
+
+def event_study(
+    panel: pd.DataFrame,
+    outcome: str,
+    unit: str,
+    period: str,
+    treated: str,
+    leads: int,
+    lags: int,
+    confidence: float = 0.95,
+) -> EventStudy:
+    """Two-way fixed effects with one dummy per relative period ``k`` of the treated units, from
+    ``-leads`` to ``lags`` (``k = -1`` left out; periods further out are binned into the end dummies),
+    errors clustered by unit; the pre-trend test is the Wald F test of the leads ``k <= -2`` with the
+    clustered covariance (``G - 1`` denominator degrees of freedom). With fewer than ``MIN_CLUSTERS``
+    units the clustered test is only approximate (``FEW_CLUSTERS``)."""
+    import statsmodels.api as sm
+
+    frame = panel[[outcome, unit, period, treated]].dropna().reset_index(drop=True)
+    _check_single_start(frame, unit, period, treated)
+    position = {p: k for k, p in enumerate(sorted(frame[period].unique()))}
+    index = frame[period].map(position)
+    starts = frame[frame[treated] == 1].groupby(unit)[period].min()
+    if starts.empty:
+        raise ValueError(f"no treated period in column '{treated}'")
+    start = position[starts.iloc[0]]
+    ever = frame[unit].isin(starts.index).to_numpy()
+    relative = np.clip(index.to_numpy() - start, -leads, lags)
+    ks = [k for k in range(-leads, lags + 1) if k != -1]
+    dummies = np.column_stack([(ever & (relative == k)).astype(float) for k in ks])
+    x = np.column_stack([dummies, _design(frame, unit, period, np.zeros(len(frame)))[:, 1:]])
+    groups = pd.factorize(frame[unit])[0]
+    fit = sm.OLS(frame[outcome].to_numpy(float), x).fit(
+        cov_type="cluster", cov_kwds={"groups": groups}, use_t=True
+    )
+    intervals = fit.conf_int(alpha=1 - confidence)
+    estimates = {
+        k: (float(fit.params[j]), float(fit.bse[j]), (float(intervals[j, 0]), float(intervals[j, 1])))
+        for j, k in enumerate(ks)
+    }
+    lead_columns = [j for j, k in enumerate(ks) if k <= -2]
+    p = None
+    if lead_columns:
+        restriction = np.zeros((len(lead_columns), x.shape[1]))
+        restriction[np.arange(len(lead_columns)), lead_columns] = 1.0
+        p = float(fit.f_test(restriction).pvalue)
+    clusters = int(groups.max()) + 1
+    flags = (FEW_CLUSTERS,) if clusters < MIN_CLUSTERS else ()
+    return EventStudy(estimates, p, clusters, flags)
