@@ -312,3 +312,40 @@ def test_the_pretrend_test_is_calibrated_and_sees_a_diverging_trend():
     early = diverging["store"].isin([f"s{i:02d}" for i in range(20)]) & (diverging["day"] < 14)
     diverging.loc[early, "sales"] += 0.25 * (diverging.loc[early, "day"] - 14)  # catching up before
     assert event_study(diverging, "sales", "store", "day", "promoted", 4, 3).pretrend_p_value < 0.001
+
+
+def _staggered(seed: int, per_cohort: int = 20) -> tuple[pd.DataFrame, float]:
+    """Stores starting the promotion on day 6, on day 10, or never (12 days); the effect grows by 0.5
+    a day since the start. Returns the panel and the true size-weighted ATT over the cells t >= g."""
+    rng = np.random.default_rng(seed)
+    rows, truth = [], []
+    for cohort in (6, 10, None):
+        for i in range(per_cohort):
+            store = rng.normal(0, 2)
+            for t in range(12):
+                effect = 0.5 * (t - cohort + 1) if cohort is not None and t >= cohort else 0.0
+                rows.append((f"{cohort}-{i}", t, cohort, store + 0.3 * t + effect + rng.normal()))
+    for cohort in (6, 10):
+        truth += [0.5 * (t - cohort + 1) for t in range(cohort, 12)]
+    frame = pd.DataFrame(rows, columns=["store", "day", "start", "sales"])
+    return frame, float(np.mean(truth))  # equal cohort sizes: every cell weighs the same
+
+
+def test_group_time_effects_equal_the_cohort_differences_and_cover_the_truth():
+    from promolab.stats.did import group_time
+
+    panel, truth = _staggered(1)
+    result = group_time(panel, "sales", "store", "day", "start")
+    wide = panel.pivot(index="store", columns="day", values="sales")
+    starts = panel.groupby("store")["start"].first()
+    cohort, never = starts == 6, starts.isna()
+    change = wide[9] - wide[5]
+    assert result.cells[(6, 9)] == pytest.approx(change[cohort].mean() - change[never].mean(), rel=1e-12)
+    assert result.cohorts == {6: 20, 10: 20}
+    covered = 0
+    for seed in range(RUNS):
+        panel, truth = _staggered(4000 + seed)
+        low, high = group_time(panel, "sales", "store", "day", "start").ci
+        covered += low <= truth <= high
+    low, high = _coverage_range(RUNS, 0.95)
+    assert low <= covered / RUNS <= high

@@ -238,3 +238,74 @@ def event_study(
     clusters = int(groups.max()) + 1
     flags = (FEW_CLUSTERS,) if clusters < MIN_CLUSTERS else ()
     return EventStudy(estimates, p, clusters, flags)
+
+
+@dataclass(frozen=True)
+class GroupTimeResult:
+    """Staggered starts (Callaway and Sant'Anna 2021, never-treated controls, no covariates): each
+    cohort's effect in each period on or after its start, and their average weighted by cohort size."""
+
+    att: float
+    se: float
+    ci: tuple[float, float] | None  # None (and no p-value) when the influence functions are all 0
+    p_value: float | None
+    cells: dict[tuple[object, object], float]  # (cohort start, period) -> ATT(g, t)
+    cohorts: dict[object, int]  # cohort start -> units
+    controls: int
+
+
+def group_time(
+    panel: pd.DataFrame, outcome: str, unit: str, period: str, start: str, confidence: float = 0.95
+) -> GroupTimeResult:
+    """ATT(g, t) for every cohort ``g`` (units whose ``start`` period is ``g``; a missing ``start``:
+    never treated) and period ``t >= g``: the cohort's mean change of ``outcome`` from ``g - 1`` (its
+    last untreated period) to ``t`` minus the never-treated units' mean change over the same periods.
+    Never naive two-way fixed effects, whose weights go negative when effects grow with time since the
+    start (Goodman-Bacon 2021).
+
+    The overall ATT averages the cells weighted by cohort size; its standard error comes from the
+    units' influence functions (each unit's terms summed over cells: clustered by unit), normal
+    interval. A balanced panel is required: every unit observed in every period.
+
+    Raises:
+        ValueError: an unbalanced panel, no never-treated unit, or a cohort starting in the first period.
+    """
+    from scipy import stats
+
+    wide = panel.pivot(index=unit, columns=period, values=outcome)
+    if wide.isna().any().any():
+        raise ValueError("group-time effects need a balanced panel: every unit in every period")
+    periods = list(wide.columns)
+    starts = panel.groupby(unit)[start].first().reindex(wide.index)
+    never = starts.isna().to_numpy()
+    if not never.any():
+        raise ValueError("group-time effects need never-treated units as controls")
+    values = wide.to_numpy(dtype=float)
+    influence = np.zeros(len(wide))
+    cells: dict[tuple[object, object], float] = {}
+    weights: dict[tuple[object, object], int] = {}
+    cohorts = {g: int((starts == g).sum()) for g in sorted(starts.dropna().unique())}
+    for g, size in cohorts.items():
+        base = periods.index(g) - 1
+        if base < 0:
+            raise ValueError(f"cohort starting in {g} has no period before its start")
+        members = (starts == g).to_numpy()
+        for t in periods[base + 1 :]:
+            change = values[:, periods.index(t)] - values[:, base]
+            cells[(g, t)] = float(change[members].mean() - change[never].mean())
+            weights[(g, t)] = size
+    total = sum(weights.values())
+    for (g, t), size in weights.items():
+        members = (starts == g).to_numpy()
+        change = values[:, periods.index(t)] - values[:, periods.index(g) - 1]
+        term = np.zeros(len(wide))
+        term[members] = (change[members] - change[members].mean()) / members.sum()
+        term[never] = -(change[never] - change[never].mean()) / never.sum()
+        influence += size / total * term
+    att = sum(size / total * cells[cell] for cell, size in weights.items())
+    se = float(np.sqrt(np.sum(influence**2)))
+    if se == 0:  # every unit changed exactly like its group: no spread to test against
+        return GroupTimeResult(float(att), se, None, None, cells, cohorts, int(never.sum()))
+    q = float(stats.norm.ppf(0.5 + confidence / 2))
+    p = float(2 * stats.norm.sf(abs(att / se)))
+    return GroupTimeResult(float(att), se, (att - q * se, att + q * se), p, cells, cohorts, int(never.sum()))
