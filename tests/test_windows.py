@@ -418,7 +418,7 @@ def test_the_example_runs_through_the_command_line_with_saved_results(tmp_path):
         assert result.exit_code == 0, (step[0], result.output)
     report = (tmp_path / "reports" / "snack-promo-2026" / "snack-promo-2026.md").read_text()
     assert "revenue (post)" in report
-    assert "pull-forward (post window)" in report
+    assert "post window (pull-forward, carry-over)" in report
 
 
 def test_a_promoted_column_missing_from_the_orders_names_the_spec_field():
@@ -450,3 +450,111 @@ def test_ordinal_scores_are_not_split_into_windows(spring_spec):
     )  # fmt: skip
     with pytest.raises(SpecError, match="ordinal scores are not measured in windows"):
         spec_from_dict(raw)
+
+
+def test_a_promoted_value_that_no_order_has_is_an_error_not_a_halo():
+    raw = _axes_spec(EFFECTS)
+    spec = spec_from_dict(raw)
+    frames = _frames(spec, 500, 1)
+    raw["economics"]["promoted"]["in"] = ["Snacks"]  # the data says 'snacks'
+    raw["simulation"].pop("categories")
+    with pytest.raises(DataError, match=r"no row with 'Snacks' \(economics.promoted\); its most frequent"):
+        analyze_spec(spec_from_dict(raw), frames=frames)
+
+
+# ---------------------------------------------------------------------- review findings, pinned
+
+
+def test_bayesian_money_uses_the_draws_of_the_window_it_counts():
+    """With a post window the money is over 'total': its Bayesian draws must be revenue@total's, not
+    the promotion's (which would drop the dip: a promotion that only pulled sales forward would earn)."""
+    spec = spec_from_dict(_axes_spec({"conversion": 0.3, "pull_forward": 1.0}, primary="revenue"))
+    analysis = analyze_spec(spec, frames=_frames(spec, 6000, 4), method="both")
+    draws = analysis.bayes.draws
+    money = evaluate(spec, analysis)
+    assert money.method == "bayesian"
+    point = evaluate(spec, analysis, draws={"revenue": draws["revenue"]})  # no total draws: frequentist
+    assert point.method == "frequentist"
+    bayes_total = money.arms[0].quantities["incremental_revenue"].value
+    n = analysis.arms["promo"].n
+    expected = n * (np.mean(draws["revenue@total"]["promo"]) - np.mean(draws["revenue@total"]["control"]))
+    assert bayes_total == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_capped_revenue_gets_no_window_split_and_says_why():
+    raw = _axes_spec(EFFECTS)
+    raw["economics"].pop("promoted")
+    raw["metrics"][4]["capping"] = {"percentile": 0.99}
+    spec = spec_from_dict(raw)
+    money = evaluate(spec, analyze_spec(spec, frames=_frames(spec, 2000, 1)))
+    assert money.arms[0].decomposition == {}
+    assert any("No split of the margin by window: revenue is capped" in note for note in money.notes)
+
+
+def test_other_windows_of_secondary_metrics_join_the_false_discovery_family():
+    from promolab.stats.multiplicity import benjamini_hochberg, holm
+
+    spec = spec_from_dict(_axes_spec(EFFECTS, primary="revenue"))
+    results = analyze_spec(spec, frames=_frames(spec, 3000, 2)).results
+    secondary = [
+        r for r in results if r.role == "secondary" or (r.role == "window" and "revenue" not in r.metric)
+    ]
+    assert len(secondary) == 5 * 3  # five secondary metrics, each in three windows
+    adjusted = benjamini_hochberg([r.p_value for r in secondary])
+    assert [r.p_value_adjusted for r in secondary] == pytest.approx(adjusted, rel=1e-12)
+    total = next(r for r in results if r.metric == "revenue@total")  # the primary's: its own family
+    assert total.p_value_adjusted == pytest.approx(holm([total.p_value])[0], rel=1e-12)
+
+
+def test_pre_days_without_a_timestamp_is_a_spec_error():
+    raw = _axes_spec()
+    raw["data"]["timestamp"] = None
+    raw["post_days"] = 0
+    raw.pop("simulation")
+    raw["economics"].pop("promoted")
+    with pytest.raises(SpecError, match=r"pre_days: needs data\.timestamp"):
+        spec_from_dict(raw)
+
+
+def test_power_sums_without_a_covariate_equal_those_computed_without_it():
+    from promolab.stats.moments import PowerSums, power_exponents
+
+    rng = np.random.default_rng(1)
+    values = {"y": rng.normal(size=200), "a": rng.normal(size=200), "b": rng.normal(size=200)}
+
+    def sums(names: tuple[str, ...]) -> PowerSums:
+        columns = [values[n] for n in names]
+        monomials = [
+            np.prod([c**e for c, e in zip(columns, exps, strict=True)], axis=0)
+            for exps in power_exponents(len(names) - 1)
+        ]
+        return PowerSums(names, np.array([m.sum() for m in monomials]))
+
+    assert sums(("y", "a", "b")).without("b").sums == pytest.approx(sums(("y", "a")).sums, rel=1e-12)
+    assert sums(("y", "a", "b")).without("a").sums == pytest.approx(sums(("y", "b")).sums, rel=1e-12)
+
+
+def test_a_constant_pre_period_takes_no_second_pass(monkeypatch):
+    """The pre-period value dropped for a launch-time product is taken out of the power sums already
+    computed, not recomputed by a pass over the units."""
+    from promolab.aggregate import duck
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a residual pass over the units ran")
+
+    monkeypatch.setattr(duck.DuckAggregation, "residual_moments", refuse)
+    raw = _axes_spec(EFFECTS, analysis={"covariates": ["pre_revenue"]})
+    raw["data"]["units"] = "u.parquet"
+    raw["metrics"].append(
+        {"id": "launch", "kind": "count", "source": "orders", "where": {"column": "category", "in": ["new"]}}
+    )
+    spec = spec_from_dict(raw)
+    frames = _frames(spec, 1500, 2)
+    orders = frames["orders"]
+    launched = (orders["ts"] >= pd.Timestamp("2026-05-04")) & (orders["category"] == "other")
+    orders.loc[launched & (orders.index % 2 == 0), "category"] = "new"
+    rows = {r.metric: r for r in analyze_spec(spec, frames=frames).results}
+    assert rows["launch"].method == "cuped-ols-hc1"
+    assert rows["launch"].adjusted_for == ("pre_revenue",)
+    assert rows["launch@post"].adjusted_for == ("pre_revenue",)
+    assert rows["others"].adjusted_for == ("pre_revenue", "others@pre")

@@ -82,7 +82,7 @@ from promolab.spec.models import (
     Segmentation,
     SourcedMetric,
 )
-from promolab.spec.windows import window_of
+from promolab.spec.windows import SEPARATOR, window_of
 from promolab.stats.moments import (
     MAX_POWER_COVARIATES,
     ArmStats,
@@ -318,7 +318,7 @@ class DuckAggregation:
             rows_filter = self._row_filter(metric, plan.params)
             counted = _both(self._window(metric) if table.windowed else None, rows_filter)
             columns.append(f"{unit_aggregate(metric, counted)} AS {quote('m:' + metric.id)}")
-            if "@" in metric.id:  # a derived metric's rows are its declared metric's: checked there
+            if SEPARATOR in metric.id:  # a derived metric's rows are its declared metric's: checked there
                 continue
             for kind, predicate in row_checks(metric, source):
                 column = quote(check_column(kind, metric))
@@ -542,6 +542,7 @@ class DuckAggregation:
         return kind_of(self.spec.metric(name)).adjustable and self.spec.role(name) not in (
             "covariate",
             "component",
+            "treatment_only",
         )
 
     def _uncapped(self) -> list[AnyMetric]:
@@ -551,7 +552,7 @@ class DuckAggregation:
             for m in self.spec.metrics
             if isinstance(m, ContinuousMetric | CountMetric)
             and getattr(m, "capping", None) is None
-            and "@" not in m.id
+            and SEPARATOR not in m.id
         ]
 
     def _log_columns(self) -> dict[str, str]:

@@ -26,7 +26,7 @@ from promolab.errors import DataError, first_line, printable, quoted
 from promolab.sources import refuse_repeated_names, require_file
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import UNITS_SOURCE, AnyMetric, OrdinalMetric, RatioMetric, Segmentation
-from promolab.spec.windows import PARTS, split_id
+from promolab.spec.windows import PARTS, split_id, split_money
 
 if TYPE_CHECKING:
     import duckdb
@@ -208,6 +208,46 @@ def check_columns(
     problems += _filter_problems(spec, sources)
     if problems:
         raise DataError(list(dict.fromkeys(problems)))
+    _check_promoted_values(con, spec, sources)
+
+
+SHOWN_VALUES = 10  # values of a column listed when a promoted value is not among them
+
+
+def _check_promoted_values(
+    con: duckdb.DuckDBPyConnection, spec: ExperimentSpec, sources: Mapping[str, Source]
+) -> None:
+    """Every value ``economics.promoted`` lists occurs in the orders table: a misspelt one would move
+    its sales into the halo (the rest of the basket) without a word.
+
+    Raises:
+        DataError: naming the values not found and some that are there.
+    """
+    promoted = spec.economics.promoted if spec.economics is not None else None
+    if promoted is None:
+        return
+    named = [str(v) for v in (*promoted.in_, *promoted.substitutes)]
+    for table in {metric_source(spec.metric(m)) for m in split_money(spec)} - {None, UNITS_SOURCE}:
+        source = sources[str(table)]
+        column = f"CAST({quote(promoted.column)} AS VARCHAR)"
+        present = f"SELECT DISTINCT {column} FROM {source.sql} WHERE list_contains($named, {column})"
+        counts = f"SELECT {column} AS v, count(*) AS n FROM {source.sql} GROUP BY 1 ORDER BY n DESC"
+        try:
+            found = con.execute(present, {**source.params, "named": named}).fetchall()
+            missing = sorted(set(named) - {str(row[0]) for row in found})
+            seen = (
+                con.execute(f"{counts} LIMIT {SHOWN_VALUES}", source.params or None).fetchall()
+                if missing
+                else []
+            )
+        except Exception as error:  # duckdb.Error or an OS error of the reader
+            raise DataError(f"{source.where} ({table} file): cannot be read: {first_line(error)}") from None
+        if missing:
+            raise DataError(
+                f"{source.where} ({table} file): column '{printable(promoted.column)}' has no row with "
+                f"{quoted(missing)} (economics.promoted); its most frequent values are "
+                f"{quoted(printable(row[0]) for row in seen)} (values are compared as text, case included)"
+            )
 
 
 FILTER_TYPES = ("VARCHAR", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER",

@@ -40,6 +40,7 @@ from promolab.spec import ExperimentSpec
 from promolab.spec.models import (
     Prior,
 )
+from promolab.spec.windows import split_id
 from promolab.stats import conjugate
 from promolab.stats.conjugate import Posterior
 from promolab.stats.intervals import hdi
@@ -146,7 +147,7 @@ def bayes_results(spec: ExperimentSpec, stats: ExperimentStats) -> BayesAnalysis
     for metric in spec.metrics:
         if spec.role(metric.id) in ("treatment_only", "covariate", "component"):
             continue
-        prior = settings.priors.get(metric.id) or Prior()
+        prior = settings.priors.get(split_id(metric.id)[0]) or Prior()  # a window's: its metric's
         higher = metric.direction == "higher"
         fits = []
         for name, fitted in fit_metric(spec, metric, prior, stats, arms, size):

@@ -16,7 +16,7 @@ from promolab.errors import DataError
 from promolab.kinds import kind_of
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import AnyMetric, BinaryMetric, OrdinalMetric, RatioMetric
-from promolab.spec.windows import window_of
+from promolab.spec.windows import split_id, window_of
 from promolab.stats.estimators import (
     ZERO_DENOMINATOR,
     ZERO_VARIANCE,
@@ -28,7 +28,7 @@ from promolab.stats.estimators import (
     mann_whitney_p,
     noninferiority_p,
 )
-from promolab.stats.moments import ExperimentStats, ResidualMoments
+from promolab.stats.moments import ExperimentStats, PowerSums, ResidualMoments
 from promolab.stats.multiplicity import adjust_present, benjamini_hochberg, holm
 
 type ResidualPass = Callable[
@@ -197,19 +197,34 @@ def _covariates(stats: ExperimentStats, metric: str) -> tuple[str, ...]:
     return found
 
 
-def _has_powers(stats: ExperimentStats, metric: str) -> bool:
-    """Every arm has power sums of ``metric`` and exactly the adjustment's covariates, in their order."""
+def _powers(stats: ExperimentStats, metric: str) -> dict[str, PowerSums] | None:
+    """Every arm's power sums of ``metric`` and exactly the adjustment's covariates, in their order
+    (those of a dropped pre-period value taken out); None when an arm lacks them."""
     names = (metric, *_covariates(stats, metric))
-    return all(metric in s.powers and s.powers[metric].names == names for s in stats.arms.values())
+    found = {}
+    for arm, arm_stats in stats.arms.items():
+        sums = arm_stats.powers.get(metric)
+        own = stats.own.get(metric)
+        if sums is not None and own in sums.names and own not in names:
+            sums = sums.without(own)
+        if sums is None or sums.names != names:
+            return None
+        found[arm] = sums
+    return found
+
+
+def _has_powers(stats: ExperimentStats, metric: str) -> bool:
+    return _powers(stats, metric) is not None
 
 
 def _residuals(
     stats: ExperimentStats, metric: str, fitted: cuped.CupedFit, residual_pass: ResidualPass | None
 ) -> Mapping[str, ResidualMoments]:
     """HC1 residual sums of every arm: from the power sums when all are well-conditioned, else a pass."""
-    if _has_powers(stats, metric):
+    powers = _powers(stats, metric)
+    if powers is not None:
         found = {
-            arm: s.powers[metric].residuals(s.moments, fitted.slopes, fitted.centre)
+            arm: powers[arm].residuals(s.moments, fitted.slopes, fitted.centre)
             for arm, s in stats.arms.items()
         }
         if all(r is not None for r in found.values()):
@@ -279,16 +294,25 @@ def _undefined(
 def _adjust(
     spec: ExperimentSpec, raw: list[tuple[LiftResult, Comparison | None]]
 ) -> list[tuple[LiftResult, Comparison | None]]:
-    """Holm on the primary metric's arms, Benjamini-Hochberg across secondary results, Holm across the
-    arms of each metric's other windows (``revenue@post``: one family per metric and window); untestable
-    results, without a p-value, are not members of a family."""
+    """Holm on the primary metric's arms; Benjamini-Hochberg across the secondary results and the other
+    windows of every metric but the primary (``orders@post``); Holm across the arms of each other window
+    of the primary (``revenue@total``, which the decision reads net of the dip). Untestable results,
+    without a p-value, are not members of a family."""
     adjusted = [result for result, _ in raw]
+    primary_windows = [r.role == "window" and split_id(r.metric)[0] == spec.primary for r in adjusted]
     families = [
         ([i for i, r in enumerate(adjusted) if r.role == "primary"], holm),
-        ([i for i, r in enumerate(adjusted) if r.role == "secondary"], benjamini_hochberg),
+        (
+            [
+                i
+                for i, r in enumerate(adjusted)
+                if r.role == "secondary" or (r.role == "window" and not primary_windows[i])
+            ],
+            benjamini_hochberg,
+        ),
         *(
             ([i for i, r in enumerate(adjusted) if r.metric == name], holm)
-            for name in dict.fromkeys(r.metric for r in adjusted if r.role == "window")
+            for name in dict.fromkeys(r.metric for i, r in enumerate(adjusted) if primary_windows[i])
         ),
     ]
     for members, method in families:

@@ -279,10 +279,10 @@ def check_sample(spec: ExperimentSpec, stats: ExperimentStats) -> None:
                     f"least {MIN_UNITS} per arm (TOO_FEW_UNITS)"
                 )
     total = sum(s.moments.n for s in stats.arms.values())
-    parameters = len(stats.arms) + len(stats.covariates) + bool(stats.own)
-    if (stats.covariates or stats.own) and total <= parameters:
+    slopes = len(stats.covariates) + bool(stats.own)  # the shared covariates and a pre-period value
+    if slopes and total <= len(stats.arms) + slopes:
         problems.append(
-            f"{total} units cannot fit {len(stats.arms)} arm means and {len(stats.covariates)} covariate "
+            f"{total} units cannot fit {len(stats.arms)} arm means and {slopes} covariate "
             "slope(s) (TOO_FEW_UNITS); analyse without covariates (--no-cuped)"
         )
     if problems:

@@ -82,10 +82,11 @@ def _print_frequentist(analysis: Analysis) -> None:
 
     rows = analysis.to_dicts()
     shown = len(table.SHOWN)
-    adjusted = f", adjusted for {', '.join(analysis.covariates)}" if analysis.covariates else ""
+    covariates = list(analysis.covariates)
     if any(r.adjusted_for and r.adjusted_for[-1].endswith("@pre") for r in analysis.results):
-        adjusted += ", and each metric for its own pre-period"
-    windows = ", Holm per metric@window" if any(r.role == "window" for r in analysis.results) else ""
+        covariates.append("each metric's own pre-period")
+    adjusted = f"; lifts regression-adjusted for {', '.join(covariates)}" if covariates else ""
+    windows = " and other windows" if any(r.role == "window" for r in analysis.results) else ""
     print_table(
         f"{analysis.experiment}: lifts (p adjusted: Holm primary, BH secondary{windows}{adjusted})",
         table.headers(rows)[:shown],

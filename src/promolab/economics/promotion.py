@@ -68,7 +68,7 @@ from promolab.spec.models import (
     Economics,
     ExperimentSpec,
 )
-from promolab.spec.windows import PARTS, derived_id, money_metrics, window_of
+from promolab.spec.windows import PARTS, additive, derived_id, money_metrics, split_money, window_of
 from promolab.stats.moments import Moments
 
 if TYPE_CHECKING:
@@ -443,33 +443,40 @@ def evaluate(
     """
     if spec.economics is None:
         return None
-    sources, _ = economics_sources(spec)
     if draws is None and analysis.bayes is not None:
         draws = analysis.bayes.draws
-    revenue = None if draws is None else draws.get(sources.revenue)
-    return promotion_economics(spec, analysis.arms, spec.analysis.confidence, revenue)
+    return promotion_economics(spec, analysis.arms, spec.analysis.confidence, draws)
 
 
 def promotion_economics(
     spec: ExperimentSpec,
     arms: Mapping[str, Moments],
     confidence: float = 0.95,
-    revenue_draws: Mapping[str, Array] | None = None,
+    draws: Mapping[str, Mapping[str, Array]] | None = None,
     size: int = DRAWS,
     seed: int = SEED,
 ) -> PromotionEconomics:
-    """Economics of every treatment arm (module docstring); ``revenue_draws`` (posterior draws of the
-    revenue metric's arm means) switch the uncertainty to the Bayesian posterior."""
+    """Economics of every treatment arm (module docstring). Posterior draws of the means (metric ->
+    arm -> draws) switch the uncertainty to the Bayesian posterior when they hold the revenue metric
+    of the money's window (``revenue@total`` with a post window: the draws of the window the money is
+    counted in, never another's)."""
     declared, notes = economics_sources(spec)
     economics = spec.economics or Economics()
     measured = set(next(iter(arms.values())).names)
     sources = _in_window(spec, declared, "total", measured) or declared  # net of the post window's dip
     parts = _parts(spec, declared, measured)
+    revenue_draws = None if draws is None else draws.get(sources.revenue)
     if sources is not declared:
         notes.append(
             f"Money is counted over the promotion and the {spec.post_days} days after it (window 'total'): "
             "net of the dip when customers bought ahead."
         )
+        if not parts:
+            capped = [n for n in split_money(spec) if not additive(spec.metric(n))]
+            notes.append(
+                f"No split of the margin by window: {', '.join(capped)} is capped, filtered or not a sum, "
+                "so its values in the windows would not add up to the total."
+            )
     names = sorted({s for src in (sources, *parts.values()) for s in vars(src).values() if s is not None})
     rng = np.random.default_rng(seed)
     reference = spec.reference
@@ -559,6 +566,8 @@ def _parts(spec: ExperimentSpec, sources: _Sources, measured: set[str]) -> dict[
     and the post window (pull-forward). Empty when there is nothing to split. The parts' margins
     add up to the net one: margin is linear in the sources' means, and the parts' rows partition the
     net window's rows."""
+    if not all(additive(spec.metric(name)) for name in split_money(spec)):
+        return {}  # capped or averaged money: its parts would not add up (a note says so)
     tags = [*PARTS] if spec.economics is not None and spec.economics.promoted is not None else ["during"]
     if window_of(spec, sources.revenue) is not None and spec.post_days > 0:
         tags.append("post")

@@ -105,7 +105,7 @@ PART_LABELS = {
     "cannibalised": "cannibalised substitutes",
     "halo": "halo on the rest of the basket",
     "during": "during the promotion",
-    "pull_forward": "pull-forward (post window)",
+    "pull_forward": "post window (pull-forward, carry-over)",
 }
 
 

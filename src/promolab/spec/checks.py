@@ -52,6 +52,10 @@ def consistency_problems(spec: ExperimentSpec) -> Iterator[Problem]:
 def _dates(spec: ExperimentSpec) -> Iterator[Problem]:
     if spec.end < spec.start:
         yield Problem(("end",), f"must be on or after start ({spec.start}), got {spec.end}")
+    if spec.pre_days > 0 and spec.data.timestamp is None:
+        yield Problem(
+            ("pre_days",), "needs data.timestamp: without dates no row can be told to be before start"
+        )
     if (spec.start - dt.date.min).days < spec.pre_days:
         yield Problem(("pre_days",), f"start ({spec.start}) - {spec.pre_days} days is before the first date")
     if (dt.date.max - spec.end).days < spec.post_days:
@@ -184,7 +188,7 @@ def _window(spec: ExperimentSpec, metric: AnyMetric, where: tuple[str | int, ...
 def _promoted(spec: ExperimentSpec) -> Iterator[Problem]:
     """``economics.promoted`` splits revenue (and units) read from one orders table, uncapped and
     unfiltered, so that the parts add up to the whole."""
-    from promolab.spec.windows import decomposed
+    from promolab.spec.windows import additive, decomposed
 
     econ = spec.economics
     if econ is None or econ.promoted is None:
@@ -199,14 +203,12 @@ def _promoted(spec: ExperimentSpec) -> Iterator[Problem]:
                 f"splits the metric '{metric.id}' by product: it must be read from an orders table "
                 f"(data.tables), got source '{source}'",
             )
-        elif getattr(metric, "where", None) is not None or getattr(metric, "capping", None) is not None:
+        elif not additive(metric):
             yield Problem(
                 ("economics", "promoted"),
-                f"splits the metric '{metric.id}' by product: the parts add up to it only without its own "
-                "'where' and 'capping'",
+                f"splits the metric '{metric.id}' by product: the parts add up to it only for a sum "
+                "without its own 'where' and 'capping'",
             )
-        elif getattr(metric, "agg", "sum") != "sum":
-            yield Problem(("economics", "promoted"), f"splits the metric '{metric.id}': it must be a sum")
     overlap = set(econ.promoted.in_) & set(econ.promoted.substitutes)
     if overlap:
         yield Problem(

@@ -387,10 +387,6 @@ class RowFilter(SpecModel):
 
 
 Window = Literal["during", "post", "total"]
-#: Every window a metric can be measured in: ``pre`` (the ``pre_days`` before ``start``; CUPED's
-#: covariate), ``during`` (``start`` .. ``end``), ``post`` (the ``post_days`` after ``end``) and
-#: ``total`` (during and post).
-WINDOWS = ("pre", "during", "post", "total")
 
 
 class _SourcedMetric(_MetricBase):
@@ -910,11 +906,11 @@ class ExperimentSpec(SpecModel):
         """Role of a metric: declared, else derived from ``primary`` and ``guardrails``; a derived
         metric's (``revenue@post``) is ``window``, ``covariate`` or ``component``
         (:mod:`promolab.spec.windows`)."""
-        if "@" in metric_id:
-            from promolab.spec.windows import derived_role, split_id
+        from promolab.spec.windows import derived_role, split_id
 
-            found = derived_role(metric_id) or "secondary"
-            return "treatment_only" if self.role(split_id(metric_id)[0]) == "treatment_only" else found
+        base, tag = split_id(metric_id)
+        if tag is not None:  # a derived metric (revenue@post): a treatment_only metric's stays so
+            return "treatment_only" if self.role(base) == "treatment_only" else derived_role(metric_id)
         declared = self.metric(metric_id).role
         if declared is not None:
             return declared

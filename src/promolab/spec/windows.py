@@ -49,12 +49,10 @@ def split_id(metric_id: str) -> tuple[str, str | None]:
     return base, tag or None
 
 
-def derived_role(metric_id: str) -> DerivedRole | None:
-    """``window`` (a reported row), ``covariate`` (pre-period) or ``component`` (decomposition);
-    None for a declared metric."""
+def derived_role(metric_id: str) -> DerivedRole:
+    """``window`` (a reported row), ``covariate`` (pre-period) or ``component`` (decomposition) of a
+    derived metric's id."""
     tag = split_id(metric_id)[1]
-    if tag is None:
-        return None
     if tag == "pre":
         return "covariate"
     return "component" if tag in PARTS else "window"
@@ -140,12 +138,6 @@ def _part_in(spec: ExperimentSpec, metric_id: str, window: str) -> str:
     return metric_id if window_of(spec, metric_id) == window else derived_id(metric_id, window)
 
 
-def revenue_metric(spec: ExperimentSpec) -> str:
-    """The metric of revenue paid: ``economics.revenue``, else a continuous metric named ``revenue``,
-    else the primary metric."""
-    return str(money_metrics(spec)["revenue"])
-
-
 def money_metrics(spec: ExperimentSpec) -> dict[str, str | None]:
     """The metrics behind revenue, units sold, orders, redeemed orders, discount and conversions
     (declared in ``economics``, else the metrics named so; None: derived by the economics)."""
@@ -165,14 +157,30 @@ def money_metrics(spec: ExperimentSpec) -> dict[str, str | None]:
     }
 
 
+def additive(metric: AnyMetric) -> bool:
+    """A metric whose value over a set of rows is the sum of its values over any partition of them
+    (an uncapped, unfiltered count or continuous sum): only such money metrics can be split into
+    parts that add up to the whole."""
+    if not isinstance(metric, ContinuousMetric | CountMetric):
+        return False
+    summed = getattr(metric, "agg", "sum") == "sum"
+    return summed and metric.capping is None and metric.where is None
+
+
+def split_money(spec: ExperimentSpec) -> list[str]:
+    """The money metrics that margin depends on (every one but conversions), which must be
+    :func:`additive` for the net margin to be split by window or product."""
+    found = [name for key, name in money_metrics(spec).items() if key != "conversion" and name is not None]
+    return list(dict.fromkeys(found))
+
+
 def decomposed(spec: ExperimentSpec) -> list[str]:
     """Declared metrics the economics splits by product: the additive money metrics (every one but
     conversions), whose parts add up to them."""
     economics = spec.economics
     if economics is None or economics.promoted is None:
         return []
-    found = [name for key, name in money_metrics(spec).items() if key != "conversion" and name is not None]
-    return list(dict.fromkeys(found))
+    return split_money(spec)
 
 
 def _components(spec: ExperimentSpec) -> list[AnyMetric]:

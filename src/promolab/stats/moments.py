@@ -166,6 +166,15 @@ class PowerSums:
             raise ValueError(f"cannot merge power sums of {self.names} with {other.names}")
         return PowerSums(self.names, self.sums + other.sums)
 
+    def without(self, name: str) -> PowerSums:
+        """The sums of the same units without the covariate ``name``: the monomials in which it has
+        exponent 0 (their order in :func:`power_exponents` is kept when its coordinate is removed)."""
+        k = self.names.index(name)
+        if k == 0:
+            raise ValueError("the metric itself cannot be dropped from its power sums")
+        kept = [j for j, e in enumerate(power_exponents(len(self.names) - 1)) if e[k] == 0]
+        return PowerSums(self.names[:k] + self.names[k + 1 :], self.sums[kept])
+
     def residuals(self, moments: Moments, slopes: Vector, centre: Vector) -> ResidualMoments | None:
         """``sum e^2``, ``sum e^2 u``, ``sum e^2 u u'`` of ``e = (y - ybar) - b'(x - xbar)``, ``u = x - c``.
 
