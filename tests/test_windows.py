@@ -229,19 +229,24 @@ def test_cuped_on_the_own_pre_period_equals_statsmodels_ols_hc1():
     assert row.se == pytest.approx(fit.bse[term], rel=1e-9)
 
 
-def test_a_pre_period_value_that_never_varies_is_not_a_covariate():
-    """A product launched with the promotion has no pre-period sales: its metric is analysed without
-    that covariate (it would be singular), the others keep theirs."""
-    raw = _axes_spec(EFFECTS)
+def _with_a_launch(raw: dict, units: int) -> dict:
+    """Results of the spec with a metric of a product launched with the promotion (category 'new':
+    half the other-category orders from the start on), which has no pre-period sales."""
     raw["metrics"].append(
         {"id": "launch", "kind": "count", "source": "orders", "where": {"column": "category", "in": ["new"]}}
     )
     spec = spec_from_dict(raw)
-    frames = _frames(spec, 2000, 2)
+    frames = _frames(spec, units, 2)
     orders = frames["orders"]
     launched = (orders["ts"] >= pd.Timestamp("2026-05-04")) & (orders["category"] == "other")
     orders.loc[launched & (orders.index % 2 == 0), "category"] = "new"
-    rows = {r.metric: r for r in analyze_spec(spec, frames=frames).results}
+    return {r.metric: r for r in analyze_spec(spec, frames=frames).results}
+
+
+def test_a_pre_period_value_that_never_varies_is_not_a_covariate():
+    """A product launched with the promotion has no pre-period sales: its metric is analysed without
+    that covariate (it would be singular), the others keep theirs."""
+    rows = _with_a_launch(_axes_spec(EFFECTS), 2000)
     assert rows["launch"].adjusted_for == ()
     assert rows["launch"].flags == ()
     assert rows["launch"].method == "welch-t"
@@ -545,15 +550,7 @@ def test_a_constant_pre_period_takes_no_second_pass(monkeypatch):
     monkeypatch.setattr(duck.DuckAggregation, "residual_moments", refuse)
     raw = _axes_spec(EFFECTS, analysis={"covariates": ["pre_revenue"]})
     raw["data"]["units"] = "u.parquet"
-    raw["metrics"].append(
-        {"id": "launch", "kind": "count", "source": "orders", "where": {"column": "category", "in": ["new"]}}
-    )
-    spec = spec_from_dict(raw)
-    frames = _frames(spec, 1500, 2)
-    orders = frames["orders"]
-    launched = (orders["ts"] >= pd.Timestamp("2026-05-04")) & (orders["category"] == "other")
-    orders.loc[launched & (orders.index % 2 == 0), "category"] = "new"
-    rows = {r.metric: r for r in analyze_spec(spec, frames=frames).results}
+    rows = _with_a_launch(raw, 1500)
     assert rows["launch"].method == "cuped-ols-hc1"
     assert rows["launch"].adjusted_for == ("pre_revenue",)
     assert rows["launch@post"].adjusted_for == ("pre_revenue",)
