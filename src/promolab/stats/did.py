@@ -2,12 +2,13 @@
 
 Model (two-way fixed effects, a single start date): ``y_it = a_i + g_t + d D_it + e_it`` with
 ``D_it = 1`` for a treated unit in a period on or after the start. ``d`` is the average effect on the
-treated per unit and period (ATT). Fitted by OLS (statsmodels) with standard errors clustered by unit
-(CR1, t with ``G - 1`` degrees of freedom). With few clusters the clustered errors are too small
-(Cameron, Gelbach and Miller 2008): from ``MIN_CLUSTERS`` down, the p-value comes from the wild cluster
-bootstrap with the null imposed (WCR, Webb's six-point weights) and the interval from the unrestricted
-wild bootstrap-t; with a single treated or a single control unit there is no valid standard error at
-all, and the result says so (``FEW_CLUSTERS``) instead of printing one.
+treated per unit and period (ATT). Fitted by least squares with standard errors clustered by unit
+(CR1, t with ``G - 1`` degrees of freedom; equal to statsmodels'). With few clusters, above all few
+treated ones, clustered errors can be too small (Cameron, Gelbach and Miller 2008): below
+``MIN_CLUSTERS`` units the p-value comes from the wild cluster bootstrap with the null imposed (WCR,
+Webb's six-point weights) and the interval from the unrestricted wild bootstrap-t; with a single
+treated or a single control unit there is no valid standard error at all, and the result says so
+(``FEW_CLUSTERS``) instead of printing one.
 
 On two units and two periods ``d`` equals the classic 2 x 2 difference of differences (tested).
 """
