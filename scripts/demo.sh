@@ -10,6 +10,13 @@ for spec in experiments/*.yaml experiments/*.toml; do
     name=$(basename "${spec%.*}")
     dir="$out/$name"
     echo "== $name"
+    if grep -q '^rollout:' "$spec"; then  # not randomised: no assignment; the design reads the history
+        "$bin/promolab" simulate "$spec" --seed 1 --out "$dir"
+        "$bin/promolab" design "$spec" --data-dir "$dir" --json "$dir/design.json"
+        "$bin/promolab" analyze "$spec" --data-dir "$dir" --json "$dir/analysis.json"
+        "$bin/promolab" report "$spec" --results "$dir/analysis.json" -o "$out/reports"
+        continue
+    fi
     "$bin/promolab" design "$spec" --json "$dir/design.json" --plot "$dir/power-curve.png"
     "$bin/promolab" simulate "$spec" --units "$units" --seed 1 --out "$dir"
     "$bin/promolab" assign "$spec" --data-dir "$dir" --out "$dir/assignment.parquet" --json "$dir/balance.json"

@@ -19,8 +19,21 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 def example_paths() -> list[Path]:
-    """Every example spec shipped in experiments/."""
+    """Every example experiment spec shipped in experiments/ (randomised; rollouts are apart)."""
+    return [p for p in _examples() if not _is_rollout(p)]
+
+
+def rollout_example_paths() -> list[Path]:
+    """Every example rollout spec (a promotion that was not randomised) in experiments/."""
+    return [p for p in _examples() if _is_rollout(p)]
+
+
+def _examples() -> list[Path]:
     return sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".yml", ".toml"))
+
+
+def _is_rollout(path: Path) -> bool:
+    return any(line.startswith("rollout:") for line in path.read_text(encoding="utf-8").splitlines())
 
 
 def data_required() -> bool:

@@ -16,9 +16,11 @@ import yaml
 import promolab
 from promolab.spec import dump_spec, load_spec, spec_from_dict, spec_hash, spec_to_dict
 
+from .conftest import example_paths
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = ROOT / "experiments"
-EXAMPLES = sorted([*EXAMPLES_DIR.glob("*.yaml"), *EXAMPLES_DIR.glob("*.toml")])
+EXAMPLES = example_paths()  # randomised experiments; rollout specs round-trip in test_rollout
 SPRING = EXAMPLES_DIR / "spring-discount.yaml"
 
 example = pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])

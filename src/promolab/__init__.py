@@ -29,9 +29,14 @@ class Stage(types.ModuleType):
 
 
 def __getattr__(name: str) -> Any:
-    """``promolab.analyze`` and ``promolab.design`` before their packages are imported: import them."""
+    """``promolab.analyze`` and ``promolab.design`` before their packages are imported: import them;
+    ``promolab.rollout``: the notebook function for rollouts (:func:`promolab.api.rollout`)."""
     if name in ENTRY_POINTS:
         return importlib.import_module(f"promolab.{name}")
+    if name == "rollout":
+        from promolab.api import rollout
+
+        return rollout
     raise AttributeError(f"module 'promolab' has no attribute {name!r}")
 
 
@@ -45,5 +50,6 @@ __all__ = [
     "design",
     "dump_spec",
     "load_spec",
+    "rollout",
     "spec_hash",
 ]

@@ -18,16 +18,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promolab.spec import ExperimentSpec, load_spec, spec_from_dict
+from promolab.spec import ExperimentSpec, RolloutSpec, load, load_spec, spec_from_dict
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from promolab.analyze import Analysis
+    from promolab.analyze.rollout import RolloutAnalysis
     from promolab.analyze.run import Method
     from promolab.decision import Decision
     from promolab.design.plan import DesignPlan
     from promolab.economics import PromotionEconomics
+    from promolab.economics.rollout import RolloutEconomics
 
 type SpecLike = ExperimentSpec | str | Path | Mapping[str, Any]
 type DataLike = Mapping[str, "pd.DataFrame | str | Path"]
@@ -117,6 +119,67 @@ def analyze(
     files = {name: Path(value) for name, value in data.items() if isinstance(value, str | Path)}
     analysis = analyze_spec(loaded, data_dir, files, frames, cuped=cuped, method=method, daily=daily)
     return Experiment(loaded, analysis)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One analysed rollout (a promotion that was not randomised): spec, analysis, money, decision."""
+
+    spec: RolloutSpec
+    analysis: RolloutAnalysis
+
+    @cached_property
+    def economics(self) -> RolloutEconomics | None:
+        """Incremental units, revenue, margin, cost, ROI with intervals (None without a unit price)."""
+        from promolab.economics.rollout import rollout_economics
+
+        return rollout_economics(self.spec, self.analysis)
+
+    @cached_property
+    def decision(self) -> Decision:
+        from promolab.decision import decide_rollout
+
+        return decide_rollout(self.spec, self.analysis, self.economics)
+
+    def report(self, folder: str | Path) -> dict[str, Path]:
+        """Write the HTML, Markdown and JSON report as ``folder/<id>/``; the paths by format."""
+        from promolab.report.rollout import write_rollout_report
+
+        return write_rollout_report(self.spec, self.analysis, folder)[0]
+
+    def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.analysis.to_dict()["results"])
+
+
+def rollout(
+    spec: RolloutSpec | str | Path,
+    panel: pd.DataFrame | str | Path | None = None,
+    *,
+    data_dir: str | Path | None = None,
+) -> Rollout:
+    """Analyse a rollout from a notebook (``promolab analyze`` of a rollout spec as a function).
+
+    Args:
+        spec: a rollout spec file or a loaded rollout spec.
+        panel: the panel as a DataFrame or file (default: the spec's ``data.panel``).
+        data_dir: folder the spec's relative panel path resolves against.
+    """
+    from promolab.analyze.rollout import analyze_rollout
+    from promolab.errors import Problem, SpecError
+    from promolab.sources import data_paths
+
+    loaded = spec if isinstance(spec, RolloutSpec) else load(spec)
+    if not isinstance(loaded, RolloutSpec):
+        raise SpecError(
+            [Problem((), "not a rollout spec (no 'rollout' block): use promolab.analyze")], str(spec)
+        )
+    if panel is None:
+        source: pd.DataFrame | Path = data_paths(loaded, data_dir)["panel"]
+    else:
+        source = Path(panel) if isinstance(panel, str | Path) else panel
+    return Rollout(loaded, analyze_rollout(loaded, source))
 
 
 def design(spec: SpecLike) -> DesignPlan:

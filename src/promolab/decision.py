@@ -36,7 +36,10 @@ from promolab.spec.windows import derived_id
 
 if TYPE_CHECKING:
     from promolab.analyze import Analysis
+    from promolab.analyze.rollout import RolloutAnalysis
     from promolab.economics.promotion import ArmEconomicsResult, PromotionEconomics
+    from promolab.economics.rollout import RolloutEconomics
+    from promolab.spec.rollout import RolloutSpec
 
 type Action = Literal["ship", "iterate", "stop"]
 type Finding = Literal["better", "worse", "no_difference", "untestable"]
@@ -335,3 +338,85 @@ def _iterate_reason(
         f"{arm.variant} lifts {spec.primary} but does not pay for itself "
         f"(P(net profit > 0) = {arm.prob_profit or 0.0:.3f}{units})."
     )
+
+
+# ---------------------------------------------------------------------- rollouts
+
+
+def decide_rollout(
+    spec: RolloutSpec, analysis: RolloutAnalysis, economics: RolloutEconomics | None = None
+) -> Decision:
+    """The same rule for a promotion that was not randomised (one "arm": the promotion).
+
+    Evidence is the primary metric's effect over the promotion and its post window (``total``; the
+    promotion alone without a post window): ``better`` / ``worse`` when its interval excludes 0 (by
+    the metric's direction), ``untestable`` without an interval. The money rule (``decision.metric:
+    profit`` or ``roi``) needs the net profit's interval above 0. A failed diagnostic (pre-trends,
+    pre-period fit, autocorrelation, too few units) makes the verdict **iterate**: the estimate's
+    assumptions are in doubt.
+    """
+    target = spec.decision.metric if spec.decision is not None else spec.primary
+    window: Literal["total", "during"] = (
+        "total" if analysis.result(spec.primary, "total") is not None else "during"
+    )
+    effect = analysis.result(spec.primary, window)
+    assert effect is not None
+    finding = _rollout_finding(effect.att_ci, spec.metric(spec.primary).direction)
+    quantities = economics.quantities if economics is not None else {}
+    profit = quantities.get("net_profit")
+    money = target in ECONOMIC and profit is not None
+    pays = None if not money else profit is not None and profit.ci is not None and profit.ci[0] > 0
+    action = "iterate" if analysis.doubts else _arm_action(finding, pays, (), False)
+    level = fmt.percent(analysis.confidence, 0)
+    low, high = effect.rel_ci or (None, None)
+    interval = fmt.interval(low, high, "percent", signed=True)
+    lift = fmt.percent(effect.rel_lift, 1, signed=True)
+    text = f"{spec.primary} {lift} over the {window} window ({level} interval {interval})"
+    evidence = Evidence(finding, text, (0.0, 0.0))
+    roi = quantities.get("roi")
+    line = f"{spec.promotion.id}: {action}, {_finding_text(evidence)}"
+    if profit is not None and profit.value is not None and economics is not None:
+        verb = "earns" if profit.value >= 0 else "loses"
+        line += f"; {verb} {fmt.money(abs(profit.value), economics.currency)}"
+        if profit.ci is not None:
+            line += f" ({level} interval {fmt.interval(profit.ci[0], profit.ci[1], 'money')})"
+    arm = ArmVerdict(
+        spec.promotion.id, action, finding, pays, (), profit.value if profit else None,
+        roi.value if roi else None, None, line,
+    )  # fmt: skip
+    rule = f"{analysis.method}" + (f" + {target}" if money else "")
+    return Decision(
+        action,
+        spec.promotion.id if action == "ship" else None,
+        _rollout_reason(spec, arm, analysis),
+        rule,
+        (arm,),
+    )
+
+
+def _rollout_finding(ci: tuple[float, float] | None, direction: str) -> Finding:
+    if ci is None:
+        return "untestable"
+    sign = 1 if direction == "higher" else -1
+    if sign * ci[0] > 0 and sign * ci[1] > 0:
+        return "better"
+    if sign * ci[0] < 0 and sign * ci[1] < 0:
+        return "worse"
+    return "no_difference"
+
+
+def _rollout_reason(spec: RolloutSpec, arm: ArmVerdict, analysis: RolloutAnalysis) -> str:
+    if analysis.doubts:
+        return (
+            f"The estimate's assumptions are in doubt ({'; '.join(analysis.doubts)}): check before deciding."
+        )
+    if arm.action == "ship":
+        paying = " and pays for itself" if arm.pays else ""
+        return f"The promotion lifted {spec.primary}{paying}: run it again."
+    if arm.finding == "untestable":
+        return f"{spec.primary} has no interval: the design cannot decide (see the diagnostics)."
+    if arm.finding == "better":
+        return f"The promotion lifted {spec.primary} but does not pay for itself."
+    if arm.finding == "worse":
+        return f"The promotion lowered {spec.primary}."
+    return f"No effect on {spec.primary} could be shown."

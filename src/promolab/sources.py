@@ -1,8 +1,9 @@
 """Where an experiment's data files are: the spec's ``data`` block, a data folder and explicit overrides.
 
-Names are ``assignments``, ``units`` and the spec's event-table names. A relative spec path resolves
-against ``data_dir`` when given (simulated data), else against the spec's folder; an override
-``name=path`` replaces the spec's path for that name (relative to the working directory).
+Names are ``assignments``, ``units`` and the spec's event-table names (a rollout's: ``panel``). A
+relative spec path resolves against ``data_dir`` when given (simulated data), else against the spec's
+folder; an override ``name=path`` replaces the spec's path for that name (relative to the working
+directory).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from promolab.errors import DataError, first_line, printable
-from promolab.spec import ExperimentSpec, resolve_data_path
+from promolab.spec import AnySpec, RolloutSpec, resolve_data_path
 from promolab.spec.loader import absolute
 
 if TYPE_CHECKING:
@@ -34,14 +35,18 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Path]:
 
 
 def data_paths(
-    spec: ExperimentSpec, data_dir: str | Path | None = None, overrides: Mapping[str, Path] | None = None
+    spec: AnySpec, data_dir: str | Path | None = None, overrides: Mapping[str, Path] | None = None
 ) -> dict[str, Path]:
     """Absolute path of every data file the spec names, with overrides applied.
 
     Raises:
         DataError: an override names no data file of the spec.
     """
-    named = {"assignments": spec.data.assignments, "units": spec.data.units, **spec.data.tables}
+    named: dict[str, str | None] = (
+        {"panel": spec.data.panel}
+        if isinstance(spec, RolloutSpec)
+        else {"assignments": spec.data.assignments, "units": spec.data.units, **spec.data.tables}
+    )
     paths = {name: resolve_data_path(spec, path, data_dir) for name, path in named.items() if path}
     for name, path in (overrides or {}).items():
         if name not in named:

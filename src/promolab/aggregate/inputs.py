@@ -110,33 +110,48 @@ def open_sources(
         needed.add(UNITS_SOURCE)
     sources = {}
     for k, name in enumerate(sorted(needed)):
-        param = f"path{k}"
         if name in frames:
-            view = f"frame_{k}"
-            frame = frames[name]
-            refuse_repeated_names([str(c) for c in frame.columns], f"DataFrame '{name}'")
-            con.register(view, frame)
-            sql, where, kind = quote(view), f"DataFrame '{name}'", "frame"
-            params: dict[str, Any] = {}
+            sources[name] = frame_source(con, name, frames[name], f"frame_{k}")
         elif name in paths:
-            path = require_file(paths[name], name)
-            kind = "parquet" if path.suffix.lower() == ".parquet" else "csv"
-            sql, where, params = f"read_{kind}(${param})", printable(path), {param: str(path)}
+            sources[name] = file_source(con, name, paths[name], f"path{k}")
         else:
             raise DataError(
                 f"{spec.id}: no '{name}' data (the spec's data block names none, and none was given)"
             )
-        try:
-            if kind != "frame":  # before DuckDB reads it: DuckDB renames a repeated column x to x_1
-                refuse_repeated_names(_raw_header(con, kind, params, path), where)
-            described = con.execute(f"DESCRIBE SELECT * FROM {sql}", params or None).fetchall()
-        except DataError:
-            raise
-        except Exception as error:  # duckdb.Error, but also OS errors surfaced by the reader
-            raise DataError(f"{where}: cannot read the {name} file: {first_line(error)}") from None
-        columns = {str(r[0]): str(r[1]) for r in described}
-        sources[name] = Source(name, sql, where, columns, params, kind)
     return sources
+
+
+def frame_source(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, view: str) -> Source:
+    """The DataFrame ``frame`` registered as the view ``view``: the input table ``name``."""
+    where = f"DataFrame '{name}'"
+    refuse_repeated_names([str(c) for c in frame.columns], where)
+    con.register(view, frame)
+    return Source(name, quote(view), where, _described(con, name, quote(view), where, {}), {}, "frame")
+
+
+def file_source(con: duckdb.DuckDBPyConnection, name: str, path: Path, param: str = "path0") -> Source:
+    """The CSV or Parquet file ``path`` as the input table ``name``, its columns described."""
+    path = require_file(path, name)
+    kind = "parquet" if path.suffix.lower() == ".parquet" else "csv"
+    sql, where, params = f"read_{kind}(${param})", printable(path), {param: str(path)}
+    try:  # before DuckDB reads it: DuckDB renames a repeated column x to x_1
+        refuse_repeated_names(_raw_header(con, kind, params, path), where)
+    except DataError:
+        raise
+    except Exception as error:  # duckdb.Error, but also OS errors surfaced by the reader
+        raise DataError(f"{where}: cannot read the {name} file: {first_line(error)}") from None
+    return Source(name, sql, where, _described(con, name, sql, where, params), params, kind)
+
+
+def _described(
+    con: duckdb.DuckDBPyConnection, name: str, sql: str, where: str, params: dict[str, Any]
+) -> dict[str, str]:
+    """Column name -> DuckDB type of a table, or a DataError naming the unreadable file."""
+    try:
+        described = con.execute(f"DESCRIBE SELECT * FROM {sql}", params or None).fetchall()
+    except Exception as error:  # duckdb.Error, but also OS errors surfaced by the reader
+        raise DataError(f"{where}: cannot read the {name} file: {first_line(error)}") from None
+    return {str(r[0]): str(r[1]) for r in described}
 
 
 def _raw_header(

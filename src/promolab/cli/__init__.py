@@ -23,7 +23,7 @@ from promolab import __version__
 from promolab.cli.console import err, out, plain
 from promolab.errors import DataError, OutputError, PromolabError, SpecError, printable
 from promolab.io import check_outputs, check_writable, same_file
-from promolab.spec import load_spec
+from promolab.spec import RolloutSpec, load
 from promolab.spec.loader import SPEC_SUFFIXES
 
 if TYPE_CHECKING:
@@ -151,14 +151,19 @@ def validate(specs: SpecsArg) -> None:
     ids: dict[str, Path] = {}
     for path in files:
         try:
-            spec = load_spec(path)
+            spec = load(path)
         except SpecError as error:
             problems.extend(error.lines)
             continue
         if spec.id in ids:
             problems.append(f"{printable(path)}: id: '{spec.id}' is also the id of {printable(ids[spec.id])}")
         ids[spec.id] = path
-        detail = f"({spec.id}: {len(spec.variants)} arms, {len(spec.metrics)} metrics)"
+        if isinstance(spec, RolloutSpec):
+            from promolab.cli import rollout
+
+            detail = rollout.summary(spec)
+        else:
+            detail = f"({spec.id}: {len(spec.variants)} arms, {len(spec.metrics)} metrics)"
         out.print(f"ok  {plain(path)}  [dim]{detail}[/dim]")
     if problems:
         raise _ProblemLinesError(problems)
@@ -177,8 +182,13 @@ def simulate(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Experiment spec file.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the tables into.")],
     units: Annotated[
-        int, typer.Option(min=2, max=100_000_000, help="Number of units to simulate.")
-    ] = 100_000,
+        int | None,
+        typer.Option(
+            min=2,
+            max=100_000_000,
+            help="Units to simulate (default 100,000; a rollout: its simulation.units).",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed (same seed, same data).")] = 0,
     file_format: Annotated[
         FileFormat | None,
@@ -190,7 +200,7 @@ def simulate(
     from promolab.simulate import simulated_paths, write_simulated
     from promolab.sources import data_paths
 
-    spec = load_spec(spec_path)
+    spec = load(spec_path)
     fmt: Literal["parquet", "csv"] | None = (
         "csv" if file_format == FileFormat.csv else ("parquet" if file_format == FileFormat.parquet else None)
     )
@@ -198,6 +208,12 @@ def simulate(
     targets = simulated_paths(spec, out_dir, fmt)
     real = data_paths(spec).values()  # the spec's own data files: simulated tables never replace them
     _guard([spec_path, *real], {f"--out ({name})": path for name, path in targets.items()})
+    if isinstance(spec, RolloutSpec):
+        from promolab.cli import rollout
+
+        rollout.simulate(spec, targets["panel"], out_dir, units, seed)
+        return
+    units = 100_000 if units is None else units
     if units < len(spec.variants):
         raise PromolabError(f"--units {units}: needs at least one unit per arm ({len(spec.variants)})")
     data = run(spec, units=units, seed=seed)
@@ -218,16 +234,38 @@ def design(
     plot: Annotated[
         Path | None, typer.Option(help="Write the power curve here (.png, .svg or .pdf).")
     ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="A rollout: resolve its panel (the history) here.")
+    ] = None,
+    data: Annotated[
+        list[str] | None, typer.Option("--data", metavar="NAME=PATH", help="A rollout: panel=PATH.")
+    ] = None,
 ) -> None:
-    """Sample size per arm, duration, MDE, power and break-even lifts of SPEC."""
+    """Sample size per arm, duration, MDE, power and break-even lifts of SPEC (a rollout: placebo
+    backtests on its history and the best-matching untreated units)."""
     from promolab.cli.output import print_table, write_json
     from promolab.design.estimates import read_pre_period
     from promolab.design.plan import plan_design
 
     if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
         raise PromolabError(f"--plot {printable(plot)}: must end in {', '.join(PLOT_SUFFIXES)}")
+    spec = load(spec_path)
+    if isinstance(spec, RolloutSpec):
+        if pre_period is not None or plot is not None:
+            raise PromolabError(
+                "--pre-period and --plot are for randomised experiments; a rollout reads its panel"
+            )
+        panel = _panel_path(spec, data_dir, data)
+        _guard([spec_path, panel], {"--json": json_out})
+        from promolab.cli import rollout
+
+        rollout.design(spec, panel, json_out)
+        return
+    if data_dir is not None or data:
+        raise PromolabError(
+            "--data-dir and --data are for rollout specs; an experiment's design reads --pre-period"
+        )
     _guard([spec_path, pre_period], {"--json": json_out, "--plot": plot})
-    spec = load_spec(spec_path)
     frame = read_pre_period(pre_period) if pre_period is not None else None
     plan = plan_design(spec, frame, source=str(pre_period))
     rows: list[list[Any]] = [
@@ -288,7 +326,11 @@ def assign(
     from promolab.io import write_table
     from promolab.sources import column_names, data_paths, parse_overrides, read_frame, require_finite
 
-    spec = load_spec(spec_path)
+    spec = load(spec_path)
+    if isinstance(spec, RolloutSpec):
+        raise PromolabError(
+            f"{printable(spec_path)}: a rollout has no assignment: its treated units are rollout.treated"
+        )
     paths = data_paths(spec, data_dir, parse_overrides(data or []))
     if units is None:
         units = paths.get("units") or paths["assignments"]
@@ -374,7 +416,22 @@ def analyze(
     from promolab.economics import evaluate
     from promolab.sources import data_paths, parse_overrides
 
-    spec = load_spec(spec_path)
+    spec = load(spec_path)
+    if isinstance(spec, RolloutSpec):
+        _refuse_for_rollout(
+            {
+                "--method": method,
+                "--draws": draws_out,
+                "--daily": daily or None,
+                "--no-cuped": not cuped or None,
+            }
+        )
+        panel = _panel_path(spec, data_dir, data)
+        _guard([spec_path, panel], {"--json": json_out})
+        from promolab.cli import rollout
+
+        rollout.analyze(spec, panel, json_out)
+        return
     chosen = spec.analysis.method if method is None else method.value
     if draws_out is not None and chosen == "frequentist":
         raise PromolabError("--draws needs the Bayesian engine: add --method bayesian (or both)")
@@ -473,7 +530,16 @@ def report(
     """Promotion-effect and ROI report of one experiment: HTML (plots embedded), Markdown and JSON."""
     from promolab.report import load_draws, load_results, malformed, write_report
 
-    spec = load_spec(spec_path)
+    spec = load(spec_path)
+    if isinstance(spec, RolloutSpec):
+        _refuse_for_rollout({"--method": method, "--draws": draws_in})
+        panel = None if results is not None else _panel_path(spec, data_dir, data)
+        _require_folder(out_dir, "--out")
+        _guard([spec_path, results, panel], folders={"--out": out_dir / spec.id})
+        from promolab.cli import rollout
+
+        _announce(rollout.report(spec, out_dir, results, panel), fail_on)
+        return
     if draws_in is not None and results is None:
         raise PromolabError("--draws goes with --results (without --results the analysis runs now)")
     if method is not None and results is not None:
@@ -504,15 +570,34 @@ def report(
     else:
         with malformed(results, "analysis", "rerun `promolab analyze --json`"):
             written = write_report(spec, analysis, out_dir, draws)
-    decision = written.decision
+    for path in written.paths.values():
+        err.print(f"wrote {plain(path)}")
+    _announce(written.decision, fail_on)
+
+
+def _announce(decision: dict[str, Any], fail_on: FailOn | None) -> None:
+    """Print a report's decision; exit 1 when ``--fail-on`` asks to fail on it."""
     out.print(f"{decision['action'].upper()}: {plain(decision['reason'])}")
     for arm in decision["arms"]:
         out.print(f"  {plain(arm['line'])}")
-    for path in written.paths.values():
-        err.print(f"wrote {plain(path)}")
     if fail_on is not None and decision["action"] in FAILING[fail_on]:
         err.print(f"--fail-on {fail_on.value}: the decision is {decision['action']}", style="bold red")
         raise typer.Exit(EXIT_VERDICT)
+
+
+def _panel_path(spec: RolloutSpec, data_dir: Path | None, data: list[str] | None) -> Path:
+    """The rollout's panel file, with ``--data-dir`` / ``--data panel=PATH`` applied."""
+    from promolab.sources import data_paths, parse_overrides
+
+    return data_paths(spec, data_dir, parse_overrides(data or []))["panel"]
+
+
+def _refuse_for_rollout(options: dict[str, object]) -> None:
+    given = [name for name, value in options.items() if value is not None]
+    if given:
+        raise PromolabError(
+            f"{', '.join(given)}: not for rollout specs (they are for randomised experiments)"
+        )
 
 
 @app.command()
@@ -533,7 +618,7 @@ def review(
     from promolab.report.review import quarter_of
 
     files = _spec_files(specs)
-    loaded = [load_spec(path) for path in files]
+    loaded = [load(path) for path in files]
     quarters = sorted({quarter_of(s.end) for s in loaded}) if quarter == "all" else [quarter]
     _require_folder(out_dir, "--out")
     inputs = [*files, *(report_json(reports or out_dir, s.id) for s in loaded)]

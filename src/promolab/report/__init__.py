@@ -31,8 +31,8 @@ from promolab.report.render import (
     render_review_html,
     render_review_markdown,
 )
-from promolab.report.review import SavedReport, build_review, in_quarter
-from promolab.spec import spec_hash
+from promolab.report.review import SavedReport, SavedRollout, build_review, in_quarter
+from promolab.spec import AnySpec, RolloutSpec, spec_hash
 from promolab.spec.models import Bayes, ExperimentSpec
 from promolab.spec.windows import expand
 
@@ -105,7 +105,7 @@ def write_report(
 
 
 def write_review(
-    specs: list[ExperimentSpec], quarter: str, reports_dir: str | Path, out_dir: str | Path
+    specs: list[AnySpec], quarter: str, reports_dir: str | Path, out_dir: str | Path
 ) -> dict[str, Path]:
     """Write ``review-<quarter>.html``, ``.md`` and ``.json`` from the quarter's ``<id>.json`` reports."""
     from promolab.errors import DataError
@@ -121,9 +121,13 @@ def write_review(
             f"run `promolab report SPEC -o {printable(reports_dir)}` first"
         )
     rerun = f"rerun `promolab report SPEC -o {printable(reports_dir)}`"
-    reports = [_read_json(report_json(reports_dir, s.id), "report", REPORT_KEYS, rerun) for s in chosen]
-    for spec, report in zip(chosen, reports, strict=True):
-        check_saved(SavedReport, report, printable(report_json(reports_dir, spec.id)), f"report, {rerun}")
+    reports = []
+    for spec in chosen:
+        rollout = isinstance(spec, RolloutSpec)
+        path = report_json(reports_dir, spec.id)
+        report = _read_json(path, "report", ROLLOUT_KEYS if rollout else REPORT_KEYS, rerun)
+        check_saved(SavedRollout if rollout else SavedReport, report, printable(path), f"report, {rerun}")
+        reports.append(report)
     with malformed(reports_dir, "report in this folder", rerun):
         review = build_review(reports, quarter, REVIEW_SAMPLER, chosen[0].analysis.confidence)
     stale = [s.id for s, r in zip(chosen, reports, strict=True) if r.get("spec_hash") != spec_hash(s)]
@@ -144,6 +148,8 @@ RESULT_KEYS = ("experiment", "reference", "spec_hash", "srm", "results", "guardr
 MIN_DRAWS = 100  # fewer posterior draws cannot carry P(profit > 0) or an interval
 REPORT_KEYS = ("experiment", "name", "end", "decision", "primary", "reference", "variants", "results",
                "economics", "revenue_metric", "confidence")  # fmt: skip
+ROLLOUT_KEYS = ("kind", "experiment", "name", "end", "decision", "primary", "promotion", "method", "evidence",
+                "results", "economics")  # fmt: skip
 
 
 def load_draws(path: str | Path, spec: ExperimentSpec) -> dict[str, dict[str, np.ndarray]]:

@@ -201,3 +201,25 @@ def cumulative(daily: Mapping[str, Any]) -> str:
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
     ax.legend(frameon=False, fontsize=8)
     return _encode(fig)
+
+
+def counterfactual(series: Mapping[str, Any], metric: str, start: str, end: str, stop: str) -> str:
+    """The treated units' mean of a metric per period beside its counterfactual (what the method says
+    it would have been without the promotion), the promotion shaded and the post window lighter."""
+    import matplotlib.dates as mdates
+
+    fig, ax = _figure(3.0)
+    periods = np.array(series["period"], dtype="datetime64[D]")
+    ax.plot(periods, series["actual"], color="#1f4e79", lw=1.2, label="treated units (mean)")
+    shown = np.array([np.nan if v is None else v for v in series["counterfactual"]], dtype=float)
+    ax.plot(periods, shown, color="#c0504d", lw=1.2, ls="--", label="counterfactual")
+    first, last, after = (np.datetime64(day, "D") for day in (start, end, stop))
+    ax.axvspan(first, last + np.timedelta64(1, "D"), color="#f9a825", alpha=0.18, lw=0, label="promotion")
+    if after > last:
+        ax.axvspan(
+            last + np.timedelta64(1, "D"), after + np.timedelta64(1, "D"), color="#999", alpha=0.15, lw=0
+        )
+    ax.set_ylabel(f"{metric} per unit and period", fontsize=8)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
+    ax.legend(frameon=False, fontsize=8)
+    return _encode(fig)

@@ -110,6 +110,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     return _ending(str(_environment("md").get_template("report.md.j2").render(r=report)))
 
 
+def render_rollout_html(report: Mapping[str, Any], images: Mapping[str, Any]) -> str:
+    return str(_environment("html").get_template("rollout.html.j2").render(r=report, img=images))
+
+
+def render_rollout_markdown(report: Mapping[str, Any]) -> str:
+    return _ending(str(_environment("md").get_template("rollout.md.j2").render(r=report)))
+
+
 def render_review_html(review: Mapping[str, Any], images: Mapping[str, Any]) -> str:
     return str(_environment("html").get_template("review.html.j2").render(v=review, img=images))
 

@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from promolab import __version__
 from promolab.analyze.payload import SavedResult
 from promolab.errors import DataError
-from promolab.spec.models import Bayes, ExperimentSpec
+from promolab.spec import AnySpec
+from promolab.spec.models import Bayes
 
 _QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
 Amount = Annotated[float, Field(ge=-1e15, le=1e15, allow_inf_nan=False)]  # money: sums stay finite
@@ -79,6 +80,43 @@ class SavedReport(BaseModel):
     confidence: Annotated[float, Field(gt=0, lt=1)]
 
 
+class _Promotion(BaseModel):
+    id: str
+    name: str
+    mechanic: str
+    channel: str | None
+
+
+class _WindowResult(BaseModel):
+    metric: str
+    period: Literal["during", "post", "total"]
+    rel_lift: Amount | None
+    rel_ci: tuple[Amount, Amount] | None
+
+
+class _RolloutMoney(BaseModel):
+    currency: str
+    quantities: dict[str, _Estimate]
+
+
+class SavedRollout(BaseModel):
+    """The fields of a rollout report's ``<id>.json`` that the review reads."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    kind: Literal["rollout"]
+    experiment: str
+    name: str
+    end: dt.date
+    decision: _Decision
+    primary: str
+    promotion: _Promotion
+    method: str
+    evidence: Literal["moderate", "weak"]
+    results: list[_WindowResult] = Field(min_length=1)
+    economics: _RolloutMoney | None
+
+
 def quarter_bounds(label: str) -> tuple[dt.date, dt.date]:
     """First and last day of ``YYYYQn`` (``2026Q1`` -> 2026-01-01, 2026-03-31)."""
     match = _QUARTER.match(label)
@@ -98,7 +136,7 @@ def quarter_of(day: dt.date) -> str:
     return f"{day.year}Q{(day.month - 1) // 3 + 1}"
 
 
-def in_quarter(specs: Sequence[ExperimentSpec], label: str) -> list[ExperimentSpec]:
+def in_quarter[S: AnySpec](specs: Sequence[S], label: str) -> list[S]:
     """The experiments whose ``end`` falls in the quarter, by end date then id."""
     first, last = quarter_bounds(label)
     return sorted((s for s in specs if first <= s.end <= last), key=lambda s: (s.end, s.id))
@@ -122,6 +160,13 @@ def build_review(
         "portfolio but left out of the totals and of the mechanic comparison.",
         "Totals are test totals: what the quarter's tests earned and cost against their reference arms.",
     ]
+    if any(row["evidence"] != RANDOMISED for row in rows):
+        notes.append(
+            "Rollouts (promotions that were not randomised) are listed with the strength of their evidence "
+            "and counted in the totals (against their counterfactual), but left out of the mechanic "
+            "comparison: their lifts rest on assumptions (parallel trends, a stable pre-period fit) that a "
+            "randomised test does not need."
+        )
     if any(str(row["lift_metric"]).endswith("@total") for row in rows):
         notes.append(
             "Experiments that measured a post window are counted net of the dip after the promotion: "
@@ -144,6 +189,7 @@ def build_review(
                 "end": r["end"],
                 "decision": r["decision"],
                 "primary": r["primary"],
+                "evidence": _evidence(r),
             }
             for r in reports
         ],
@@ -154,7 +200,19 @@ def build_review(
     }
 
 
+RANDOMISED = "strong (randomised)"
+
+
+def _evidence(report: Mapping[str, Any]) -> str:
+    """Strength of evidence: randomised tests are strong; a rollout's is its analysis's grade."""
+    if report.get("kind") != "rollout":
+        return RANDOMISED
+    return f"{report['evidence']} ({report['method'].replace('_', ' ')})"
+
+
 def _portfolio_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if report.get("kind") == "rollout":
+        return [_rollout_row(report)]
     economics = report["economics"] or {"arms": []}
     by_arm = {a["variant"]: a for a in economics["arms"]}
     variants = {v["id"]: v for v in report["variants"]}
@@ -188,9 +246,46 @@ def _portfolio_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "currency": economics.get("currency"),
                 "decision": _arm_action(report["decision"], arm),
                 "shipped": report["decision"]["variant"] == arm,
+                "evidence": RANDOMISED,
             }
         )
     return rows
+
+
+def _rollout_row(report: Mapping[str, Any]) -> dict[str, Any]:
+    """A rollout's one row: the promotion against its counterfactual, net of the dip when measured."""
+    results = {(r["metric"], r["period"]): r for r in report["results"]}
+    primary = results.get((report["primary"], "total")) or results.get((report["primary"], "during"))
+    economics = report["economics"]
+    money = economics["quantities"] if economics else {}
+
+    def value(name: str) -> Any:
+        return money[name]["value"] if name in money else None
+
+    promotion = report["promotion"]
+    return {
+        "experiment": report["experiment"],
+        "variant": promotion["id"],
+        "name": promotion["name"],
+        "mechanic": promotion["mechanic"],
+        "channel": promotion["channel"],
+        "primary": report["primary"],
+        "primary_lift": primary["rel_lift"] if primary else None,
+        "primary_ci": primary["rel_ci"] if primary else None,
+        "lift_metric": primary["metric"] if primary else None,
+        "lift": primary["rel_lift"] if primary else None,
+        "lift_se": None,
+        "roi": value("roi"),
+        "net_profit": value("net_profit"),
+        "net_profit_ci": money["net_profit"]["ci"] if "net_profit" in money else None,
+        "prob_profit": None,
+        "incremental_revenue": value("incremental_revenue"),
+        "promotion_cost": value("promotion_cost"),
+        "currency": economics["currency"] if economics else None,
+        "decision": report["decision"]["action"],
+        "shipped": report["decision"]["action"] == "ship",
+        "evidence": _evidence(report),
+    }
 
 
 def _arm_action(decision: Mapping[str, Any], arm: str) -> str:

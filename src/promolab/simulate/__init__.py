@@ -11,6 +11,7 @@ import pyarrow as pa
 from promolab.errors import OutputError, printable
 from promolab.io import write_with
 from promolab.simulate.engine import SimulatedData, simulate
+from promolab.spec import AnySpec, RolloutSpec
 from promolab.spec.models import ExperimentSpec
 
 __all__ = ["SimulatedData", "simulate", "simulated_paths", "write_simulated"]
@@ -34,9 +35,7 @@ def write_simulated(
     return written
 
 
-def simulated_paths(
-    spec: ExperimentSpec, out_dir: str | Path, fmt: FileFormat | None = None
-) -> dict[str, Path]:
+def simulated_paths(spec: AnySpec, out_dir: str | Path, fmt: FileFormat | None = None) -> dict[str, Path]:
     """Where :func:`write_simulated` writes each table (see there)."""
     paths = {}
     for name, spec_path in _destinations(spec).items():
@@ -53,7 +52,9 @@ def simulated_paths(
     return paths
 
 
-def _destinations(spec: ExperimentSpec) -> dict[str, str]:
+def _destinations(spec: AnySpec) -> dict[str, str]:
+    if isinstance(spec, RolloutSpec):
+        return {"panel": spec.data.panel}
     data = spec.data
     named = {"assignments": data.assignments, "units": data.units}
     return {**{k: v for k, v in named.items() if v is not None}, **data.tables}

@@ -4,7 +4,9 @@ The spec is declarative, validated on load and never mutated; every later step r
 """
 
 from promolab.spec.loader import (
+    AnySpec,
     dump_spec,
+    load,
     load_spec,
     resolve_data_path,
     spec_from_dict,
@@ -13,12 +15,16 @@ from promolab.spec.loader import (
     with_data,
 )
 from promolab.spec.models import AnyMetric, AnyVariant, ExperimentSpec
+from promolab.spec.rollout import RolloutSpec
 
 __all__ = [
     "AnyMetric",
+    "AnySpec",
     "AnyVariant",
     "ExperimentSpec",
+    "RolloutSpec",
     "dump_spec",
+    "load",
     "load_spec",
     "resolve_data_path",
     "spec_from_dict",

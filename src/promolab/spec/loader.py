@@ -15,6 +15,9 @@ from pydantic import ValidationError
 from promolab.errors import PathPart, Problem, SpecError
 from promolab.spec.hints import problems_from_validation
 from promolab.spec.models import ExperimentSpec
+from promolab.spec.rollout import RolloutSpec
+
+type AnySpec = ExperimentSpec | RolloutSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".toml")
 LineMap = dict[tuple[PathPart, ...], int]
@@ -38,8 +41,31 @@ def load_spec(path: str | Path, default_data: Mapping[str, Any] | None = None) -
     return spec
 
 
+def load(path: str | Path) -> AnySpec:
+    """Load either kind of spec: a randomised experiment, or a rollout (a spec with a ``rollout``
+    block, :mod:`promolab.spec.rollout`)."""
+    path = Path(path)
+    raw, lines = _read(path)
+    spec: AnySpec
+    if isinstance(raw, dict) and "rollout" in raw:
+        spec = _validated(RolloutSpec, raw, str(path), lines)
+    else:
+        spec = _validated(ExperimentSpec, raw, str(path), lines)
+    spec._source = str(absolute(path))
+    return spec
+
+
 def spec_from_dict(raw: object, source: str | None = None, lines: LineMap | None = None) -> ExperimentSpec:
     """Validate a mapping (as parsed from YAML/TOML/JSON) into a spec."""
+    if isinstance(raw, dict) and "rollout" in raw:
+        message = "this is a rollout spec (it has a 'rollout' block): load it with promolab.spec.load"
+        raise SpecError([Problem(("rollout",), message)], source)
+    return _validated(ExperimentSpec, raw, source, lines)
+
+
+def _validated[M: (ExperimentSpec, RolloutSpec)](
+    model: type[M], raw: object, source: str | None, lines: LineMap | None
+) -> M:
     if raw is None:
         raise SpecError(
             [Problem((), "the spec is empty; expected a mapping of fields (id, name, ...)")], source
@@ -50,15 +76,15 @@ def spec_from_dict(raw: object, source: str | None = None, lines: LineMap | None
         )
     _check_depth(raw, source or "<spec>")
     try:
-        return ExperimentSpec.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as error:
-        problems = problems_from_validation(error, ExperimentSpec)
+        problems = problems_from_validation(error, model)
         raise SpecError(problems).with_source(source or "<spec>", lines or {}) from None
     except SpecError as error:
         raise error.with_source(source or "<spec>", lines or {}) from None
 
 
-def spec_to_dict(spec: ExperimentSpec) -> dict[str, Any]:
+def spec_to_dict(spec: AnySpec) -> dict[str, Any]:
     """Plain JSON-compatible mapping of the spec with defaults left out (what a user writes)."""
     return spec.model_dump(mode="json", exclude_defaults=True, by_alias=True)
 
@@ -76,7 +102,7 @@ def dump_spec(spec: ExperimentSpec) -> str:
     return text
 
 
-def spec_hash(spec: ExperimentSpec) -> str:
+def spec_hash(spec: AnySpec) -> str:
     """sha256 of the spec's canonical JSON (all fields, sorted keys): identifies what produced a result.
 
     -0.0 is written as 0.0, so specs that compare equal hash equal.
@@ -96,7 +122,7 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def resolve_data_path(spec: ExperimentSpec, path: str, data_dir: str | Path | None = None) -> Path:
+def resolve_data_path(spec: AnySpec, path: str, data_dir: str | Path | None = None) -> Path:
     """Absolute path of a data file named in the spec.
 
     A relative path resolves against ``data_dir`` when given (e.g. simulated data), else against the

@@ -78,13 +78,15 @@ def twfe(
     units_control = frame.loc[~ever, unit].nunique()
     y = frame[outcome].to_numpy(dtype=float)
     x = _design(frame, unit, period, d)
-    beta, residuals = _ols(x, y)
+    projection = _Projection.of(x)
+    beta = projection.pinv @ y
+    residuals = y - x @ beta
     att = float(beta[0])
     base = DidResult(att, None, None, None, "twfe", units_treated, units_control, frame[period].nunique())
     if min(units_treated, units_control) < 2:
         return _replace(base, flags=(FEW_CLUSTERS,))
     groups = pd.factorize(frame[unit])[0]
-    se = float(_cluster_se(x, residuals, groups)[0])
+    se = float(_cluster_se(projection, residuals, groups)[0])
     clusters = units_treated + units_control
     if clusters >= MIN_CLUSTERS:
         from scipy import stats
@@ -92,7 +94,7 @@ def twfe(
         q = float(stats.t.ppf(0.5 + confidence / 2, clusters - 1))
         p = float(2 * stats.t.sf(abs(att / se), clusters - 1))
         return _replace(base, se=se, ci=(att - q * se, att + q * se), p_value=p, method="twfe-cluster")
-    p, ci = _wild_bootstrap(x, y, groups, att, se, confidence, draws, seed)
+    p, ci = _wild_bootstrap(projection, y, groups, att, se, confidence, draws, seed)
     return _replace(base, se=se, ci=ci, p_value=p, method="twfe-wild-bootstrap")
 
 
@@ -125,31 +127,43 @@ def _design(frame: pd.DataFrame, unit: str, period: str, d: Array) -> Array:
     return np.column_stack([d, units, periods])
 
 
-def _ols(x: Array, y: Array) -> tuple[Array, Array]:
-    """Coefficients and residuals; ``y`` may hold one outcome per column."""
-    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
-    return beta, y - x @ beta
+@dataclass(frozen=True)
+class _Projection:
+    """A design ``X`` with its pseudo-inverse ``X^+ = (X'X)^+ X'`` (one small eigenproblem, not an SVD
+    of ``X``) and rank."""
+
+    x: Array
+    pinv: Array
+    rank: int
+
+    @classmethod
+    def of(cls, x: Array) -> _Projection:
+        gram = x.T @ x
+        return cls(
+            x, np.linalg.pinv(gram, hermitian=True) @ x.T, int(np.linalg.matrix_rank(gram, hermitian=True))
+        )
+
+    def factor(self, clusters: int) -> float:
+        """CR1 small-sample factor ``G/(G-1) (N-1)/(N-K)`` (statsmodels' ``cov_type="cluster"``)."""
+        n = self.x.shape[0]
+        return clusters / (clusters - 1) * (n - 1) / (n - self.rank)
 
 
-def _cluster_se(x: Array, residuals: Array, groups: npt.NDArray[np.int64]) -> Array:
-    """CR1 standard error of the first coefficient, per column of ``residuals``: with ``u = X b0``
-    (``b0`` the first row of ``(X'X)^-1``), ``se^2 = c sum_g (sum_(i in g) u_i e_i)^2`` and the
-    small-sample factor ``c = G/(G-1) (N-1)/(N-K)`` (statsmodels' ``cov_type="cluster"``)."""
-    n = x.shape[0]
+def _cluster_se(projection: _Projection, residuals: Array, groups: npt.NDArray[np.int64]) -> Array:
+    """CR1 standard error of the first coefficient, per column of ``residuals``: with ``u`` the first
+    row of ``X^+``, ``se^2 = c sum_g (sum_(i in g) u_i e_i)^2``, ``c`` the CR1 factor."""
     g = int(groups.max()) + 1
-    u = x @ np.linalg.pinv(x.T @ x)[0]
-    weighted = u[:, None] * residuals.reshape(n, -1)
+    weighted = projection.pinv[0][:, None] * residuals.reshape(len(groups), -1)
     sums = np.zeros((g, weighted.shape[1]))
     np.add.at(sums, groups, weighted)
-    factor = g / (g - 1) * (n - 1) / (n - np.linalg.matrix_rank(x))
-    return np.sqrt(factor * np.sum(sums * sums, axis=0))
+    return np.sqrt(projection.factor(g) * np.sum(sums * sums, axis=0))
 
 
-BATCH = 1000  # bootstrap draws solved together
+BATCH = 1000  # bootstrap draws computed together
 
 
 def _wild_bootstrap(
-    x: Array,
+    projection: _Projection,
     y: Array,
     groups: npt.NDArray[np.int64],
     att: float,
@@ -159,20 +173,34 @@ def _wild_bootstrap(
     seed: int,
 ) -> tuple[float, tuple[float, float]]:
     """p-value of ``d = 0`` by the restricted wild cluster bootstrap (WCR) of the t-statistic, and the
-    interval by the unrestricted one (bootstrap-t), Webb's six-point weights drawn per cluster."""
+    interval by the unrestricted one (bootstrap-t), Webb's six-point weights drawn per cluster.
+
+    Every bootstrap quantity is linear in the ``G`` cluster weights ``w``, so each draw costs ``G^2``,
+    not a regression: with ``u`` the first row of ``X^+`` and ``M = I - X X^+``, a draw
+    ``y* = f + e * w`` (``f`` a fit in the span of ``X``) has ``d* = u'f + a'w`` with
+    ``a_h = sum_(i in h) u_i e_i``, and cluster scores ``s* = A w`` with
+    ``A[g, h] = sum_(i in g) u_i (M (e * 1_h))_i``; ``se*^2 = c |s*|^2`` as in :func:`_cluster_se`."""
     rng = np.random.default_rng(seed)
     g = int(groups.max()) + 1
-    restricted_beta, restricted_e = _ols(x[:, 1:], y)
-    fitted_null = x[:, 1:] @ restricted_beta
-    beta, residuals = _ols(x, y)
-    fitted = x @ beta
+    x, pinv = projection.x, projection.pinv
+    u = pinv[0]
+    onehot = (groups[:, None] == np.arange(g)[None, :]).astype(float)
+    factor = projection.factor(g)
+    restricted = x[:, 1:] @ (_Projection.of(x[:, 1:]).pinv @ y)
+    fitted = x @ (pinv @ y)
+
+    def linear_parts(fit: Array) -> tuple[float, Array, Array]:
+        e = y - fit
+        spread = e[:, None] * onehot
+        residual = spread - x @ (pinv @ spread)
+        return float(u @ fit), (u * e) @ onehot, onehot.T @ (u[:, None] * residual)
+
+    (base0, a0, s0), (base1, a1, s1) = linear_parts(restricted), linear_parts(fitted)
     t_null, t_alt = [], []
     for first in range(0, draws, BATCH):
-        weights = rng.choice(WEBB, size=(g, min(BATCH, draws - first)))[groups]  # rows x draws
-        coef, res = _ols(x, fitted_null[:, None] + restricted_e[:, None] * weights)
-        t_null.append(coef[0] / _cluster_se(x, res, groups))
-        coef, res = _ols(x, fitted[:, None] + residuals[:, None] * weights)
-        t_alt.append((coef[0] - att) / _cluster_se(x, res, groups))
+        weights = rng.choice(WEBB, size=(g, min(BATCH, draws - first)))  # clusters x draws
+        t_null.append((base0 + a0 @ weights) / np.sqrt(factor * np.sum((s0 @ weights) ** 2, axis=0)))
+        t_alt.append((base1 + a1 @ weights - att) / np.sqrt(factor * np.sum((s1 @ weights) ** 2, axis=0)))
     null, alt = np.concatenate(t_null), np.concatenate(t_alt)
     p = float((1 + np.sum(np.abs(null) >= abs(att / se))) / (draws + 1))
     tail = (1 - confidence) / 2

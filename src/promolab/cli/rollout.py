@@ -1,0 +1,117 @@
+"""The CLI commands' rollout branch: a spec with a ``rollout`` block is simulated, designed, analysed
+and reported by the quasi-experimental pipeline (:mod:`promolab.analyze.rollout`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from promolab.cli.console import err, out, plain
+from promolab.cli.output import print_table, write_json
+from promolab.errors import PromolabError, printable
+from promolab.spec.rollout import RolloutSpec
+
+
+def summary(spec: RolloutSpec) -> str:
+    """What ``validate`` prints beside a rollout spec."""
+    treated = spec.rollout.treated
+    units = f"column '{treated.column}'" if not isinstance(treated, tuple) else f"{len(treated)} treated"
+    return f"({spec.id}: rollout, {units}, method {spec.rollout.method}, {len(spec.metrics)} metrics)"
+
+
+def simulate(spec: RolloutSpec, target: Path, out_dir: Path, units: int | None, seed: int) -> None:
+    """Write a simulated panel to ``target`` (where ``--data-dir`` finds the spec's ``data.panel``)."""
+    from promolab.io import write_table
+    from promolab.simulate.rollout import simulate_rollout
+
+    try:
+        frame = simulate_rollout(spec, seed, units)
+    except ValueError as error:
+        raise PromolabError(str(error)) from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_table(target, frame)
+    out.print(f"{'panel':<12} {len(frame):>10,} rows  {plain(target)}")
+    err.print(f"analyse with --data-dir {plain(out_dir)}", style="dim")
+
+
+def design(spec: RolloutSpec, panel: Path, json_out: Path | None) -> None:
+    """Placebo backtests on the history before ``start`` and the control ranking."""
+    from promolab.analyze.backtest import rollout_design
+
+    plan = rollout_design(spec, panel)
+    rows: list[list[Any]] = [
+        ["method", plan["method"]],
+        ["history periods", plan["history_periods"]],
+        ["placebo backtests", plan["backtests"]],
+        ["placebo rms error", plan["placebo_rms_error"]],
+        ["mde per unit and period", plan["mde"]],
+        ["mde_rel", plan["mde_relative"]],
+        ["false positive share", plan["false_positive_rate"]],
+    ]
+    print_table(f"{spec.id}: design on '{plan['metric']}' ({plan['reason']})", ["quantity", "value"], rows)
+    controls = [[c["unit"], c["correlation"], c["weight"]] for c in plan["controls"]]
+    if controls:
+        print_table("best-matching untreated units", ["unit", "correlation", "weight_share"], controls)
+    if json_out is not None:
+        write_json(json_out, plan)
+
+
+def analyze(spec: RolloutSpec, panel: Path, json_out: Path | None) -> None:
+    """Estimate, decide and print; the JSON has the analysis, economics and decision."""
+    from promolab.analyze.rollout import analyze_rollout
+    from promolab.decision import decide_rollout
+    from promolab.economics.rollout import rollout_economics
+
+    analysis = analyze_rollout(spec, panel)
+    economics = rollout_economics(spec, analysis)
+    decision = decide_rollout(spec, analysis, economics)
+    rows = [
+        [r.metric, r.period, r.att, _pair(r.att_ci), r.total, r.rel_lift, _pair(r.rel_ci), r.p_value]
+        for r in analysis.results
+    ]
+    columns = ["metric", "window", "att", "att_ci", "total", "rel_lift", "rel_ci", "p_value"]
+    print_table(f"{spec.id}: {analysis.method} ({analysis.reason})", columns, rows)
+    if economics is not None:
+        money = [[k, q.value, _pair(q.ci)] for k, q in economics.quantities.items()]
+        print_table(
+            f"money ({economics.currency}, {economics.window} window)",
+            ["quantity", "value", "interval"],
+            money,
+        )
+    out.print(f"evidence: {analysis.evidence}")
+    for doubt in analysis.doubts:
+        out.print(f"  [bold red]{plain(doubt)}[/bold red]")
+    out.print(f"{decision.action.upper()}: {plain(decision.reason)}")
+    out.print(f"  {plain(decision.arms[0].line)}")
+    if json_out is not None:
+        payload = analysis.to_dict() | {"economics": economics.to_dict() if economics else None}
+        write_json(json_out, payload | {"decision": decision.to_dict()})
+
+
+def _pair(ci: tuple[float, float] | None) -> str | None:
+    from promolab import format as text
+
+    return None if ci is None else text.interval(ci[0], ci[1], "number")
+
+
+def report(spec: RolloutSpec, out_dir: Path, results: Path | None, panel: Path | None) -> dict[str, Any]:
+    """Write the rollout's report from saved results or a fresh analysis; its decision."""
+    from promolab.analyze.rollout import RolloutAnalysis, analyze_rollout
+    from promolab.report import malformed
+    from promolab.report.rollout import write_rollout_report
+
+    if results is not None:
+        with malformed(results, "rollout analysis", "rerun `promolab analyze --json`"):
+            analysis = RolloutAnalysis.from_dict(json.loads(results.read_text(encoding="utf-8")))
+            if analysis.experiment != spec.id:
+                raise PromolabError(
+                    f"{printable(results)}: holds the analysis of '{analysis.experiment}', not {spec.id}"
+                )
+            paths, decision = write_rollout_report(spec, analysis, out_dir)
+    else:
+        assert panel is not None
+        paths, decision = write_rollout_report(spec, analyze_rollout(spec, panel), out_dir)
+    for path in paths.values():
+        err.print(f"wrote {plain(path)}")
+    return decision
