@@ -67,13 +67,25 @@ def analyze(spec: RolloutSpec, panel: Path, json_out: Path | None) -> None:
     economics = rollout_economics(spec, analysis)
     decision = decide_rollout(spec, analysis, economics)
     rows = [
-        [r.metric, r.period, r.att, _pair(r.att_ci), r.total, r.rel_lift, _pair(r.rel_ci), r.p_value]
+        [
+            r.metric,
+            r.period,
+            r.att,
+            _pair(r.att_ci),
+            r.total,
+            r.rel_lift,
+            _pair(r.rel_ci, "percent"),
+            r.p_value,
+        ]
         for r in analysis.results
     ]
     columns = ["metric", "window", "att", "att_ci", "total", "rel_lift", "rel_ci", "p_value"]
     print_table(f"{spec.id}: {analysis.method} ({analysis.reason})", columns, rows)
     if economics is not None:
-        money = [[k, q.value, _pair(q.ci)] for k, q in economics.quantities.items()]
+        money = [
+            [k, _shown(k, q.value), _pair(q.ci, "percent" if k == "roi" else "number")]
+            for k, q in economics.quantities.items()
+        ]
         print_table(
             f"money ({economics.currency}, {economics.window} window)",
             ["quantity", "value", "interval"],
@@ -89,10 +101,23 @@ def analyze(spec: RolloutSpec, panel: Path, json_out: Path | None) -> None:
         write_json(json_out, payload | {"decision": decision.to_dict()})
 
 
-def _pair(ci: tuple[float, float] | None) -> str | None:
+def _pair(ci: tuple[float, float] | None, style: str = "number") -> str | None:
     from promolab import format as text
 
-    return None if ci is None else text.interval(ci[0], ci[1], "number")
+    if ci is None:
+        return None
+    return (
+        text.interval(ci[0], ci[1], style, signed=True)
+        if style == "percent"
+        else text.interval(ci[0], ci[1], style)
+    )
+
+
+def _shown(quantity: str, value: float | None) -> str | float | None:
+    """ROI as a signed percent; every other quantity as the table formats numbers."""
+    from promolab import format as text
+
+    return text.percent(value, 1, signed=True) if quantity == "roi" else value
 
 
 def report(spec: RolloutSpec, out_dir: Path, results: Path | None, panel: Path | None) -> dict[str, Any]:

@@ -272,8 +272,8 @@ def _rollout_row(report: Mapping[str, Any]) -> dict[str, Any]:
         "primary": report["primary"],
         "primary_lift": primary["rel_lift"] if primary else None,
         "primary_ci": primary["rel_ci"] if primary else None,
-        "lift_metric": primary["metric"] if primary else None,
-        "lift": primary["rel_lift"] if primary else None,
+        "lift_metric": None,  # a rollout measures its own metrics: no revenue per randomised unit
+        "lift": None,
         "lift_se": None,
         "roi": value("roi"),
         "net_profit": value("net_profit"),

@@ -32,7 +32,7 @@ from promolab.spec.models import (
 
 PROMOTION_ID = "promotion"  # the promotion's id when the spec gives none (keys of fixed/media costs)
 METHODS = ("did", "synthetic_control", "its", "auto")
-GRAINS = ("day", "week", "month", "year")
+GRAINS = ("day", "week", "month", "quarter", "year")
 
 
 class TreatedColumn(SpecModel):
@@ -52,7 +52,7 @@ class Rollout(SpecModel):
         description="did | synthetic_control | its | auto (chosen by the data, with the reason).",
     )
     pre_start: dt.date = Field(description="First day of the fitting period before 'start'.")
-    grain: Literal["day", "week", "month", "year"] = Field(
+    grain: Literal["day", "week", "month", "quarter", "year"] = Field(
         default="day", description="Period the panel is summed to before estimation."
     )
     promotion: Variant = Field(description="What ran, declared as a variant would be.")
@@ -185,6 +185,8 @@ def period_start(day: dt.date, grain: str) -> dt.date:
         return day - dt.timedelta(days=day.weekday())
     if grain == "month":
         return day.replace(day=1)
+    if grain == "quarter":
+        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
     if grain == "year":
         return day.replace(month=1, day=1)
     return day
@@ -196,8 +198,11 @@ def next_period(start: dt.date, grain: str) -> dt.date:
         return start + dt.timedelta(days=1)
     if grain == "week":
         return start + dt.timedelta(days=7)
-    if grain == "month":
-        return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    if grain in ("month", "quarter"):
+        day = start
+        for _ in range(1 if grain == "month" else 3):
+            day = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+        return day
     return start.replace(year=start.year + 1)
 
 
