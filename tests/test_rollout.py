@@ -230,16 +230,46 @@ def test_did_in_levels_equals_a_statsmodels_two_way_fixed_effects_fit(tmp_path: 
 
 
 def test_did_on_the_relative_scale_divides_each_store_by_its_pre_period_mean(tmp_path: Path) -> None:
+    """Each store's sales over its pre-period mean ``b_i``, weighted by ``b_i`` (so the ATT in units,
+    the coefficient times the treated stores' mean ``b``, is the mean of ``b_i x`` their percent
+    effects): a statsmodels WLS with store and day effects."""
     path, panel = _written(tmp_path, seed=5)
     analysis = analyze_rollout(RolloutSpec.model_validate(_raw(method="did")), path)
     frame = panel.frame[panel.frame["day"] < 98]
     base = frame[frame["day"] < 70].groupby("store")["sales"].mean()
     frame = frame.assign(index=frame["sales"] / frame["store"].map(base))
     frame = frame.assign(d=(frame["store"].isin(panel.treated) & (frame["day"] >= 70)).astype(int))
-    fit = smf.ols("index ~ d + C(store) + C(day)", data=frame).fit()
+    fit = smf.wls("index ~ d + C(store) + C(day)", data=frame, weights=frame["store"].map(base)).fit()
     result = analysis.result("sales", "during")
     assert result is not None
     assert result.att == pytest.approx(fit.params["d"] * base[panel.treated].mean(), rel=1e-9)
+
+
+def test_relative_did_totals_are_right_when_big_and_small_stores_lift_differently(tmp_path: Path) -> None:
+    """Five big stores (level 1000) that do not respond and five small ones (level 100) that sell 50%
+    more: the promotion's true effect is 5 x 100 x 0.5 = 250 units a day. An unweighted average of
+    percent effects would call it +25% of every store's level (about 1,375 a day); the weighted
+    relative scale and the level scale both find the 250."""
+    rng = np.random.default_rng(3)
+    days, stores = 112, [(f"b{i}", 1000.0, 0.0) for i in range(5)] + [(f"s{i}", 100.0, 0.5) for i in range(5)]
+    stores += [(f"c{i}", level, 0.0) for i, level in enumerate(rng.choice([100.0, 1000.0], 15))]
+    rows = [
+        {
+            "store": name,
+            "date": FIRST + dt.timedelta(days=t),
+            "sales": level * (1 + lift * (70 <= t <= 97)) * (1 + rng.normal(0, 0.002)),
+        }
+        for name, level, lift in stores
+        for t in range(days)
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "p.csv", index=False)
+    treated = [f"b{i}" for i in range(5)] + [f"s{i}" for i in range(5)]
+    for scale in ("relative", "level"):
+        spec = RolloutSpec.model_validate(_raw(method="did", treated=treated, scale=scale))
+        result = analyze_rollout(spec, tmp_path / "p.csv").result("sales", "during")
+        assert result is not None
+        assert result.total / 28 == pytest.approx(250, rel=0.1), scale
+        assert result.rel_lift == pytest.approx(250 / 5500, rel=0.1), scale
 
 
 def test_its_equals_the_stats_module_on_the_treated_mean_with_the_controls_as_regressor(
@@ -313,8 +343,8 @@ def test_staggered_starts_get_group_time_effects(tmp_path: Path) -> None:
     assert analysis.method == "did"
     assert "different periods" in analysis.reason
     (result,) = analysis.results
-    assert result.period == "total"
-    assert analysis.diagnostics["metrics"]["sales"]["estimators"]["total"]["method"] == "group-time"
+    assert result.period == "during"  # the promoted periods; the post window is not estimated
+    assert analysis.diagnostics["metrics"]["sales"]["estimators"]["during"]["method"] == "group-time"
 
 
 def test_simulated_effects_are_recovered_by_every_method(tmp_path: Path) -> None:
@@ -573,3 +603,107 @@ def test_2020_excess_deaths_through_a_rollout_spec(tmp_path: Path) -> None:
     assert result.total == pytest.approx(75_000, rel=0.15)
     assert result.total_ci[0] <= 75_000 <= result.total_ci[1]
     assert result.total_ci[0] > 0
+
+
+def test_repeated_rows_partial_weeks_and_bad_treated_columns_are_refused(tmp_path: Path) -> None:
+    path, _ = _written(tmp_path, seed=13)
+    frame = pd.read_csv(path)
+    spec = RolloutSpec.model_validate(_raw())
+    pd.concat([frame, frame[(frame["store"] == "s001") & (frame["day"] == 80)]]).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"1 \('store', 'date'\) pairs are on more than one row"):
+        analyze_rollout(spec, path)
+    weekly = RolloutSpec.model_validate(_raw(grain="week"))
+    frame[~((frame["store"] == "s000") & (frame["day"] == 75))].to_csv(path, index=False)
+    with pytest.raises(DataError, match="1 unit-weeks have fewer dates than other units"):
+        analyze_rollout(weekly, path)
+    column = RolloutSpec.model_validate(_raw(treated={"column": "promoted"}))
+    frame.assign(
+        promoted=np.where((frame["store"] == "s010") & (frame["day"] == 100), 1, frame["promoted"])
+    ).to_csv(path, index=False)
+    with pytest.raises(DataError, match="is 1 after end"):
+        analyze_rollout(column, path)
+    frame.assign(promoted=np.where(frame["promoted"] == 1, 0.5, 0)).to_csv(path, index=False)
+    with pytest.raises(DataError, match="that is not 0 or 1"):
+        analyze_rollout(column, path)
+    late = frame["promoted"].where(frame["day"] >= 77, 0)
+    frame.assign(promoted=late).to_csv(path, index=False)
+    with pytest.raises(DataError, match="turns on in the day of 2026-03-23, but start is 2026-03-16"):
+        analyze_rollout(column, path)
+
+
+def test_a_staggered_rollout_counts_money_on_its_promoted_unit_periods(tmp_path: Path) -> None:
+    path, panel = _written(tmp_path, seed=14)
+    frame = pd.read_csv(path)
+    late = frame["store"].isin(["s003", "s004"]) & (frame["day"] < 77)
+    frame.assign(promoted=np.where(late, 0, frame["promoted"])).to_csv(path, index=False)
+    raw = _raw(treated={"column": "promoted"})
+    raw["economics"] = {"unit_price": 10, "unit_cost": 6}
+    spec = RolloutSpec.model_validate(raw)
+    analysis = analyze_rollout(spec, path)
+    (result,) = analysis.results
+    assert result.period == "during"
+    assert result.periods == 3 * 28 + 2 * 21  # promoted store-days
+    promoted = frame[frame["store"].isin(panel.treated) & (frame["day"] <= 97) & ~late & (frame["day"] >= 70)]
+    assert result.actual == pytest.approx(promoted["sales"].sum(), rel=1e-9)
+    money = rollout_economics(spec, analysis)
+    assert money is not None
+    assert money.quantities["promotion_cost"].value == pytest.approx(1.0 * promoted["sales"].sum(), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"promotion": {"kind": "discount", "mechanic": "coupon", "value": 5}}, "a coupon or a min_spend"),
+        (
+            {"promotion": {"kind": "discount", "mechanic": "amount_off", "value": 5, "min_spend": 30}},
+            "min_spend",
+        ),
+    ],
+)
+def test_promotions_a_panel_cannot_price_are_refused(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        RolloutSpec.model_validate(_raw(**change))
+
+
+def test_numeric_ids_are_ids_and_the_decision_is_taken_on_the_primary() -> None:
+    assert RolloutSpec.model_validate(_raw(treated=[25, 26])).rollout.treated == ("25", "26")
+    raw = _raw()
+    raw["metrics"].append({"id": "returns", "kind": "count", "column": "returns", "direction": "lower"})
+    raw["decision"] = {"metric": "returns"}
+    with pytest.raises(SpecError, match="must be the primary metric 'sales', 'profit' or 'roi'"):
+        RolloutSpec.model_validate(raw)
+
+
+def test_a_stale_or_incomplete_saved_analysis_is_caught(tmp_path: Path) -> None:
+    spec_path = tmp_path / "r.yaml"
+    raw = _raw(method="did")
+    spec_path.write_text(yaml.safe_dump(raw))
+    path, _ = _written(tmp_path, seed=15)
+    saved = tmp_path / "a.json"
+    assert runner.invoke(app, ["analyze", str(spec_path), "--json", str(saved)]).exit_code == 0
+    raw["metrics"][0]["id"] = "units"
+    raw["primary"] = "units"
+    spec_path.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(
+        app, ["report", str(spec_path), "--results", str(saved), "-o", str(tmp_path / "rep")]
+    )
+    assert result.exit_code == 2
+    assert "has no result for units (during)" in result.output
+    raw["metrics"][0]["id"], raw["primary"], raw["name"] = "sales", "sales", "renamed"
+    spec_path.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(
+        app, ["report", str(spec_path), "--results", str(saved), "-o", str(tmp_path / "rep")]
+    )
+    assert result.exit_code == 0
+    assert "another version" in result.output
+    report = json.loads((tmp_path / "rep" / "r" / "r.json").read_text())
+    assert report["stale"] is True
+
+
+def test_too_short_a_history_is_one_clear_error(tmp_path: Path) -> None:
+    path, _ = _written(tmp_path, seed=16)
+    spec = RolloutSpec.model_validate(
+        _raw(method="its", grain="week", pre_start=str(FIRST + dt.timedelta(days=56)))
+    )
+    with pytest.raises(DataError, match="its on 'sales'"):
+        analyze_rollout(spec, path)

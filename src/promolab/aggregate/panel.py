@@ -132,10 +132,26 @@ def _check_rows(con: duckdb.DuckDBPyConnection, spec: RolloutSpec, source: Sourc
     for column in values.values():
         value = f"CAST({quote(column)} AS DOUBLE)"
         counts.append(f"COUNT(*) FILTER (WHERE ({inside}) AND ({value} IS NULL OR NOT isfinite({value})))")
+    flag = quote(values.get(TREATED, "")) if TREATED in values else "0"
+    counts.append(f"COUNT(*) FILTER (WHERE ({inside}) AND CAST({flag} AS DOUBLE) NOT IN (0, 1))")
     row = con.execute(f"SELECT {', '.join(counts)} FROM {source.sql}", {**source.params, **params}).fetchone()
     assert row is not None
-    unparsed, undated, no_unit, *bad = (int(v) for v in row)
+    unparsed, undated, no_unit, *bad, not_flags = (int(v) for v in row)
     problems = []
+    if not_flags:
+        column = printable(values[TREATED])
+        problems.append(f"{not_flags:,} rows have a '{column}' (rollout.treated.column) that is not 0 or 1")
+    repeated = con.execute(
+        f"SELECT CAST({unit} AS VARCHAR), CAST({ts} AS VARCHAR), COUNT(*) OVER () FROM {source.sql} "
+        f"WHERE {inside} GROUP BY {unit}, {ts} HAVING COUNT(*) > 1 LIMIT 1",
+        {**source.params, **params},
+    ).fetchone()
+    if repeated:
+        problems.append(
+            f"{int(repeated[2]):,} ('{printable(spec.data.unit_id)}', '{printable(spec.data.timestamp)}') "
+            f"pairs are on more than one row (e.g. '{printable(repeated[0])}' at {printable(repeated[1])}); "
+            "a panel has one row per unit and time: sum them first, or drop the duplicates"
+        )
     if unparsed:
         problems.append(f"{unparsed:,} rows have a '{printable(spec.data.timestamp)}' that is not a date")
     if undated:
@@ -166,7 +182,8 @@ def _aggregate(
         parts.append(f"{how}({value}) AS {quote(name)}")
     sql = (
         f"SELECT CAST({quote(spec.data.unit_id)} AS VARCHAR) AS unit, {period} AS period, "
-        f"COUNT(*) AS __rows, {', '.join(parts)} FROM {source.sql} WHERE {inside} GROUP BY 1, 2 ORDER BY 1, 2"
+        f"COUNT(*) AS __rows, COUNT(DISTINCT {date_of(spec.data.timestamp)}) AS __dates, {', '.join(parts)} "
+        f"FROM {source.sql} WHERE {inside} GROUP BY 1, 2 ORDER BY 1, 2"
     )
     frame = con.execute(sql, {**source.params, **params}).df()
     frame["period"] = [d.date() if hasattr(d, "date") else d for d in frame["period"]]
@@ -180,6 +197,7 @@ def _panel(spec: RolloutSpec, frame: pd.DataFrame, where: str, last: dt.date) ->
     treated, starts = _treated(spec, frame, units, where, last < spec.start)
     periods = _periods(spec.rollout.pre_start, last, spec.rollout.grain)
     _check_balance(frame, units, periods, where, spec.rollout.grain)
+    _check_dates(frame, where, spec.rollout.grain)
     rows = int(frame.pop("__rows").sum())
     controls = tuple(u for u in units if u not in set(treated))
     return Panel(frame, treated, controls, periods, starts, rows, where)
@@ -222,6 +240,30 @@ def _treated(
             f"{where}: units {quoted(early[:SHOWN])} are promoted before start ({spec.start}); "
             "move start or rollout.pre_start so the fitting period has no promotion"
         )
+    last = period_start(spec.end, spec.rollout.grain)
+    late = sorted({str(u) for u in on.loc[on["period"] > last, "unit"]})
+    if late:
+        raise DataError(
+            f"{where}: column '{printable(given.column)}' is 1 after end ({spec.end}) for "
+            f"{quoted(late[:SHOWN])}; the post window has no promotion: move end, or set the column to 0"
+        )
+    promoted = frame[frame["unit"].isin(starts)]
+    gaps = promoted[
+        (promoted["period"] >= promoted["unit"].map(starts))
+        & (promoted[TREATED] == 0)
+        & (promoted["period"] <= last)
+    ]
+    if not gaps.empty:
+        raise DataError(
+            f"{where}: column '{printable(given.column)}' switches off before end for "
+            f"'{printable(gaps.iloc[0]['unit'])}' ({gaps.iloc[0]['period']}); a promotion stays on from a "
+            "unit's start to end"
+        )
+    if len(set(starts.values())) == 1 and next(iter(starts.values())) != first:
+        raise DataError(
+            f"{where}: column '{printable(given.column)}' turns on in the {spec.rollout.grain} of "
+            f"{next(iter(starts.values()))}, but start is {spec.start}: make them agree"
+        )
     return tuple(sorted(starts)), starts
 
 
@@ -232,6 +274,21 @@ def _periods(first: dt.date, last: dt.date, grain: str) -> tuple[dt.date, ...]:
         periods.append(period_start(day, grain))
         day = next_period(periods[-1], grain)
     return tuple(periods)
+
+
+def _check_dates(frame: pd.DataFrame, where: str, grain: str) -> None:
+    """Within each period every unit has as many dates as the unit with the most (a week with a missing
+    day would otherwise be read as a week of low sales)."""
+    most = frame.groupby("period")["__dates"].transform("max")
+    short = frame[frame.pop("__dates") < most]
+    if short.empty:
+        return
+    first = short.iloc[0]
+    raise DataError(
+        f"{where}: {len(short)} unit-{grain}s have fewer dates than other units in the same {grain} (e.g. "
+        f"'{printable(first['unit'])}' in the {grain} of {first['period']}); a rollout needs every unit on "
+        "every date: fill true zeros in the file, or drop the unit"
+    )
 
 
 def _check_balance(

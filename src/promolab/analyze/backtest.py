@@ -9,7 +9,8 @@ by the spec's method (``auto``'s choice). No promotion ran then, so every estima
   ``MDE = (z_(1 - alpha/2) + z_(1 - beta)) e`` (per treated unit and period; relative to the treated
   units' mean level);
 - the share of backtests whose interval excludes 0 is the method's false-positive rate on this panel
-  (nominal: ``alpha``), a check of its intervals on the user's own data.
+  (nominal: ``alpha``), a check of its intervals on the user's own data (None when some backtest has
+  no interval: too few units for one).
 
 Backtest windows start at every ``step`` periods from the middle of the history on (the first half is
 always fitting data), at most ``MAX_BACKTESTS`` of them. **Control units** are ranked by how well each
@@ -50,7 +51,7 @@ def rollout_design(spec: RolloutSpec, path: Path | pd.DataFrame) -> dict[str, An
             f"{panel.where}: {len(panel.periods)} {spec.rollout.grain}s of history cannot hold a placebo "
             f"promotion of {promotion} after a fitting half: move rollout.pre_start earlier"
         )
-    errors, rejections = [], 0
+    errors, rejections, untestable = [], 0, 0
     for first in starts:
         periods = list(panel.periods[: first + promotion])
         windows = {"pre": periods[:first], "during": periods[first:], "post": [], "total": periods[first:]}
@@ -58,6 +59,7 @@ def rollout_design(spec: RolloutSpec, path: Path | pd.DataFrame) -> dict[str, An
         trial = dataclasses.replace(panel, frame=kept, periods=tuple(periods))
         (during,), _, _ = estimate_metric(method, spec, trial, spec.primary, windows, diagnose=False)
         errors.append(during.att)
+        untestable += during.att_ci is None
         rejections += during.att_ci is not None and not (during.att_ci[0] <= 0 <= during.att_ci[1])
     rms = math.sqrt(float(np.mean(np.square(errors))))
     z = NormalDist().inv_cdf(1 - spec.design.alpha / 2) + NormalDist().inv_cdf(spec.design.power)
@@ -76,7 +78,8 @@ def rollout_design(spec: RolloutSpec, path: Path | pd.DataFrame) -> dict[str, An
         "mde": mde,
         "mde_relative": mde / level if level else None,
         "treated_mean_level": level,
-        "false_positive_rate": rejections / len(starts),
+        "false_positive_rate": None if untestable else rejections / len(starts),
+        "backtests_without_interval": untestable,
         "alpha": spec.design.alpha,
         "power": spec.design.power,
         "controls": rank_controls(panel, spec.primary),

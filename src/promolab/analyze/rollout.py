@@ -24,6 +24,7 @@ known) and a p-value of no effect. Methods (``rollout.method``; ``auto`` picks b
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Mapping
@@ -130,7 +131,6 @@ def analyze_rollout(spec: RolloutSpec, path: Path | pd.DataFrame) -> RolloutAnal
     panel = read_panel(spec, path)
     method, reason = choose_method(spec, panel)
     windows = windows_of(spec, panel)
-    estimate = ESTIMATORS[method]
     results: list[WindowEffect] = []
     diagnostics: dict[str, Any] = {
         "treated_units": list(panel.treated),
@@ -138,11 +138,12 @@ def analyze_rollout(spec: RolloutSpec, path: Path | pd.DataFrame) -> RolloutAnal
         "periods": {name: len(periods) for name, periods in windows.items()},
         "rows": panel.rows,
         "grain": spec.rollout.grain,
+        "staggered": panel.staggered,
         "metrics": {},
     }
     series: dict[str, dict[str, list[Any]]] = {}
     for metric in spec.metrics:
-        effects, detail, line = estimate(spec, panel, metric.id, windows, True)
+        effects, detail, line = estimate_metric(method, spec, panel, metric.id, windows)
         results += effects
         diagnostics["metrics"][metric.id] = detail
         series[metric.id] = line
@@ -163,7 +164,10 @@ def estimate_metric(
 ) -> tuple[list[WindowEffect], dict[str, Any], dict[str, list[Any]]]:
     """One metric's effects by ``method`` over ``windows`` (``pre`` and the measured ones), its
     diagnostics (the event study only with ``diagnose``) and its mean series beside the counterfactual."""
-    return ESTIMATORS[method](spec, panel, metric, windows, diagnose)
+    try:
+        return ESTIMATORS[method](spec, panel, metric, windows, diagnose)
+    except ValueError as error:  # what the estimator cannot fit on this panel (too little history, ...)
+        raise DataError(f"{panel.where}: {method} on '{metric}': {error}") from None
 
 
 def choose_method(spec: RolloutSpec, panel: Panel) -> tuple[str, str]:
@@ -291,11 +295,12 @@ def _did(
     wide = _wide(panel, metric)
     if panel.staggered:
         return _group_time(spec, panel, metric, frame, wide)
-    factor = 1.0
+    factor, weight = 1.0, None
     if spec.rollout.scale == "relative":
         base = _pre_means(wide, windows["pre"], panel.where, metric)
         frame[metric] = frame[metric] / frame["unit"].map(base)
-        factor = float(base[list(panel.treated)].mean())
+        frame["weight"] = frame["unit"].map(base)
+        factor, weight = float(base[list(panel.treated)].mean()), "weight"
     confidence = spec.analysis.confidence
     effects, methods = [], {}
     for period in measured(windows):
@@ -303,7 +308,7 @@ def _did(
         sub = frame[keep].assign(
             d=(treated[keep] & frame.loc[keep, "period"].isin(windows[period])).astype(int)
         )
-        fit = did.twfe(sub, metric, "unit", "period", "d", confidence)
+        fit = did.twfe(sub, metric, "unit", "period", "d", confidence, weight=weight)
         methods[period] = {"method": fit.method, "se": fit.se, "flags": list(fit.flags)}
         mean = float(wide.loc[windows[period], list(panel.treated)].to_numpy().mean())
         ci = None if fit.ci is None else (fit.ci[0] * factor, fit.ci[1] * factor)
@@ -319,7 +324,7 @@ def _did(
                 len(windows[period]),
             )
         )
-    study = _event_study(frame, treated, windows, metric, confidence) if diagnose else {}
+    study = _event_study(frame, treated, windows, metric, confidence, weight) if diagnose else {}
     cf = _did_counterfactual(wide, panel, windows["pre"], spec.rollout.scale == "relative")
     return effects, {"estimators": methods, **study}, _series(wide, panel, cf)
 
@@ -330,12 +335,13 @@ def _event_study(
     windows: Mapping[str, list[dt.date]],
     metric: str,
     confidence: float,
+    weight: str | None,
 ) -> dict[str, Any]:
     """Leads and lags (up to 8 leads) and the pre-trend test's p-value."""
     marked = frame.assign(d=(treated & frame["period"].isin(windows["total"])).astype(int))
     leads = min(len(windows["pre"]) - 1, 8)
     lags = len(windows["total"]) - 1
-    study = did.event_study(marked, metric, "unit", "period", "d", leads, lags, confidence)
+    study = did.event_study(marked, metric, "unit", "period", "d", leads, lags, confidence, weight)
     return {
         "pretrend_p_value": study.pretrend_p_value,
         "event_study": {str(k): {"estimate": e, "ci": list(ci)} for k, (e, _, ci) in study.estimates.items()},
@@ -373,24 +379,30 @@ def _pre_means(wide: pd.DataFrame, pre: list[dt.date], where: str, metric: str) 
 def _group_time(
     spec: RolloutSpec, panel: Panel, metric: str, frame: pd.DataFrame, wide: pd.DataFrame
 ) -> tuple[list[WindowEffect], dict[str, Any], dict[str, list[Any]]]:
-    """Staggered starts: Callaway-Sant'Anna over each cohort's periods from its start to the stop."""
-    starts = frame["unit"].map(panel.starts)
+    """Staggered starts: Callaway-Sant'Anna over the promoted periods (each unit's start to ``end``);
+    ``total`` is the ATT times the promoted unit-periods. The post window is not estimated."""
+    last = period_start(spec.end, spec.rollout.grain)
+    kept = frame[frame["period"] <= last]
+    starts = kept["unit"].map(panel.starts)
     fit = did.group_time(
-        frame.assign(start=starts), metric, "unit", "period", "start", spec.analysis.confidence
+        kept.assign(start=starts), metric, "unit", "period", "start", spec.analysis.confidence
     )
-    cells = len(fit.cells)
-    unit_periods = sum(fit.cohorts[g] for g, _ in fit.cells)
-    promoted = [(u, p) for u in panel.treated for p in wide.index if p >= panel.starts[u]]
+    promoted = [(u, p) for u in panel.treated for p in wide.index if panel.starts[u] <= p <= last]
     mean = float(np.mean([wide.at[p, u] for u, p in promoted]))
-    effect = _effect(metric, "total", fit.att, fit.ci, fit.p_value, mean, 1, unit_periods)
+    effect = _effect(metric, "during", fit.att, fit.ci, fit.p_value, mean, 1, len(promoted))
     detail = {
-        "estimators": {"total": {"method": "group-time", "se": fit.se, "flags": []}},
+        "estimators": {"during": {"method": "group-time", "se": fit.se, "flags": []}},
         "cohorts": {str(g): n for g, n in fit.cohorts.items()},
-        "cells": cells,
+        "unit_periods": len(promoted),
         "pretrend_p_value": None,
-        "note": "staggered starts: one effect over every treated unit's periods from its start to the stop",
+        "note": "staggered starts: one effect over every treated unit's promoted periods (start to end); "
+        "the post window is not estimated",
     }
-    return [effect], detail, _series(wide, panel, [None] * len(wide))
+    return (
+        [dataclasses.replace(effect, units=len(panel.treated))],
+        detail,
+        _series(wide, panel, [None] * len(wide)),
+    )
 
 
 # --------------------------------------------------------------------------- synthetic control

@@ -170,11 +170,16 @@ def validate(specs: SpecsArg) -> None:
 
 
 @app.command()
-def schema() -> None:
+def schema(
+    rollout: Annotated[
+        bool, typer.Option("--rollout", help="The schema of rollout specs (promotions not randomised).")
+    ] = False,
+) -> None:
     """Print the JSON Schema of experiment specs (for editor autocompletion)."""
     from promolab.spec.models import ExperimentSpec
 
-    print(json.dumps(ExperimentSpec.model_json_schema(), indent=2))
+    model = RolloutSpec if rollout else ExperimentSpec
+    print(json.dumps(model.model_json_schema(), indent=2))
 
 
 @app.command()

@@ -101,6 +101,31 @@ def analyze(spec: RolloutSpec, panel: Path, json_out: Path | None) -> None:
         write_json(json_out, payload | {"decision": decision.to_dict()})
 
 
+def _check_saved(spec: RolloutSpec, analysis: Any, results: Path) -> None:
+    """The saved analysis is this spec's, with every metric in every window the spec measures; a
+    warning when it was made from another version of the spec (the report then says so)."""
+    from promolab.errors import DataError
+    from promolab.spec import spec_hash
+
+    where = printable(results)
+    if analysis.experiment != spec.id:
+        raise DataError(f"{where}: holds the analysis of '{analysis.experiment}', not {spec.id}")
+    windowed = spec.post_days and not analysis.diagnostics.get("staggered")
+    periods = ("during", "post", "total") if windowed else ("during",)
+    missing = [f"{m.id} ({p})" for m in spec.metrics for p in periods if analysis.result(m.id, p) is None]
+    if missing:
+        raise DataError(
+            f"{where}: has no result for {', '.join(missing[:5])}: the spec changed since; rerun "
+            "`promolab analyze --json`"
+        )
+    if analysis.spec_hash != spec_hash(spec):
+        err.print(
+            f"warning: {where} was made from another version of {spec.id}'s spec; the report says so "
+            "(rerun `promolab analyze --json` for numbers of this version)",
+            markup=False,
+        )
+
+
 def _pair(ci: tuple[float, float] | None, style: str = "number") -> str | None:
     from promolab import format as text
 
@@ -129,10 +154,7 @@ def report(spec: RolloutSpec, out_dir: Path, results: Path | None, panel: Path |
     if results is not None:
         with malformed(results, "rollout analysis", "rerun `promolab analyze --json`"):
             analysis = RolloutAnalysis.from_dict(json.loads(results.read_text(encoding="utf-8")))
-            if analysis.experiment != spec.id:
-                raise PromolabError(
-                    f"{printable(results)}: holds the analysis of '{analysis.experiment}', not {spec.id}"
-                )
+            _check_saved(spec, analysis, results)
             paths, decision = write_rollout_report(spec, analysis, out_dir)
     else:
         assert panel is not None

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from promolab.analyze.rollout import RolloutAnalysis
 from promolab.design.breakeven import arm_economics
 from promolab.economics.promotion import Estimate, mechanic_of
+from promolab.errors import DataError
 from promolab.spec.rollout import RolloutSpec
 
 
@@ -52,11 +53,11 @@ def rollout_economics(spec: RolloutSpec, analysis: RolloutAnalysis) -> RolloutEc
     metric = spec.units_metric
     window: Literal["total", "during"] = "total" if analysis.result(metric, "post") is not None else "during"
     net, during = analysis.result(metric, window), analysis.result(metric, "during")
-    if net is None:  # staggered starts: one effect over every promoted period
-        net = during = analysis.result(metric, "total")
-        window = "total"
-    assert net is not None
-    assert during is not None
+    if net is None or during is None:
+        raise DataError(
+            f"the analysis of {analysis.experiment} has no '{metric}' effect over the {window} window; "
+            "rerun promolab analyze"
+        )
     arm = arm_economics(spec.promotion, econ, econ.unit_price, units=1)
     price, cut = econ.unit_price, arm.price_cut + (econ.unit_price - arm.price)
     extra = arm.cost_per_unit_sold - arm.price_cut

@@ -35,8 +35,8 @@ def build_rollout_report(spec: RolloutSpec, analysis: RolloutAnalysis) -> dict[s
         "start": str(spec.start),
         "end": str(spec.end),
         "stop": str(spec.stop),
-        "spec_hash": spec_hash(spec),
-        "analysis_spec_hash": analysis.spec_hash,
+        "spec_hash": analysis.spec_hash,  # what produced the numbers: the review flags a stale one
+        "stale": analysis.spec_hash != spec_hash(spec),
         "promolab_version": __version__,
         "primary": spec.primary,
         "confidence": analysis.confidence,

@@ -65,6 +65,15 @@ class Rollout(SpecModel):
         default=(), max_length=20, description="its: numeric panel columns entering the forecast."
     )
 
+    @field_validator("treated", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        """Unit ids written as numbers (``[25, 26]``) are the ids ``"25"`` and ``"26"``: panel ids are
+        read as text."""
+        if isinstance(value, list | tuple):
+            return tuple(str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
+        return value
+
     @field_validator("promotion", mode="before")
     @classmethod
     def _as_arm(cls, value: Any) -> Any:
@@ -247,8 +256,15 @@ def rollout_problems(spec: RolloutSpec) -> Iterator[Problem]:
         repeated = sorted({t for t in treated if treated.count(t) > 1})
         if repeated:
             yield Problem(("rollout", "treated"), f"lists {quoted(repeated)} more than once")
-    if spec.rollout.promotion.kind == "control":
+    promotion = spec.rollout.promotion
+    if promotion.kind == "control":
         yield Problem(("rollout", "promotion", "kind"), "the promotion cannot be a control: declare what ran")
+    if getattr(promotion, "mechanic", None) == "coupon" or getattr(promotion, "min_spend", None) is not None:
+        yield Problem(
+            ("rollout", "promotion"),
+            "a coupon or a min_spend applies to some orders only, and a panel of sales does not say which: "
+            "declare the promotion as amount_off without min_spend (every order), or percent_off",
+        )
     ids = [m.id for m in spec.metrics]
     if not ids:
         yield Problem(("metrics",), "needs at least 1 metric")
@@ -267,10 +283,10 @@ def rollout_problems(spec: RolloutSpec) -> Iterator[Problem]:
     yield from _economics(spec, ids)
     if spec.decision is not None:
         target = spec.decision.metric
-        if target not in ids and target not in ECONOMIC_QUANTITIES:
+        if target != spec.primary and target not in ECONOMIC_QUANTITIES:
             yield Problem(
                 ("decision", "metric"),
-                _unknown("metric or economic quantity", target, [*ids, "profit", "roi"]),
+                f"must be the primary metric '{spec.primary}', 'profit' or 'roi', got '{target}'",
             )
         elif target in ECONOMIC_QUANTITIES and (spec.economics is None or spec.economics.unit_price is None):
             yield Problem(("decision", "metric"), f"'{target}' needs economics with a unit_price")

@@ -62,22 +62,26 @@ def twfe(
     confidence: float = 0.95,
     draws: int = BOOTSTRAP_DRAWS,
     seed: int = SEED,
+    weight: str | None = None,
 ) -> DidResult:
     """Two-way fixed-effects DiD of ``outcome`` on the 0/1 column ``treated`` (the unit is treated in
-    that period) with unit and period effects; inference as in the module docstring.
+    that period) with unit and period effects; inference as in the module docstring. With ``weight``
+    (a positive column), weighted least squares: every row's outcome and design scaled by the square
+    root of its weight, and the same inference on the scaled regression.
 
     Raises:
         ValueError: a balanced panel is not needed, but every unit needs >= 1 row before and after the
             start, and ``treated`` must be 0/1 and switch on once per treated unit (a single start).
     """
-    frame = panel[[outcome, unit, period, treated]].dropna()
+    frame = panel[[outcome, unit, period, treated, *([weight] if weight else [])]].dropna()
     d = frame[treated].to_numpy(dtype=float)
     _check_single_start(frame, unit, period, treated)
     ever = frame.groupby(unit)[treated].transform("max").to_numpy() > 0
     units_treated = frame.loc[ever, unit].nunique()
     units_control = frame.loc[~ever, unit].nunique()
-    y = frame[outcome].to_numpy(dtype=float)
-    x = _design(frame, unit, period, d)
+    root = np.sqrt(frame[weight].to_numpy(dtype=float)) if weight else np.ones(len(frame))
+    y = frame[outcome].to_numpy(dtype=float) * root
+    x = _design(frame, unit, period, d) * root[:, None]
     projection = _Projection.of(x)
     beta = projection.pinv @ y
     residuals = y - x @ beta
@@ -228,6 +232,7 @@ def event_study(
     leads: int,
     lags: int,
     confidence: float = 0.95,
+    weight: str | None = None,
 ) -> EventStudy:
     """Two-way fixed effects with one dummy per relative period ``k`` of the treated units, from
     ``-leads`` to ``lags`` (``k = -1`` left out; periods further out are binned into the end dummies),
@@ -236,7 +241,9 @@ def event_study(
     units the clustered test is only approximate (``FEW_CLUSTERS``)."""
     import statsmodels.api as sm
 
-    frame = panel[[outcome, unit, period, treated]].dropna().reset_index(drop=True)
+    frame = (
+        panel[[outcome, unit, period, treated, *([weight] if weight else [])]].dropna().reset_index(drop=True)
+    )
     _check_single_start(frame, unit, period, treated)
     position = {p: k for k, p in enumerate(sorted(frame[period].unique()))}
     index = frame[period].map(position)
@@ -250,7 +257,8 @@ def event_study(
     dummies = np.column_stack([(ever & (relative == k)).astype(float) for k in ks])
     x = np.column_stack([dummies, _design(frame, unit, period, np.zeros(len(frame)))[:, 1:]])
     groups = pd.factorize(frame[unit])[0]
-    fit = sm.OLS(frame[outcome].to_numpy(float), x).fit(
+    weights = frame[weight].to_numpy(float) if weight else 1.0
+    fit = sm.WLS(frame[outcome].to_numpy(float), x, weights=weights).fit(
         cov_type="cluster", cov_kwds={"groups": groups}, use_t=True
     )
     intervals = fit.conf_int(alpha=1 - confidence)

@@ -31,6 +31,7 @@ import pandas as pd
 type Array = npt.NDArray[np.float64]
 
 MAX_AUTOCORRELATION = 0.3
+MIN_ARMA_DF = 10  # fewer residual degrees of freedom cannot fit ARMA errors: OLS errors, still flagged
 AUTOCORRELATED = "AUTOCORRELATED"
 
 
@@ -94,7 +95,7 @@ def interrupted_time_series(
     forecast = x[after] @ params
     weights = np.zeros(int(after.sum()))
     weights[0] = 1.0
-    if flags:
+    if flags and before.sum() - x.shape[1] - 3 >= MIN_ARMA_DF:
         forecast, weights, cov, scale, df = _arma_errors(y[before], x[before], x[after])
     q = float(stats.t.ppf(0.5 + confidence / 2, df))
     gaps = y[after] - forecast
