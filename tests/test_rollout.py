@@ -678,7 +678,7 @@ def test_a_stale_or_incomplete_saved_analysis_is_caught(tmp_path: Path) -> None:
     spec_path = tmp_path / "r.yaml"
     raw = _raw(method="did")
     spec_path.write_text(yaml.safe_dump(raw))
-    path, _ = _written(tmp_path, seed=15)
+    _written(tmp_path, seed=15)
     saved = tmp_path / "a.json"
     assert runner.invoke(app, ["analyze", str(spec_path), "--json", str(saved)]).exit_code == 0
     raw["metrics"][0]["id"] = "units"
