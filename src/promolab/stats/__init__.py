@@ -8,5 +8,6 @@
 - :mod:`~promolab.stats.mcmc`: PyMC models written on sufficient statistics (pymc imported inside);
 - :mod:`~promolab.stats.multiplicity`: Holm and Benjamini-Hochberg;
 - :mod:`~promolab.stats.sizing`: normal power, sample size and MDE;
-- :mod:`~promolab.stats.intervals`: highest-density intervals of draws.
+- :mod:`~promolab.stats.intervals`: highest-density intervals of draws;
+- :mod:`~promolab.stats.sequential`: confidence sequences, always-valid p-values, alpha spending.
 """
