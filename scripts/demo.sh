@@ -33,6 +33,9 @@ if [ -f "$real" ]; then
     "$bin/promolab" report experiments/hillstrom.yaml --results "$out/hillstrom-real/analysis.json" \
         -o "$out/hillstrom-real"
 fi
+echo "== daily looks at a running test (always-valid intervals)"
+"$bin/promolab" monitor experiments/spring-discount.yaml --data-dir "$out/spring-discount" \
+    --json "$out/spring-discount/monitor.json"
 echo "== quarterly promotion reviews"
 "$bin/promolab" review experiments --quarter all -o "$out/reports"
 echo "Demo outputs are in $out/: one folder per experiment (design.json, power-curve.png, data/,"

@@ -496,6 +496,51 @@ def _decisions(
     return [decide(spec, analysis, economics)]
 
 
+@app.command()
+def monitor(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Experiment spec file.")],
+    data_dir: DataDirOption = None,
+    data: DataOption = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every look as JSON here.")] = None,
+) -> None:
+    """Every daily look at the running test's primary metric, with always-valid (or group-sequential)
+    intervals, and the action: continue, stop for a win, stop for harm."""
+    from promolab.analyze import analyze_spec
+    from promolab.analyze.monitor import monitor as looks_of
+    from promolab.cli.output import print_table, write_json
+    from promolab.sources import data_paths, parse_overrides
+
+    spec = load(spec_path)
+    if isinstance(spec, RolloutSpec):
+        raise PromolabError(
+            f"{printable(spec_path)}: monitor is for randomised tests; a rollout has no looks"
+        )
+    overrides = parse_overrides(data or [])
+    _guard([spec_path, *data_paths(spec, data_dir, overrides).values()], {"--json": json_out})
+    analysis = analyze_spec(spec, data_dir, overrides, method="frequentist", daily=True)
+    if analysis.daily is None:
+        raise PromolabError(f"{printable(spec_path)}: nothing to monitor: {_no_daily_curve(spec)}")
+    found = looks_of(spec, analysis.daily)
+    rows = [
+        [
+            look["date"],
+            r["variant"],
+            r["estimate"],
+            r["ci_lower"],
+            r["ci_upper"],
+            r["p_value"],
+            look["action"],
+        ]
+        for look in found["looks"]
+        for r in look["results"]
+    ]
+    title = f"{spec.id}: {found['metric']} by day, {found['method'].replace('_', ' ')}"
+    print_table(title, ["date", "variant", "abs_diff", "lower", "upper", "p_value", "action"], rows)
+    out.print(f"verdict: {found['verdict']}")
+    if json_out is not None:
+        write_json(json_out, found)
+
+
 class FailOn(StrEnum):
     stop = "stop"
     iterate = "iterate"

@@ -709,6 +709,19 @@ class Bayes(SpecModel):
     seed: int = Field(default=20260101, ge=0, lt=2**32, description="Random seed of every draw.")
 
 
+class Sequential(SpecModel):
+    """How ``promolab monitor`` looks at a running test (the primary metric, every day)."""
+
+    method: Literal["always_valid", "group_sequential"] = Field(
+        default="always_valid",
+        description="always_valid: confidence sequences and mixture-SPRT p-values, any number of looks; "
+        "group_sequential: Lan-DeMets alpha spending over the looks.",
+    )
+    spending: Literal["obrien_fleming", "pocock"] = Field(
+        default="obrien_fleming", description="group_sequential: the alpha-spending function's type."
+    )
+
+
 class Analysis(SpecModel):
     """How the analysis runs."""
 
@@ -718,6 +731,7 @@ class Analysis(SpecModel):
     confidence: Probability = 0.95
     method: Literal["frequentist", "bayesian", "both"] = "frequentist"
     bayes: Bayes = Field(default_factory=Bayes)
+    sequential: Sequential = Field(default_factory=Sequential, description="promolab monitor's rule.")
     segments: tuple[Segmentation, ...] = Field(
         default=(), max_length=10, description="Segmentations for partially pooled segment-level uplift."
     )
