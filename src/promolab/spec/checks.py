@@ -16,6 +16,7 @@ from promolab.spec.models import (
     Bundle,
     CountMetric,
     Coupon,
+    Economics,
     OrdinalMetric,
     PricePointVariant,
     RatioMetric,
@@ -297,11 +298,7 @@ def _economics(spec: ExperimentSpec) -> Iterator[Problem]:
     econ = spec.economics
     if econ is None:
         return
-    if econ.unit_price is not None and econ.unit_cost is not None and econ.unit_cost >= econ.unit_price:
-        yield Problem(
-            ("economics", "unit_cost"),
-            f"must be below unit_price ({econ.unit_price:g}), got {econ.unit_cost:g}",
-        )
+    yield from unit_cost_problems(econ)
     ids = {v.id: None for v in spec.variants}
     for field in ("fixed_cost", "media_cost"):
         for key in getattr(econ, field):
@@ -335,6 +332,15 @@ ECONOMIC_METRICS = {  # economics field -> metric kinds it may name
     "discount": ("continuous",),
     "conversion": ("binary",),
 }
+
+
+def unit_cost_problems(econ: Economics) -> Iterator[Problem]:
+    """A unit cost at or above the list price (every spec kind's economics)."""
+    if econ.unit_price is not None and econ.unit_cost is not None and econ.unit_cost >= econ.unit_price:
+        yield Problem(
+            ("economics", "unit_cost"),
+            f"must be below unit_price ({econ.unit_price:g}), got {econ.unit_cost:g}",
+        )
 
 
 def _design(spec: ExperimentSpec) -> Iterator[Problem]:

@@ -853,8 +853,8 @@ class Simulation(SpecModel):
 # --------------------------------------------------------------------------- the spec
 
 
-class ExperimentSpec(SpecModel):
-    """A marketing experiment declared as code. Build with :func:`promolab.load_spec`."""
+class SpecFile(SpecModel):
+    """What every kind of spec file has: who and what it is, its dates, and where it was loaded from."""
 
     id: Slug
     name: Annotated[str, StringConstraints(min_length=1)]
@@ -863,6 +863,19 @@ class ExperimentSpec(SpecModel):
     unit: Literal["customer", "session", "store", "region", "user", "device", "market"]
     start: dt.date
     end: dt.date
+
+    _source: str | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        """Specs are equal when their fields are: where a spec was loaded from does not matter."""
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # dict fields make specs unhashable anyway
+
+
+class ExperimentSpec(SpecFile):
+    """A marketing experiment declared as code. Build with :func:`promolab.load_spec`."""
+
     pre_days: int = Field(
         default=0, ge=0, le=3650, description="Days before 'start' measured as each metric's pre-period."
     )
@@ -878,14 +891,6 @@ class ExperimentSpec(SpecModel):
     data: Data
     simulation: Simulation | None = None
     tags: tuple[str, ...] = Field(default=(), max_length=MAX_ITEMS)
-
-    _source: str | None = PrivateAttr(default=None)
-
-    def __eq__(self, other: object) -> bool:
-        """Specs are equal when their fields are: where a spec was loaded from does not matter."""
-        return type(other) is type(self) and self.__dict__ == other.__dict__
-
-    __hash__ = None  # type: ignore[assignment]  # dict fields make specs unhashable anyway
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:

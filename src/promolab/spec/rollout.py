@@ -13,9 +13,10 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, StringConstraints, field_validator, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from promolab.errors import Problem, SpecError, quoted
+from promolab.spec.checks import unit_cost_problems
 from promolab.spec.models import (
     ECONOMIC_QUANTITIES,
     MAX_ITEMS,
@@ -26,6 +27,7 @@ from promolab.spec.models import (
     Lift,
     Probability,
     Slug,
+    SpecFile,
     SpecModel,
     Variant,
 )
@@ -133,16 +135,9 @@ class PanelSimulation(SpecModel):
     noise: float = Field(default=0.05, ge=0, le=2, description="Sd of the daily noise, relative.")
 
 
-class RolloutSpec(SpecModel):
+class RolloutSpec(SpecFile):
     """A non-randomised promotion declared as code. Build with :func:`promolab.spec.load`."""
 
-    id: Slug
-    name: Annotated[str, StringConstraints(min_length=1)]
-    hypothesis: str | None = None
-    owner: str | None = None
-    unit: Literal["customer", "session", "store", "region", "user", "device", "market"]
-    start: dt.date
-    end: dt.date
     post_days: int = Field(default=0, ge=0, le=3650, description="Days after 'end' still measured (the dip).")
     rollout: Rollout
     metrics: tuple[PanelMetric, ...] = Field(max_length=MAX_ITEMS, description="At least 1 metric.")
@@ -154,13 +149,6 @@ class RolloutSpec(SpecModel):
     data: PanelData
     simulation: PanelSimulation | None = None
     tags: tuple[str, ...] = Field(default=(), max_length=MAX_ITEMS)
-
-    _source: str | None = PrivateAttr(default=None)
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.__dict__ == other.__dict__
-
-    __hash__ = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _consistent(self) -> RolloutSpec:
@@ -296,11 +284,7 @@ def _economics(spec: RolloutSpec, ids: list[str]) -> Iterator[Problem]:
     econ = spec.economics
     if econ is None:
         return
-    if econ.unit_price is not None and econ.unit_cost is not None and econ.unit_cost >= econ.unit_price:
-        yield Problem(
-            ("economics", "unit_cost"),
-            f"must be below unit_price ({econ.unit_price:g}), got {econ.unit_cost:g}",
-        )
+    yield from unit_cost_problems(econ)
     for field in ("fixed_cost", "media_cost"):
         for key in getattr(econ, field):
             if key != spec.promotion.id:
