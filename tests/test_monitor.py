@@ -15,6 +15,7 @@ import promolab
 from promolab.aggregate.daily import curve
 from promolab.analyze.monitor import monitor
 from promolab.cli import app
+from promolab.simulate.looks import daily_sums
 from promolab.spec.models import Sequential
 
 from .conftest import EXAMPLES
@@ -31,20 +32,8 @@ def _spec(days: int, method: str = "always_valid") -> promolab.ExperimentSpec:
     )
 
 
-def _aa_curve(rng: np.random.Generator, days: int, units: int, heavy: bool) -> dict:
-    """Two arms of ``units`` customers with the same behaviour: each day a purchase with a unit's own
-    propensity (heavy: log-normal propensities and amounts, so a unit's days are correlated)."""
-    sums = []
-    for k in (1, 2):
-        propensity = rng.lognormal(-3, 1, units) if heavy else np.full(units, 0.05)
-        buys = rng.random((units, days)) < np.minimum(propensity, 1)[:, None]
-        amounts = rng.lognormal(3, 1.2 if heavy else 0.3, (units, days)) * buys
-        totals = np.cumsum(amounts, axis=1)
-        squares = np.diff(np.concatenate([np.zeros((units, 1)), totals**2], axis=1), axis=1)
-        for d in range(days):
-            sums.append(
-                (START + dt.timedelta(days=d), k, float(amounts[:, d].sum()), float(squares[:, d].sum()))
-            )
+def _aa_curve(rng: np.random.Generator, days: int, units: int, heavy: bool, lift: float = 0.0) -> dict:
+    sums = daily_sums(rng, START, days, units, lift, heavy)
     return curve("revenue", sums, ["control", "pct15"], {"control": units, "pct15": units}, 0.95, START)
 
 
