@@ -35,7 +35,7 @@ if [ -f "$real" ]; then
 fi
 echo "== daily looks at a running test (always-valid intervals)"
 "$bin/promolab" monitor experiments/spring-discount.yaml --data-dir "$out/spring-discount" \
-    --json "$out/spring-discount/monitor.json"
+    --json "$out/spring-discount/monitor.json" --plot "$out/spring-discount/monitor.png"
 echo "== quarterly promotion reviews"
 "$bin/promolab" review experiments --quarter all -o "$out/reports"
 echo "Demo outputs are in $out/: one folder per experiment (design.json, power-curve.png, data/,"

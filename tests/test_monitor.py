@@ -80,9 +80,12 @@ def test_the_monitor_command_writes_every_look(tmp_path: Path) -> None:
     spec = EXAMPLES / "spring-discount.yaml"
     assert runner.invoke(app, ["simulate", str(spec), "--units", "5000", "-o", str(tmp_path)]).exit_code == 0
     result = runner.invoke(
-        app, ["monitor", str(spec), "--data-dir", str(tmp_path), "--json", str(tmp_path / "m.json")]
-    )
+        app,
+        ["monitor", str(spec), "--data-dir", str(tmp_path), "--json", str(tmp_path / "m.json"),
+         "--plot", str(tmp_path / "m.png")],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
     found = json.loads((tmp_path / "m.json").read_text())
     assert len(found["looks"]) == 28
     look = found["looks"][-1]

@@ -502,6 +502,9 @@ def monitor(
     data_dir: DataDirOption = None,
     data: DataOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every look as JSON here.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write the intervals over time and the stopping look here (.png).")
+    ] = None,
 ) -> None:
     """Every daily look at the running test's primary metric, with always-valid (or group-sequential)
     intervals, and the action: continue, stop for a win, stop for harm."""
@@ -515,8 +518,10 @@ def monitor(
         raise PromolabError(
             f"{printable(spec_path)}: monitor is for randomised tests; a rollout has no looks"
         )
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise PromolabError(f"--plot {printable(plot)}: must end in .png")
     overrides = parse_overrides(data or [])
-    _guard([spec_path, *data_paths(spec, data_dir, overrides).values()], {"--json": json_out})
+    _guard([spec_path, *data_paths(spec, data_dir, overrides).values()], {"--json": json_out, "--plot": plot})
     analysis = analyze_spec(spec, data_dir, overrides, method="frequentist", daily=True)
     if analysis.daily is None:
         raise PromolabError(f"{printable(spec_path)}: nothing to monitor: {_no_daily_curve(spec)}")
@@ -539,6 +544,19 @@ def monitor(
     out.print(f"verdict: {found['verdict']}")
     if json_out is not None:
         write_json(json_out, found)
+    if plot is not None:
+        import base64
+
+        from promolab.io import write_with
+        from promolab.report.plots import sequence
+
+        image = base64.b64decode(sequence(found))
+
+        def png(tmp: Path) -> None:
+            tmp.write_bytes(image)
+
+        write_with(plot, png)
+        err.print(f"wrote {plain(plot)}")
 
 
 class FailOn(StrEnum):

@@ -223,3 +223,33 @@ def counterfactual(series: Mapping[str, Any], metric: str, start: str, end: str,
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
     ax.legend(frameon=False, fontsize=8)
     return _encode(fig)
+
+
+def sequence(found: Mapping[str, Any]) -> str:
+    """Each treatment arm's difference by day with its always-valid (or boundary-adjusted) interval, and
+    the first look that stopped the test (``promolab monitor``'s looks)."""
+    import matplotlib.dates as mdates
+
+    fig, ax = _figure(3.0)
+    days = np.array([look["date"] for look in found["looks"]], dtype="datetime64[D]")
+    arms = [r["variant"] for r in found["looks"][0]["results"]] if found["looks"] else []
+    for k, arm in enumerate(arms):
+        rows = [look["results"][k] for look in found["looks"]]
+        centre, low, high = (
+            np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)
+            for key in ("estimate", "ci_lower", "ci_upper")
+        )
+        (line,) = ax.plot(days, centre, label=arm)
+        ax.fill_between(days, low, high, color=line.get_color(), alpha=0.15, lw=0)
+    ax.axhline(0, color="#888", lw=1)
+    stop = next((look for look in found["looks"] if look["action"] != "continue"), None)
+    if stop is not None:
+        ax.axvline(np.datetime64(stop["date"], "D"), color="firebrick", lw=1, ls="--")
+        ax.text(
+            np.datetime64(stop["date"], "D"), ax.get_ylim()[1], f" {stop['action']}", va="top", fontsize=8
+        )
+    method = str(found["method"]).replace("_", " ")
+    ax.set_ylabel(f"difference in {found['metric']} per unit\n{method} intervals", fontsize=8)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
+    ax.legend(frameon=False, fontsize=8)
+    return _encode(fig)
