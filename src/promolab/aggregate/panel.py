@@ -303,7 +303,7 @@ def _check_balance(
     have = set(frame.loc[frame["unit"] == unit, "period"])
     missing = [str(p) for p in periods if p not in have][:SHOWN]
     raise DataError(
-        f"{where}: {len(short)} of {len(units)} units lack rows in some {grain}s from rollout.pre_start "
-        f"to end + post_days (e.g. '{printable(unit)}' has none for {', '.join(missing)}); a rollout "
+        f"{where}: {len(short)} of {len(units)} units lack rows in some {grain}s of the periods read "
+        f"(e.g. '{printable(unit)}' has none for {', '.join(missing)}); a rollout "
         "needs every unit in every period: fill true zeros in the file, or drop the unit"
     )

@@ -8,8 +8,10 @@ known) and a p-value of no effect. Methods (``rollout.method``; ``auto`` picks b
 
 - ``did``: difference-in-differences against the untreated units (:mod:`promolab.stats.did`): two-way
   fixed effects on the pre-period and the window (errors clustered by unit; the wild cluster bootstrap
-  below 42 units); the event study's pre-trend test is the diagnostic. Staggered starts (the treated
-  column switches on in different periods) get group-time effects, reported over the whole window.
+  below 42 units); the event study's pre-trend test is the diagnostic. ``scale: relative`` divides each
+  unit by its pre-period mean ``b_i`` and weights it by ``b_i``, so the ATT times the treated units' mean
+  ``b`` is the mean of ``b_i x`` their percent effects. Staggered starts (the treated column switches on
+  in different periods) get group-time effects over the promoted unit-periods; no post window.
 - ``synthetic_control``: the treated units' mean series against a convex combination of the untreated
   units fitted on the pre-period (:mod:`promolab.stats.synthetic`). Inference by placebos: every
   untreated unit, fitted from the others, gives a placebo effect; the statistic is ``|mean gap over the
@@ -19,7 +21,7 @@ known) and a p-value of no effect. Methods (``rollout.method``; ``auto`` picks b
   untreated units give no interval at that level (``FEW_DONORS``).
 - ``its``: the treated units' mean series forecast from its own pre-period (trend, day of week or
   month, yearly Fourier terms with two years of history, regressors; :mod:`promolab.stats.its`);
-  with untreated units present but too few for the other methods, their mean series is a regressor.
+  with untreated units present, their mean series is a regressor.
 """
 
 from __future__ import annotations
