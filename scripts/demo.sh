@@ -1,6 +1,7 @@
 #!/bin/sh
-# The demo: every example spec validated, designed, simulated, assigned, analysed and reported,
-# then the quarterly promotion review of every quarter the examples ended in.
+# The demo: every example spec validated, designed, simulated, assigned, analysed (and monitored, when
+# it declares analysis.sequential) and reported, then the quarterly promotion review of every quarter
+# the examples ended in.
 # Usage: scripts/demo.sh BIN_DIR OUT_DIR UNITS
 set -eu
 bin=$1 out=$2 units=$3
@@ -23,6 +24,10 @@ for spec in experiments/*.yaml experiments/*.toml; do
     set --  # posterior draws feed the report when the spec runs the Bayesian engine
     if grep -Eq '^ *method: *(both|bayesian)' "$spec"; then set -- --draws "$dir/draws.parquet"; fi
     "$bin/promolab" analyze "$spec" --data-dir "$dir" --daily --json "$dir/analysis.json" "$@"
+    if grep -q '^ *sequential:' "$spec"; then  # watched while it ran: its looks go in the report
+        "$bin/promolab" monitor "$spec" --data-dir "$dir" --json "$dir/monitor.json" --plot "$dir/monitor.png"
+        set -- "$@" --monitor "$dir/monitor.json"
+    fi
     "$bin/promolab" report "$spec" --results "$dir/analysis.json" "$@" -o "$out/reports"
 done
 real=../shared/data/hillstrom.csv  # a real test, when the shared datasets are beside the project
@@ -33,9 +38,6 @@ if [ -f "$real" ]; then
     "$bin/promolab" report experiments/hillstrom.yaml --results "$out/hillstrom-real/analysis.json" \
         -o "$out/hillstrom-real"
 fi
-echo "== daily looks at a running test (always-valid intervals)"
-"$bin/promolab" monitor experiments/spring-discount.yaml --data-dir "$out/spring-discount" \
-    --json "$out/spring-discount/monitor.json" --plot "$out/spring-discount/monitor.png"
 echo "== quarterly promotion reviews"
 "$bin/promolab" review experiments --quarter all -o "$out/reports"
 echo "Demo outputs are in $out/: one folder per experiment (design.json, power-curve.png, data/,"

@@ -86,3 +86,18 @@ def arrow_keeping_nan(frame: pd.DataFrame) -> pa.Table:
         else:
             columns[name] = pa.Array.from_pandas(values)
     return pa.table(columns)
+
+
+def assert_same_looks(found: dict, expected: dict) -> None:
+    """The same looks and actions, numbers to 1e-9 (sums merged in another order)."""
+    assert [(look["date"], look["n"], look["action"]) for look in found["looks"]] == [
+        (look["date"], look["n"], look["action"]) for look in expected["looks"]
+    ]
+    for look, other in zip(found["looks"], expected["looks"], strict=True):
+        for result, reference in zip(look["results"], other["results"], strict=True):
+            for key, value in reference.items():
+                if isinstance(value, float):
+                    assert result[key] == pytest.approx(value, rel=1e-9, abs=1e-12), (look["date"], key)
+                else:
+                    assert result[key] == value, (look["date"], key)
+    assert found["verdict"] == expected["verdict"]

@@ -40,7 +40,9 @@ from promolab.stats.sequential import (
     obrien_fleming_spending,
     optimal_rho,
     pocock_spending,
+    sequential_sizing,
     spending_boundaries,
+    stopping_probabilities,
 )
 
 type Array = npt.NDArray[np.float64]
@@ -284,3 +286,69 @@ def test_nonpositive_standard_error_is_rejected(se):
 def test_other_bad_input_is_rejected(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ---------------------------------------------------------------------- sizing under an effect
+
+
+def _brownian_first_stops(
+    fractions: list[float], bounds: list[float], drift: float, paths: int, seed: int
+) -> npt.NDArray[np.float64]:
+    """Monte Carlo share of paths whose first ``|Z_k| >= c_k`` is look k (``B`` with mean drift t)."""
+    rng = np.random.default_rng(seed)
+    steps = np.diff([0.0, *fractions])
+    b = np.cumsum(rng.standard_normal((paths, len(fractions))) * np.sqrt(steps) + drift * steps, axis=1)
+    crossed = np.abs(b / np.sqrt(fractions)) >= np.array(bounds)
+    first = np.where(crossed.any(axis=1), crossed.argmax(axis=1), -1)
+    return np.array([np.mean(first == k) for k in range(len(fractions))])
+
+
+@pytest.mark.parametrize("spending", [obrien_fleming_spending, pocock_spending], ids=["obf", "pocock"])
+def test_stopping_probabilities_under_an_effect_match_brownian_paths(
+    spending: Callable[[float, float], float],
+) -> None:
+    """Under a drift of 3 (Z's mean at t = 1), each look's first-crossing probability from the
+    recursion equals that of 400,000 simulated paths within 4 standard errors; at no drift they sum
+    to alpha."""
+    fractions = [0.15, 0.4, 0.55, 0.8, 1.0]
+    bounds = list(spending_boundaries(fractions, 0.05, spending))
+    assert stopping_probabilities(fractions, bounds).sum() == pytest.approx(0.05, abs=1e-7)
+    exact = stopping_probabilities(fractions, bounds, drift=3.0)
+    simulated = _brownian_first_stops(fractions, bounds, 3.0, 400_000, seed=3)
+    se = np.sqrt(exact * (1 - exact) / 400_000)
+    assert np.all(np.abs(simulated - exact) <= 4 * se + 1e-12)
+
+
+def test_sequential_sizing_reproduces_the_published_inflation_factors() -> None:
+    """Classical boundaries at K equal looks, two-sided alpha 0.05, power 0.9 (Jennison and Turnbull
+    2000, Tables 2.1 and 2.3): Pocock's constant C_P(4) = 2.361 and C_P(5) = 2.413 need 1.183 and
+    1.207 times the fixed sample (SAS PROC SEQDESIGN's Example 3 prints 118% for K = 4); O'Brien and
+    Fleming's C_B(5) sqrt(5 / k), C_B(5) = 2.040, needs 1.026."""
+    drift = stats.norm.isf(0.025) + stats.norm.isf(0.1)
+    cases = [
+        ([2.361] * 4, 1.183),
+        ([2.413] * 5, 1.207),
+        ([2.040 * math.sqrt(5 / k) for k in range(1, 6)], 1.026),
+    ]
+    for bounds, published in cases:
+        fractions = [k / len(bounds) for k in range(1, len(bounds) + 1)]
+        assert stopping_probabilities(fractions, bounds).sum() == pytest.approx(0.05, abs=1e-4)
+        assert sequential_sizing(fractions, bounds, drift, 0.9)[0] == pytest.approx(published, abs=1.5e-3)
+
+
+def test_sequential_sizing_reaches_the_target_power_on_simulated_paths() -> None:
+    """Lan-DeMets spending at five equal looks: Brownian paths at the maximum information found reach
+    90% power (within 4 standard errors of 400,000 paths), and use on average the fraction found, at
+    that effect and at none."""
+    fractions = [0.2, 0.4, 0.6, 0.8, 1.0]
+    drift = stats.norm.isf(0.025) + stats.norm.isf(0.1)
+    for spending in (obrien_fleming_spending, pocock_spending):
+        bounds = list(spending_boundaries(fractions, 0.05, spending))
+        inflation, at_effect, at_zero = sequential_sizing(fractions, bounds, drift, 0.9)
+        assert 1.0 < inflation < 1.25
+        stops = _brownian_first_stops(fractions, bounds, math.sqrt(inflation) * drift, 400_000, seed=4)
+        assert stops.sum() == pytest.approx(0.9, abs=4 * math.sqrt(0.09 / 400_000))
+        expected = float(np.dot(stops, fractions) + 1 - stops.sum())
+        assert at_effect == pytest.approx(expected, abs=3e-3)
+        null_stops = _brownian_first_stops(fractions, bounds, 0.0, 400_000, seed=5)
+        assert at_zero == pytest.approx(float(np.dot(null_stops, fractions) + 1 - null_stops.sum()), abs=1e-3)

@@ -437,11 +437,12 @@ def test_a_promoted_column_missing_from_the_orders_names_the_spec_field():
 
 
 def test_ordinal_scores_are_not_split_into_windows(spring_spec):
-    """A survey table has no timestamp: a score is not a sum over days, so it has no post or total rows
-    (which would repeat the same answers as if they were dated)."""
+    """A score is not a sum over days, so it has no post or total rows, even when its survey table is
+    dated (as the simulator dates it): its answers are counted once, from start to the end of the post
+    window."""
     spec = spring_spec.model_copy(update={"post_days": 14})
     data = simulate(spec, 3000, 1)
-    assert "ts" not in data.frame("survey").columns
+    assert "ts" in data.frame("survey").columns
     frames = {k: data.frame(k) for k in data.tables}
     rows = {r.metric: r for r in analyze_spec(spec, frames=frames, method="frequentist").results}
     assert "satisfaction" in rows

@@ -30,13 +30,14 @@ class Stage(types.ModuleType):
 
 def __getattr__(name: str) -> Any:
     """``promolab.analyze`` and ``promolab.design`` before their packages are imported: import them;
-    ``promolab.rollout``: the notebook function for rollouts (:func:`promolab.api.rollout`)."""
+    ``promolab.rollout`` and ``promolab.monitor``: the notebook functions for rollouts and for looks at
+    a running test (:mod:`promolab.api`)."""
     if name in ENTRY_POINTS:
         return importlib.import_module(f"promolab.{name}")
-    if name == "rollout":
-        from promolab.api import rollout
+    if name in ("rollout", "monitor"):
+        from promolab import api
 
-        return rollout
+        return getattr(api, name)
     raise AttributeError(f"module 'promolab' has no attribute {name!r}")
 
 
@@ -50,6 +51,7 @@ __all__ = [
     "design",
     "dump_spec",
     "load_spec",
+    "monitor",
     "rollout",
     "spec_hash",
 ]

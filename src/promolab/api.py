@@ -1,4 +1,5 @@
-"""The notebook API, the shape of the CLI: ``promolab.analyze(spec, data={...})``, ``promolab.design(spec)``.
+"""The notebook API, the shape of the CLI: ``promolab.analyze(spec, data={...})``, ``promolab.design(spec)``,
+``promolab.monitor(spec, data={...})``.
 
 ``promolab.analyze`` returns an :class:`Experiment`: the analysis (``.analysis``, and its table through
 ``to_frame()`` / ``to_markdown()`` / ``_repr_html_``), ``.economics()``, ``.decision`` and
@@ -12,6 +13,7 @@ names (``unit_id``, ``variant_column`` and ``timestamp`` name the columns).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -180,6 +182,32 @@ def rollout(
     else:
         source = Path(panel) if isinstance(panel, str | Path) else panel
     return Rollout(loaded, analyze_rollout(loaded, source))
+
+
+def monitor(
+    spec: SpecLike,
+    data: DataLike | None = None,
+    *,
+    data_dir: str | Path | None = None,
+    state: str | Path | None = None,
+    rebuild: bool = False,
+    cuped: bool = True,
+    through: dt.date | None = None,
+    unit_id: str = "unit_id",
+    variant_column: str = "variant",
+    timestamp: str | None = None,
+) -> dict[str, Any]:
+    """Every look at a running test (``promolab monitor`` as a function): ``looks`` (each with its
+    results per metric and arm and its action), ``verdict`` and ``stopped_on``; the arguments as for
+    :func:`analyze`, and ``state``, ``rebuild``, ``through`` as the command's options."""
+    from promolab.analyze.monitor import monitor_spec
+
+    data = dict(data or {})
+    loaded = _spec(spec, data, {"unit_id": unit_id, "variant_column": variant_column, "timestamp": timestamp})
+    frames = {name: value for name, value in data.items() if not isinstance(value, str | Path)}
+    files = {name: Path(value) for name, value in data.items() if isinstance(value, str | Path)}
+    where = None if state is None else Path(state)
+    return monitor_spec(loaded, data_dir, files, where, rebuild, cuped, through, frames)
 
 
 def design(spec: SpecLike) -> DesignPlan:

@@ -49,10 +49,14 @@ def table_quality(
     checks: Sequence[tuple[str, SourcedMetric]],
     uncapped: Sequence[AnyMetric],
     spec: ExperimentSpec,
+    so_far: bool = False,
 ) -> DataQuality:
     """Rows of each event table: of units in the analysed arms, of holdout units, of units not
     assigned (with missing ids), outside the window, undated; missing values of each metric and
     what was done with them.
+
+    With ``so_far`` (the rows of a running test up to a look) a table without rows yet, or without
+    rows in the window yet, is no problem: its metrics are 0 so far.
 
     Raises:
         DataError: a table has no rows, or none of its rows is of an assigned unit in the window.
@@ -78,7 +82,7 @@ def table_quality(
             windowed=table.windowed,
         )
         tables[table.source.name] = counts
-        problems += table_problems(table, counts, spec)
+        problems += table_problems(table, counts, spec, so_far)
     if problems:
         raise DataError(problems)
     missing = {
@@ -95,10 +99,14 @@ def table_quality(
     return DataQuality(tables, missing, policies, largest)
 
 
-def table_problems(table: EventTable, counts: TableRows, spec: ExperimentSpec) -> list[str]:
+def table_problems(
+    table: EventTable, counts: TableRows, spec: ExperimentSpec, so_far: bool = False
+) -> list[str]:
     """An event table that cannot feed its metrics: no rows, no row of an assigned unit, or none in the
-    window."""
+    window (with ``so_far``, only rows that match no assigned unit)."""
     where = table.source.where
+    if so_far and (counts.rows == 0 or counts.matched_rows > 0):
+        return []
     if counts.rows == 0:
         return [
             f"{where}: has no data rows; its metrics ({', '.join(m.id for m in table.metrics)}) need some"

@@ -139,22 +139,35 @@ def aggregate(
             impossible values (negative counts, binary values other than 0/1, ordinal scores outside the
             levels), event tables none of whose rows match an assigned unit in the window.
     """
-    import duckdb
-
-    # No progress bar: DuckDB draws it on stdout, which carries promolab's tables and JSON.
-    con = duckdb.connect(config={"preserve_insertion_order": False})
-    con.execute("SET enable_progress_bar = false")
-    con.execute("SET TimeZone = 'UTC'")  # dates of zoned timestamps do not depend on the machine
-    sources = open_sources(con, spec, paths or {}, frames or {}, segments)
-    check_columns(con, spec, sources, covariates, segments)
-    sources = check_unit_ids(con, spec, sources)
-    check_rfm_values(con, sources, segments)
+    con, sources = connect(spec, paths or {}, frames or {}, covariates, segments)
     aggregation = DuckAggregation(spec, con, sources, covariates, segments, own_covariates)
     aggregation.build_unit_table(distinct_assignments=False, materialise=daily)
     aggregation.compute_stats(log_moments)
     if daily:
         aggregation.daily = aggregation.daily_curve(spec.metric(spec.primary))
     return aggregation
+
+
+def connect(
+    spec: ExperimentSpec,
+    paths: Mapping[str, Path],
+    frames: Mapping[str, pd.DataFrame],
+    covariates: Sequence[str],
+    segments: Sequence[Segmentation] = (),
+) -> tuple[duckdb.DuckDBPyConnection, dict[str, Source]]:
+    """An in-memory DuckDB with the spec's data opened as sources, their columns and unit ids checked
+    (see :func:`aggregate`)."""
+    import duckdb
+
+    # No progress bar: DuckDB draws it on stdout, which carries promolab's tables and JSON.
+    con = duckdb.connect(config={"preserve_insertion_order": False})
+    con.execute("SET enable_progress_bar = false")
+    con.execute("SET TimeZone = 'UTC'")  # dates of zoned timestamps do not depend on the machine
+    sources = open_sources(con, spec, paths, frames, segments)
+    check_columns(con, spec, sources, covariates, segments)
+    sources = check_unit_ids(con, spec, sources)
+    check_rfm_values(con, sources, segments)
+    return con, dict(sources)
 
 
 @dataclass
@@ -203,6 +216,7 @@ class DuckAggregation:
         self.plan = _Plan()
         self.unit_cte: str | None = None  # unit_values as a CTE when not materialised
         self.id_range: tuple[int, int] | None = None
+        self.so_far = False  # the rows of a running test up to a look: tables may have none yet
 
     # ------------------------------------------------------------------ the per-unit values
 
@@ -317,14 +331,23 @@ class DuckAggregation:
         for metric in table.metrics:
             rows_filter = self._row_filter(metric, plan.params)
             counted = _both(self._window(metric) if table.windowed else None, rows_filter)
-            columns.append(f"{unit_aggregate(metric, counted)} AS {quote('m:' + metric.id)}")
+            columns += [f"{value} AS {quote(name)}" for name, value in self._unit_values(metric, counted)]
             if SEPARATOR in metric.id:  # a derived metric's rows are its declared metric's: checked there
                 continue
             for kind, predicate in row_checks(metric, source):
                 column = quote(check_column(kind, metric))
                 columns.append(f"{count_rows(kind, predicate, _both(kept, rows_filter))} AS {column}")
                 plan.checks.append((kind, metric))
-        return f"SELECT {source.unit_id} AS unit_id, {', '.join(columns)} FROM {source.sql} GROUP BY 1"
+        where = self._rows_read(table)
+        return f"SELECT {source.unit_id} AS unit_id, {', '.join(columns)} FROM {source.sql}{where} GROUP BY 1"
+
+    def _unit_values(self, metric: AnyMetric, counted: str | None) -> list[tuple[str, str]]:
+        """(column, aggregate) of a unit's value of ``metric`` over its rows that ``counted`` keeps."""
+        return [("m:" + metric.id, unit_aggregate(metric, counted))]
+
+    def _rows_read(self, table: EventTable) -> str:
+        """The WHERE clause of the event table's rows read: every row (a look reads a range of days)."""
+        return ""
 
     def _row_filter(self, metric: AnyMetric, params: dict[str, Any]) -> str | None:
         """The metric's ``where`` as a predicate over its table's rows, its values bound as a parameter
@@ -432,7 +455,9 @@ class DuckAggregation:
             return
         if repeated:
             raise DataError(self._repeat_message())
-        self.quality = table_quality(groups, self.plan.tables, self.plan.checks, self._uncapped(), self.spec)
+        self.quality = table_quality(
+            groups, self.plan.tables, self.plan.checks, self._uncapped(), self.spec, self.so_far
+        )
         analysed = [g for g in groups if g["arm"] > 0]
         self._check_values(analysed)
         by_arm = {g["arm"]: g for g in analysed}

@@ -15,12 +15,33 @@ from promolab.spec.models import AnyMetric
 def unit_aggregate(metric: AnyMetric, kept: str | None) -> str:
     """Aggregate of one unit's rows (in the window, when ``kept`` filters it) in an event table, by the
     metric's kind; a missing value counts 0 with ``missing: zero``, and is left out otherwise."""
+    return kind_of(metric).unit_sql(metric, _value(metric), _filter(kept))
+
+
+def unit_partials(metric: AnyMetric, kept: str | None) -> list[tuple[str, str]]:
+    """(column, aggregate) of one unit's value over some of its rows, in a form that merges with the
+    value over its other rows (:meth:`promolab.kinds.base.Kind.merge`): the value itself as
+    ``m:<metric>``, or for a mean its sum as ``m:<metric>`` and its number of values as ``n:<metric>``."""
+    if kind_of(metric).merge(metric) != "mean":
+        return [("m:" + metric.id, unit_aggregate(metric, kept))]
+    value, window = _value(metric), _filter(kept)
+    return [
+        ("m:" + metric.id, f"sum(CAST({value} AS DOUBLE)){window}"),
+        ("n:" + metric.id, f"count({value}){window}"),
+    ]
+
+
+def _value(metric: AnyMetric) -> str | None:
+    """The metric's quoted column (0 for a missing value with ``missing: zero``); None without one."""
     raw = metric_column(metric)
     column = None if raw is None else quote(raw)
     if column is not None and getattr(metric, "missing_policy", None) == "zero":
         column = f"coalesce({column}, 0)"
-    window = "" if kept is None else f" FILTER (WHERE {kept})"
-    return kind_of(metric).unit_sql(metric, column, window)
+    return column
+
+
+def _filter(kept: str | None) -> str:
+    return "" if kept is None else f" FILTER (WHERE {kept})"
 
 
 def bad_value(metric: AnyMetric, value: str, duck_type: str) -> str | None:
@@ -52,7 +73,7 @@ def value_checks(metric: AnyMetric, value: str, duck_type: str) -> list[tuple[st
 def count_rows(kind: str, predicate: str, kept: str | None) -> str:
     """Per-unit count of rows (in the window when ``kept`` filters it) matching a check's predicate;
     missing values as rows minus non-missing values (``count(column)``, cheaper than a filter)."""
-    window = "" if kept is None else f" FILTER (WHERE {kept})"
+    window = _filter(kept)
     if kind == "null":
         column = predicate.removesuffix(" IS NULL")
         return f"(count(*){window} - count({column}){window})"

@@ -120,6 +120,37 @@ class SavedDaily(_Model):
         return self
 
 
+class SavedLookResult(_Model):
+    metric: str
+    variant: str
+    role: Literal["primary", "guardrail"]
+    estimate: Finite | None
+    ci_lower: float | None  # an infinite boundary leaves the interval unbounded
+    ci_upper: float | None
+    p_value: Probability | None
+    crossed: bool
+
+
+class SavedLook(_Model):
+    date: dt.date
+    n: Count
+    fraction: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+    results: list[SavedLookResult]
+    action: Literal["continue", "stop_win", "stop_harm", "stop_futility"]
+
+
+class SavedMonitor(_Model):
+    """The fields of ``promolab monitor --json`` that reports read."""
+
+    experiment: str
+    spec_hash: str
+    metric: str
+    method: Literal["always_valid", "group_sequential"]
+    looks: list[SavedLook] = Field(min_length=1)
+    verdict: Literal["continue", "stop_win", "stop_harm", "stop_futility"]
+    stopped_on: dt.date | None
+
+
 class SavedAnalysis(_Model):
     """The fields of an analysis payload that reports, reviews and decisions read."""
 

@@ -9,6 +9,7 @@ inputs. Heavy libraries are imported inside the commands that need them.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import warnings
@@ -245,9 +246,17 @@ def design(
     data: Annotated[
         list[str] | None, typer.Option("--data", metavar="NAME=PATH", help="A rollout: panel=PATH.")
     ] = None,
+    sequential: Annotated[
+        bool,
+        typer.Option(
+            help="Also size the test for promolab monitor's looks (shown anyway when the spec sets "
+            "analysis.sequential)."
+        ),
+    ] = False,
 ) -> None:
-    """Sample size per arm, duration, MDE, power and break-even lifts of SPEC (a rollout: placebo
-    backtests on its history and the best-matching untreated units)."""
+    """Sample size per arm, duration, MDE, power and break-even lifts of SPEC, and with sequential
+    looks their maximum and expected sample size (a rollout: placebo backtests on its history and the
+    best-matching untreated units)."""
     from promolab.cli.output import print_table, write_json
     from promolab.design.estimates import read_pre_period
     from promolab.design.plan import plan_design
@@ -256,9 +265,10 @@ def design(
         raise PromolabError(f"--plot {printable(plot)}: must end in {', '.join(PLOT_SUFFIXES)}")
     spec = load(spec_path)
     if isinstance(spec, RolloutSpec):
-        if pre_period is not None or plot is not None:
+        if pre_period is not None or plot is not None or sequential:
             raise PromolabError(
-                "--pre-period and --plot are for randomised experiments; a rollout reads its panel"
+                "--pre-period, --plot and --sequential are for randomised experiments; a rollout reads "
+                "its panel"
             )
         panel = _panel_path(spec, data_dir, data)
         _guard([spec_path, panel], {"--json": json_out})
@@ -292,8 +302,37 @@ def design(
         ]
         columns = ["arm", "break_even_lift", "metric_break_even_lift", "power_at_break_even", "test_cost"]
         print_table("break-even (units sold; on the metric)", columns, rows)
+    monitored = None
+    if sequential or "sequential" in spec.analysis.model_fields_set:
+        from promolab.design.sequential import sequential_plan
+
+        monitored = sequential_plan(spec, plan)
+        method = monitored.method.replace("_", " ") + (
+            f", {monitored.spending}" if monitored.spending else ""
+        )
+        print_table(
+            f"monitored with promolab monitor ({method}, {monitored.looks} looks)",
+            ["quantity", "units", "over fixed"],
+            [
+                ["fixed design", monitored.fixed_total, 1.0],
+                ["maximum", monitored.max_total, monitored.inflation],
+                [
+                    "expected at the MDE",
+                    monitored.expected_total_at_mde,
+                    monitored.expected_total_at_mde / plan.total,
+                ],
+                [
+                    "expected at no effect",
+                    monitored.expected_total_at_zero,
+                    monitored.expected_total_at_zero / plan.total,
+                ],
+            ],
+        )
     if json_out is not None:
-        write_json(json_out, plan.to_dict())
+        from dataclasses import asdict
+
+        extra = {"sequential": asdict(monitored)} if monitored is not None else {}
+        write_json(json_out, plan.to_dict() | extra)
     if plot is not None:
         from promolab.design.curve import save_power_curve
 
@@ -502,14 +541,28 @@ def monitor(
     data_dir: DataDirOption = None,
     data: DataOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every look as JSON here.")] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="The looks' state file: days read before are not read again (default: beside --json, "
+            "as NAME.state.duckdb; none without --json)."
+        ),
+    ] = None,
+    rebuild: Annotated[bool, typer.Option(help="Start the state over: read every day again.")] = False,
+    through: Annotated[
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Look only through this day (default: the data's last day)."),
+    ] = None,
+    cuped: Annotated[
+        bool, typer.Option("--cuped/--no-cuped", help="Adjust for covariates and each metric's pre-period.")
+    ] = True,
     plot: Annotated[
         Path | None, typer.Option(help="Write the intervals over time and the stopping look here (.png).")
     ] = None,
 ) -> None:
-    """Every daily look at the running test's primary metric, with always-valid (or group-sequential)
-    intervals, and the action: continue, stop for a win, stop for harm."""
-    from promolab.analyze import analyze_spec
-    from promolab.analyze.monitor import monitor as looks_of
+    """Every daily look at the running test's primary metric and guardrails, with always-valid (or
+    group-sequential) intervals, and the action: continue, stop for a win, for harm, for futility."""
+    from promolab.analyze.monitor import monitor_spec
     from promolab.cli.output import print_table, write_json
     from promolab.sources import data_paths, parse_overrides
 
@@ -520,28 +573,27 @@ def monitor(
         )
     if plot is not None and plot.suffix.lower() != ".png":
         raise PromolabError(f"--plot {printable(plot)}: must end in .png")
+    if state is None and json_out is not None:
+        state = json_out.with_name(json_out.stem + ".state.duckdb")
     overrides = parse_overrides(data or [])
-    _guard([spec_path, *data_paths(spec, data_dir, overrides).values()], {"--json": json_out, "--plot": plot})
-    analysis = analyze_spec(spec, data_dir, overrides, method="frequentist", daily=True)
-    if analysis.daily is None:
-        raise PromolabError(f"{printable(spec_path)}: nothing to monitor: {_no_daily_curve(spec)}")
-    found = looks_of(spec, analysis.daily)
+    _guard(
+        [spec_path, *data_paths(spec, data_dir, overrides).values()],
+        {"--json": json_out, "--plot": plot, "--state": state},
+    )
+    found = monitor_spec(
+        spec, data_dir, overrides, state, rebuild, cuped, through.date() if through else None
+    )
     rows = [
-        [
-            look["date"],
-            r["variant"],
-            r["estimate"],
-            r["ci_lower"],
-            r["ci_upper"],
-            r["p_value"],
-            look["action"],
-        ]
+        [look["date"], r["metric"], r["variant"], r["estimate"], r["ci_lower"], r["ci_upper"], r["p_value"],
+         look["action"]]
         for look in found["looks"]
         for r in look["results"]
-    ]
-    title = f"{spec.id}: {found['metric']} by day, {found['method'].replace('_', ' ')}"
-    print_table(title, ["date", "variant", "abs_diff", "lower", "upper", "p_value", "action"], rows)
-    out.print(f"verdict: {found['verdict']}")
+    ]  # fmt: skip
+    title = f"{spec.id}: looks by day, {found['method'].replace('_', ' ')}"
+    headers = ["date", "metric", "variant", "abs_diff", "lower", "upper", "p_value", "action"]
+    print_table(title, headers, rows)
+    stopped = f" on {found['stopped_on']}" if found["stopped_on"] else ""
+    out.print(f"verdict: {found['verdict']}{stopped}")
     if json_out is not None:
         write_json(json_out, found)
     if plot is not None:
@@ -586,6 +638,10 @@ def report(
     method: Annotated[
         Method | None, typer.Option(help="Inference method (default: the spec's analysis.method).")
     ] = None,
+    monitored: Annotated[
+        Path | None,
+        typer.Option("--monitor", help="Looks from `promolab monitor --json`: shown with their intervals."),
+    ] = None,
     fail_on: Annotated[
         FailOn | None,
         typer.Option(
@@ -600,7 +656,7 @@ def report(
 
     spec = load(spec_path)
     if isinstance(spec, RolloutSpec):
-        _refuse_for_rollout({"--method": method, "--draws": draws_in})
+        _refuse_for_rollout({"--method": method, "--draws": draws_in, "--monitor": monitored})
         panel = None if results is not None else _panel_path(spec, data_dir, data)
         _require_folder(out_dir, "--out")
         _guard([spec_path, results, panel], folders={"--out": out_dir / spec.id})
@@ -610,9 +666,15 @@ def report(
         return
     if draws_in is not None and results is None:
         raise PromolabError("--draws goes with --results (without --results the analysis runs now)")
+    monitoring = None
+    if monitored is not None:
+        from promolab.report import load_monitor
+
+        monitoring, stale = load_monitor(monitored, spec)
+        _warn([stale] if stale else [])
     if method is not None and results is not None:
         raise PromolabError("--method applies when report analyses the data; --results already has a method")
-    inputs = [spec_path, results, draws_in]
+    inputs = [spec_path, results, draws_in, monitored]
     if results is None:
         from promolab.sources import data_paths, parse_overrides
 
@@ -634,10 +696,10 @@ def report(
         _warn(analysis.data_quality.warnings())
         draws = analysis.bayes.draws if analysis.bayes is not None else None
     if results is None:
-        written = write_report(spec, analysis, out_dir, draws)
+        written = write_report(spec, analysis, out_dir, draws, monitoring)
     else:
         with malformed(results, "analysis", "rerun `promolab analyze --json`"):
-            written = write_report(spec, analysis, out_dir, draws)
+            written = write_report(spec, analysis, out_dir, draws, monitoring)
     for path in written.paths.values():
         err.print(f"wrote {plain(path)}")
     _announce(written.decision, fail_on)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from promolab.stats.mcmc import Array
 from promolab.stats.moments import ExperimentStats
 
 type Summarise = Callable[[ExperimentStats, str], ArmSummary]
+type Merge = Literal["sum", "max", "mean"]
 
 
 @dataclass
@@ -72,6 +73,11 @@ class Kind(Protocol):
 
     def units_sql(self, column: str) -> str:
         """A unit's value read from its units-file column (quoted)."""
+        ...
+
+    def merge(self, metric: AnyMetric) -> Merge:
+        """How two partial values of :meth:`unit_sql` over disjoint rows of a unit combine: ``sum``,
+        ``max``, or ``mean`` (kept as a sum and a count of values, divided at the end)."""
         ...
 
     def bad_value_sql(self, metric: AnyMetric, value: str, duck_type: str) -> str | None:

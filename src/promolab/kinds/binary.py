@@ -3,7 +3,7 @@ unpooled z-test; Beta-Binomial posteriors (prior ``Beta(a, b)``, default ``Beta(
 
 from __future__ import annotations
 
-from promolab.kinds.base import Fitted, PosteriorInputs, Summarise, closed_fit
+from promolab.kinds.base import Fitted, Merge, PosteriorInputs, Summarise, closed_fit
 from promolab.spec.models import AnyMetric
 from promolab.stats import conjugate
 from promolab.stats.estimators import proportion_summary
@@ -20,6 +20,9 @@ class Binary:
 
     def units_sql(self, column: str) -> str:
         return f"coalesce(CAST({column} AS BOOLEAN)::DOUBLE, 0)"
+
+    def merge(self, metric: AnyMetric) -> Merge:
+        return "max"
 
     def bad_value_sql(self, metric: AnyMetric, value: str, duck_type: str) -> str | None:
         return (

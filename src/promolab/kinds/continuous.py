@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from promolab.kinds.base import Fitted, PosteriorInputs, Summarise, normal_fit
+from promolab.kinds.base import Fitted, Merge, PosteriorInputs, Summarise, normal_fit
 from promolab.spec.models import AnyMetric
 from promolab.stats.estimators import mean_summary
 from promolab.stats.mcmc import HurdleStats, fit_hurdle
 from promolab.stats.moments import LogMoments
 
 SQL_AGG = {"sum": "sum", "mean": "avg", "max": "max"}  # ``agg`` -> DuckDB aggregate
+MERGE: dict[str, Merge] = {"sum": "sum", "mean": "mean", "max": "max"}  # ``agg`` -> its partials' merge
 
 
 class Continuous:
@@ -26,6 +27,9 @@ class Continuous:
 
     def units_sql(self, column: str) -> str:
         return f"coalesce(CAST({column} AS DOUBLE), 0)"
+
+    def merge(self, metric: AnyMetric) -> Merge:
+        return MERGE[getattr(metric, "agg", "sum")]
 
     def bad_value_sql(self, metric: AnyMetric, value: str, duck_type: str) -> str | None:
         return None

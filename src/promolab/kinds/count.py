@@ -4,7 +4,7 @@ pooled dispersion ``d = max(1, s^2 / mean)``, so over-dispersed counts keep hone
 
 from __future__ import annotations
 
-from promolab.kinds.base import Fitted, PosteriorInputs, Summarise, closed_fit
+from promolab.kinds.base import Fitted, Merge, PosteriorInputs, Summarise, closed_fit
 from promolab.spec.models import AnyMetric
 from promolab.stats import conjugate
 from promolab.stats.estimators import mean_summary
@@ -22,6 +22,9 @@ class Count:
 
     def units_sql(self, column: str) -> str:
         return f"coalesce(CAST({column} AS DOUBLE), 0)"
+
+    def merge(self, metric: AnyMetric) -> Merge:
+        return "sum"
 
     def bad_value_sql(self, metric: AnyMetric, value: str, duck_type: str) -> str | None:
         return None if getattr(metric, "column", None) is None else f"{value} < 0"

@@ -5,7 +5,7 @@ Beta-Binomial of the top box."""
 
 from __future__ import annotations
 
-from promolab.kinds.base import Fitted, PosteriorInputs, Summarise, closed_fit, normal_fit
+from promolab.kinds.base import Fitted, Merge, PosteriorInputs, Summarise, closed_fit, normal_fit
 from promolab.spec.models import AnyMetric, OrdinalMetric
 from promolab.stats import conjugate
 from promolab.stats.estimators import histogram_summary, top_box_summary
@@ -22,6 +22,9 @@ class Ordinal:
 
     def units_sql(self, column: str) -> str:
         return f"CAST({column} AS DOUBLE)"
+
+    def merge(self, metric: AnyMetric) -> Merge:
+        return "mean"
 
     def bad_value_sql(self, metric: AnyMetric, value: str, duck_type: str) -> str | None:
         assert isinstance(metric, OrdinalMetric)

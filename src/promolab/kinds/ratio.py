@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from promolab.kinds.base import Fitted, PosteriorInputs, Summarise, normal_fit
+from promolab.kinds.base import Fitted, Merge, PosteriorInputs, Summarise, normal_fit
 from promolab.spec.models import AnyMetric, RatioMetric
 from promolab.stats.estimators import ratio_summary
 
@@ -21,6 +21,9 @@ class Ratio:
 
     def units_sql(self, column: str) -> str:
         raise TypeError("a ratio metric is not read from the units file")
+
+    def merge(self, metric: AnyMetric) -> Merge:
+        raise TypeError(f"ratio metric '{metric.id}' has no rows of its own to merge")
 
     def bad_value_sql(self, metric: AnyMetric, value: str, duck_type: str) -> str | None:
         return None

@@ -92,9 +92,11 @@ def write_report(
     analysis: Analysis,
     out_dir: str | Path,
     draws: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    monitoring: Mapping[str, Any] | None = None,
 ) -> WrittenReport:
-    """Write the experiment's HTML, Markdown and JSON report as the folder ``out_dir/<id>/``."""
-    report = build_report(spec, analysis, draws)
+    """Write the experiment's HTML, Markdown and JSON report as the folder ``out_dir/<id>/`` (with the
+    looks of ``promolab monitor``, when given)."""
+    report = build_report(spec, analysis, draws, monitoring)
     files = {
         f"{spec.id}.json": json_text(report),
         f"{spec.id}.md": render_markdown(report),
@@ -144,6 +146,7 @@ def write_review(
     return {Path(file).suffix[1:]: path for file, path in written.items()}
 
 
+MONITOR_KEYS = ("experiment", "spec_hash", "method", "looks", "verdict")
 RESULT_KEYS = ("experiment", "reference", "spec_hash", "srm", "results", "guardrails", "arms")
 MIN_DRAWS = 100  # fewer posterior draws cannot carry P(profit > 0) or an interval
 REPORT_KEYS = ("experiment", "name", "end", "decision", "primary", "reference", "variants", "results",
@@ -224,6 +227,26 @@ def _bounded_int(text: str) -> int:
 def _no_constant(name: str) -> float:
     """NaN and Infinity are read as floats so that the schema names the field holding them."""
     return float(name.replace("Infinity", "inf"))
+
+
+def load_monitor(path: str | Path, spec: ExperimentSpec) -> tuple[dict[str, Any], str | None]:
+    """The looks saved by ``promolab monitor --json``, checked and matched against ``spec``, and a
+    warning when the spec changed since."""
+    from promolab.analyze.payload import SavedMonitor, check_saved
+    from promolab.errors import DataError
+
+    where = printable(path)
+    rerun = "rerun `promolab monitor SPEC --json`"
+    payload = _read_json(Path(path), "monitor output", MONITOR_KEYS, rerun)
+    check_saved(SavedMonitor, payload, where, f"monitor output, {rerun}")
+    if payload["experiment"] != spec.id:
+        raise DataError(
+            f"{where}: experiment: looks at '{printable(payload['experiment'])}', but the spec is '{spec.id}'"
+        )
+    stale = None
+    if payload["spec_hash"] != spec_hash(spec):
+        stale = f"{where}: the looks were taken with an earlier version of the spec; {rerun}"
+    return payload, stale
 
 
 def load_results(path: str | Path, spec: ExperimentSpec) -> tuple[Analysis, str | None]:

@@ -29,8 +29,14 @@ from promolab.stats.moments import Moments
 type Draws = Mapping[str, Mapping[str, np.ndarray]]  # metric -> arm -> posterior draws of the mean
 
 
-def build_report(spec: ExperimentSpec, analysis: Analysis, draws: Draws | None = None) -> dict[str, Any]:
-    """The report's content as a JSON-ready mapping (see the module docstring)."""
+def build_report(
+    spec: ExperimentSpec,
+    analysis: Analysis,
+    draws: Draws | None = None,
+    monitoring: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The report's content as a JSON-ready mapping (see the module docstring); ``monitoring``: the
+    looks of ``promolab monitor``, reported as they are."""
     payload = analysis.to_dict()
     arms = analysis.arms
     confidence = spec.analysis.confidence
@@ -96,6 +102,7 @@ def build_report(spec: ExperimentSpec, analysis: Analysis, draws: Draws | None =
         "lift_sources": _lift_sources(economics.to_dict()) if economics is not None else [],
         "price_response": _price_response(spec, arms),
         "daily": payload.get("daily"),
+        "monitoring": dict(monitoring) if monitoring is not None else None,
         "notes": notes,
     }
 

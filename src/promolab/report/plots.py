@@ -232,14 +232,15 @@ def sequence(found: Mapping[str, Any]) -> str:
 
     fig, ax = _figure(3.0)
     days = np.array([look["date"] for look in found["looks"]], dtype="datetime64[D]")
-    arms = [r["variant"] for r in found["looks"][0]["results"]] if found["looks"] else []
+    primary = [[r for r in look["results"] if r["role"] == "primary"] for look in found["looks"]]
+    arms = [r["variant"] for r in primary[0]] if primary else []
     for k, arm in enumerate(arms):
-        rows = [look["results"][k] for look in found["looks"]]
+        rows = [results[k] for results in primary]
         centre, low, high = (
             np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)
             for key in ("estimate", "ci_lower", "ci_upper")
         )
-        (line,) = ax.plot(days, centre, label=arm)
+        (line,) = ax.plot(days, centre, label=arm, marker="o" if len(days) <= 10 else None, ms=3)
         ax.fill_between(days, low, high, color=line.get_color(), alpha=0.15, lw=0)
     ax.axhline(0, color="#888", lw=1)
     stop = next((look for look in found["looks"] if look["action"] != "continue"), None)

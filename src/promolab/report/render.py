@@ -99,6 +99,7 @@ def figures(
         "lift_sources": [plots.lift_sources(arm, currency) for arm in report.get("lift_sources", [])],
         "price": plots.price_profit(report["price_response"], currency) if report["price_response"] else None,
         "cumulative": plots.cumulative(report["daily"]) if report["daily"] else None,
+        "sequence": plots.sequence(report["monitoring"]) if report.get("monitoring") else None,
     }
 
 

@@ -13,7 +13,8 @@ The model (docs/cli.md "Simulator" has the full description):
   price * LogNormal(log(units_median), units_sigma) * (1 + basket lift): heavy-tailed, with many
   zero-spend units. Offers then discount redeemed orders (see :mod:`promolab.simulate.offers`).
 - Survey scores: a random ``survey_rate`` of units answer; latent N(score shift, 1) cut into the
-  ordinal levels so the reference arm's shares rise with the level.
+  ordinal levels so the reference arm's shares rise with the level; dated (uniform over the test and post
+  window) when the spec has ``data.timestamp``.
 
 Every component draws from its own seeded stream, so a table's values do not change when another
 table is added to the spec.
@@ -337,7 +338,10 @@ def _table(
         metric = next(m for m in spec.metrics if isinstance(m, OrdinalMetric) and m.source == name)
         responders = np.flatnonzero(rng.random(len(arm)) < params.survey_rate)
         scores = _scores(metric, arms, arm[responders], rng)
-        return pa.table({uid: responders + 1, metric.column: scores})
+        survey = pa.table({uid: responders + 1, metric.column: scores})
+        if spec.data.timestamp is None:
+            return survey
+        return survey.append_column(_time_column(spec), pa.array(_timestamps(spec, rng, len(responders))))
     counts = _event_counts(name, kind, arm, arms, event_counts, rng)
     event_counts[name] = counts
     owner = np.repeat(np.arange(len(arm)), counts)

@@ -46,6 +46,7 @@ def consistency_problems(spec: ExperimentSpec) -> Iterator[Problem]:
     yield from _design(spec)
     yield from _decision(spec)
     yield from _bayes(spec)
+    yield from _sequential(spec)
     yield from _data(spec)
     yield from _simulation(spec)
 
@@ -407,6 +408,27 @@ def _bayes(spec: ExperimentSpec) -> Iterator[Problem]:
     for index, name in enumerate(names):
         if name in names[:index]:
             yield Problem(("analysis", "segments", index), f"segmentation '{name}' is listed twice")
+
+
+def _sequential(spec: ExperimentSpec) -> Iterator[Problem]:
+    settings, where = spec.analysis.sequential, ("analysis", "sequential")
+    outside = [d.isoformat() for d in settings.looks if not spec.start <= d <= spec.end]
+    if outside:
+        yield Problem(
+            (*where, "looks"), f"looks must fall from start to end ({spec.start} to {spec.end}): {outside}"
+        )
+    mde = spec.design.mde
+    if settings.futility and spec.design.metric not in (None, spec.primary):
+        yield Problem(
+            (*where, "futility"),
+            "rules out design.mde.relative on the primary metric, but the design sizes "
+            f"'{spec.design.metric}'",
+        )
+    elif settings.futility and (mde is None or mde.relative is None):
+        yield Problem(
+            (*where, "futility"),
+            "needs design.mde.relative: the smallest lift worth finding, which futility rules out",
+        )
 
 
 def _data(spec: ExperimentSpec) -> Iterator[Problem]:

@@ -710,7 +710,7 @@ class Bayes(SpecModel):
 
 
 class Sequential(SpecModel):
-    """How ``promolab monitor`` looks at a running test (the primary metric, every day)."""
+    """How ``promolab monitor`` looks at a running test (the primary metric and the guardrails)."""
 
     method: Literal["always_valid", "group_sequential"] = Field(
         default="always_valid",
@@ -720,6 +720,20 @@ class Sequential(SpecModel):
     spending: Literal["obrien_fleming", "pocock"] = Field(
         default="obrien_fleming", description="group_sequential: the alpha-spending function's type."
     )
+    looks: tuple[dt.date, ...] = Field(
+        default=(), description="The planned looks' dates, from start to end (default: every day)."
+    )
+    futility: bool = Field(
+        default=False,
+        description="Stop for futility when every arm's interval excludes design.mde.relative (needs it).",
+    )
+
+    @field_validator("looks")
+    @classmethod
+    def _increasing_looks(cls, looks: tuple[dt.date, ...]) -> tuple[dt.date, ...]:
+        if list(looks) != sorted(set(looks)):
+            raise ValueError("list each look's date once, in increasing order")
+        return looks
 
 
 class Analysis(SpecModel):

@@ -130,6 +130,14 @@ def pocock_spending(t: float, alpha: float) -> float:
     return alpha * math.log1p((math.e - 1) * t)
 
 
+def spending_function(name: str) -> Spending:
+    """The spending function of its name in specs: ``obrien_fleming`` or ``pocock``."""
+    functions = {"obrien_fleming": obrien_fleming_spending, "pocock": pocock_spending}
+    if name not in functions:
+        raise ValueError(f"spending must be one of {sorted(functions)}, got {name!r}")
+    return functions[name]
+
+
 def spending_boundaries(
     fractions: Sequence[float], alpha: float = 0.05, spending: Spending = obrien_fleming_spending
 ) -> Array:
@@ -164,13 +172,67 @@ def spending_boundaries(
     return np.array(bounds)
 
 
-def _crossing(nodes: Array, weights: Array, t: float, step: float, c: float) -> float:
-    """``P(not stopped before, |B(t)| >= c sqrt(t))`` with ``B(t) = u + N(0, step)`` from the nodes
-    ``u`` of the continuing density (``weights`` = quadrature weight x density)."""
+def stopping_probabilities(fractions: Sequence[float], bounds: Sequence[float], drift: float = 0.0) -> Array:
+    """``P(the first look with |Z_k| >= c_k is look k)`` for each look, when ``B(t)`` has mean
+    ``drift t`` (``drift`` = the mean of ``Z`` at information fraction 1; 0: no difference), by the
+    recursion of :func:`spending_boundaries`."""
+    times = _check_fractions(fractions)
+    if len(bounds) != len(times):
+        raise ValueError(f"need one bound per look: {len(times)} looks, {len(bounds)} bounds")
+    nodes, weights = np.zeros(1), np.ones(1)
+    found, previous = [], 0.0
+    for k, (t, c) in enumerate(zip(times, bounds, strict=True)):
+        step = t - previous
+        found.append(_crossing(nodes, weights, t, step, c, drift))
+        if k + 1 < len(times):
+            nodes, weights = _continuing(nodes, weights, t, step, min(step, times[k + 1] - t), c, drift)
+        previous = t
+    return np.array(found)
+
+
+def sequential_sizing(
+    fractions: Sequence[float], bounds: Sequence[float], fixed_drift: float, target_power: float
+) -> tuple[float, float, float]:
+    """How much information looks need against the fixed design, and how much they use on average.
+
+    With ``fixed_drift = z_(1 - alpha/2) + z_(power)``, the mean of the fixed design's ``Z`` at the
+    effect it is sized for, the looks at ``fractions`` of a maximum ``R`` times the fixed information
+    see ``B`` with drift ``sqrt(R) fixed_drift``. Returns ``R`` (the maximum sample size over the fixed
+    design's) at which they cross with ``target_power``, and the expected fraction of that maximum
+    used, ``E[t at stop]`` (1 when no look crosses), under the effect and under no difference.
+    """
+    from scipy import optimize
+
+    def power_at(inflation: float) -> float:
+        return float(stopping_probabilities(fractions, bounds, math.sqrt(inflation) * fixed_drift).sum())
+
+    high = 1.0
+    while power_at(high) < target_power:
+        high *= 2
+        if high > 1e4:
+            raise ValueError(
+                "the looks cannot reach the target power: a boundary is infinite at the last look"
+            )
+    inflation = (
+        high
+        if high == 1.0
+        else float(optimize.brentq(lambda r: power_at(r) - target_power, high / 2, high, xtol=1e-8))
+    )
+
+    def expected(drift: float) -> float:
+        stops = stopping_probabilities(fractions, bounds, drift)
+        return float(np.dot(stops, fractions) + (1 - stops.sum()) * 1.0)
+
+    return inflation, expected(math.sqrt(inflation) * fixed_drift), expected(0.0)
+
+
+def _crossing(nodes: Array, weights: Array, t: float, step: float, c: float, drift: float = 0.0) -> float:
+    """``P(not stopped before, |B(t)| >= c sqrt(t))`` with ``B(t) = u + N(drift step, step)`` from the
+    nodes ``u`` of the continuing density (``weights`` = quadrature weight x density)."""
     from scipy import stats
 
-    edge, sd = c * math.sqrt(t), math.sqrt(step)
-    tails = stats.norm.sf((edge - nodes) / sd) + stats.norm.sf((edge + nodes) / sd)
+    edge, sd, shift = c * math.sqrt(t), math.sqrt(step), drift * step
+    tails = stats.norm.sf((edge - nodes - shift) / sd) + stats.norm.sf((edge + nodes + shift) / sd)
     return float(weights @ tails)
 
 
@@ -186,11 +248,11 @@ def _boundary(nodes: Array, weights: Array, t: float, step: float, target: float
 
 
 def _continuing(
-    nodes: Array, weights: Array, t: float, step: float, next_step: float, c: float
+    nodes: Array, weights: Array, t: float, step: float, next_step: float, c: float, drift: float = 0.0
 ) -> tuple[Array, Array]:
     """Nodes and weights of the density of ``B(t)`` on the paths continuing past ``|B(t)| < c sqrt(t)``:
-    ``f(b) = sum_u weight_u phi((b - u) / sqrt(step)) / sqrt(step)`` on a Simpson grid whose step
-    resolves both this increment and the next (module constants)."""
+    ``f(b) = sum_u weight_u phi((b - u - drift step) / sqrt(step)) / sqrt(step)`` on a Simpson grid
+    whose step resolves both this increment and the next (module constants)."""
     from scipy import stats
 
     half = min(c, TAIL) * math.sqrt(t)
@@ -201,7 +263,7 @@ def _continuing(
     simpson[1:-1:2], simpson[2:-1:2] = 4.0, 2.0
     simpson *= (grid[1] - grid[0]) / 3
     sd = math.sqrt(step)
-    density = stats.norm.pdf((grid[:, None] - nodes[None, :]) / sd) @ weights / sd
+    density = stats.norm.pdf((grid[:, None] - nodes[None, :] - drift * step) / sd) @ weights / sd
     return grid, simpson * density
 
 
