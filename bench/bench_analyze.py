@@ -2,7 +2,9 @@
 
 Options: ``--sizes 1000000 10000000`` (order rows; both by default), ``--formats parquet csv`` (file
 format of the inputs; both by default), ``--repeats 3``, ``--tea-tasting-python PATH`` (a Python with
-``tea-tasting`` and ``ibis-framework[duckdb]`` installed, e.g. a separate venv: adds that peer).
+``tea-tasting`` and ``ibis-framework[duckdb]`` installed, e.g. a separate venv: adds that peer),
+``--units N`` (2,000,000 by default) and ``--contenders``. The opt-in large size (issue 19):
+``--sizes 100000000 --units 20000000 --formats parquet --contenders "bare DuckDB" promolab``.
 
 Workload: 2,000,000 units in 4 equal arms, 4 order metrics (conversion, revenue, orders, items) and one
 covariate (pre_revenue), as in ``bench/analyze-spec.yaml``; the Parquet files are generated once per size
@@ -35,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +89,9 @@ def _write(table: pa.Table, path: Path) -> None:
     tmp.replace(path)  # a killed run leaves no half-written file behind
 
 
-def generate(rows: int, folder: Path) -> None:
-    """Write assignments, customers and ``rows`` orders for ``UNITS`` units into ``folder``.
+def generate(rows: int, folder: Path, units_count: int = UNITS, csv: bool = True) -> None:
+    """Write assignments, customers and ``rows`` orders for ``units_count`` units into ``folder`` (and
+    CSV copies with ``csv``).
 
     A latent log-propensity per unit drives both the pre-period revenue and buying in the test, so
     pre_revenue predicts revenue (CUPED has something to do). About 15% of units buy; each buyer gets at
@@ -96,18 +99,18 @@ def generate(rows: int, folder: Path) -> None:
     """
     folder.mkdir(parents=True, exist_ok=True)
     units = np.random.default_rng([SEED, 0])  # same units in every size
-    unit_id = np.arange(1, UNITS + 1, dtype=np.int64)
-    arm = units.integers(0, len(ARMS), UNITS)
+    unit_id = np.arange(1, units_count + 1, dtype=np.int64)
+    arm = units.integers(0, len(ARMS), units_count)
     effect = {key: np.array([EFFECTS[a][key] for a in ARMS])[arm] for key in EFFECTS["control"]}
-    latent = units.standard_normal(UNITS)
+    latent = units.standard_normal(units_count)
 
-    pre_z = 0.8 * latent + 0.6 * units.standard_normal(UNITS)
-    pre_buyer = units.random(UNITS) < np.minimum(0.3 * np.exp(0.7 * pre_z - 0.245), 0.95)
+    pre_z = 0.8 * latent + 0.6 * units.standard_normal(units_count)
+    pre_buyer = units.random(units_count) < np.minimum(0.3 * np.exp(0.7 * pre_z - 0.245), 0.95)
     pre_spend = units.lognormal(np.log(60) + 0.5 * pre_z, 1.0)
     pre_revenue = np.where(pre_buyer, np.round(pre_spend, 2), 0.0)
 
     p_buy = np.minimum(0.15 * np.exp(0.8 * latent - 0.32) * (1 + effect["conversion"]), 0.95)
-    buyers = np.flatnonzero(units.random(UNITS) < p_buy)
+    buyers = np.flatnonzero(units.random(units_count) < p_buy)
     weight = np.exp(0.8 * latent[buyers] + 1.0 * units.standard_normal(len(buyers)))
     if rows < len(buyers):
         raise ValueError(f"{rows:,} order rows are fewer than the {len(buyers):,} buyers")
@@ -128,23 +131,28 @@ def generate(rows: int, folder: Path) -> None:
         "quantity": quantity.astype(np.int64),
     }
     _write(pa.table(orders), folder / "orders.parquet")
+    if not csv:
+        return
     for name in TABLES:
         tmp = folder / f"{name}.csv.tmp"
         pacsv.write_csv(pq.read_table(folder / f"{name}.parquet"), tmp)
         tmp.replace(folder / f"{name}.csv")
 
 
-def ensure_data(rows: int) -> Path:
-    """The cache folder for ``rows`` order rows, generated first unless a matching one is there."""
-    folder = CACHE / str(rows)
+def ensure_data(rows: int, units_count: int = UNITS, csv: bool = True) -> Path:
+    """The cache folder for ``rows`` order rows of ``units_count`` units, generated first unless a
+    matching one is there (with CSV copies when ``csv``)."""
+    folder = CACHE / (str(rows) if units_count == UNITS else f"{rows}-{units_count}-units")
     meta = folder / "meta.json"
-    wanted = {"version": DATA_VERSION, "seed": SEED, "units": UNITS, "rows": rows}
-    if meta.exists() and json.loads(meta.read_text()) == wanted:
-        print(f"data: {folder.relative_to(ROOT)} (cached)", file=sys.stderr, flush=True)
-        return folder
+    wanted = {"version": DATA_VERSION, "seed": SEED, "units": units_count, "rows": rows}
+    if meta.exists():
+        found = json.loads(meta.read_text())
+        if {k: found.get(k) for k in wanted} == wanted and (found.get("csv", True) or not csv):
+            print(f"data: {folder.relative_to(ROOT)} (cached)", file=sys.stderr, flush=True)
+            return folder
     start = time.perf_counter()
-    generate(rows, folder)
-    meta.write_text(json.dumps(wanted))
+    generate(rows, folder, units_count, csv)
+    meta.write_text(json.dumps(wanted | {"csv": csv}))
     seconds = time.perf_counter() - start
     print(f"data: {folder.relative_to(ROOT)} (generated in {seconds:.1f} s)", file=sys.stderr, flush=True)
     return folder
@@ -359,11 +367,16 @@ def _failure(run: Run) -> str:
 
 
 def bench_case(
-    rows: int, folder: Path, fmt: str, repeats: int, tea_tasting_python: str | None = None
+    rows: int,
+    folder: Path,
+    fmt: str,
+    repeats: int,
+    tea_tasting_python: str | None = None,
+    chosen: Sequence[str] = CONTENDERS,
 ) -> tuple[list[str], list[str]]:
-    """Run every contender ``repeats`` times (interleaved) on ``folder``'s ``fmt`` files; table lines and
-    problems. tea-tasting runs only with ``tea_tasting_python``."""
-    contenders = [c for c in CONTENDERS if c != "tea-tasting" or tea_tasting_python]
+    """Run every ``chosen`` contender ``repeats`` times (interleaved) on ``folder``'s ``fmt`` files;
+    table lines and problems. tea-tasting runs only with ``tea_tasting_python``."""
+    contenders = [c for c in CONTENDERS if c in chosen and (c != "tea-tasting" or tea_tasting_python)]
     runs: dict[str, list[Run]] = {c: [] for c in contenders}
     for _ in range(repeats):
         for contender in contenders:
@@ -402,16 +415,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=FORMATS, help="input file formats")
     parser.add_argument("--repeats", type=int, default=3, help="runs per case (the median is shown)")
     parser.add_argument("--tea-tasting-python", help="a Python with tea-tasting installed: adds that peer")
+    parser.add_argument("--units", type=int, default=UNITS, help="units (customers) in every case")
+    parser.add_argument(
+        "--contenders",
+        nargs="+",
+        choices=CONTENDERS,
+        default=CONTENDERS,
+        help="e.g. at 100M rows: skip pandas",
+    )
     args = parser.parse_args(argv)
-    if args.repeats < 1 or min(args.sizes) < 1:
-        parser.error("--sizes and --repeats must be positive")
-    folders = {rows: ensure_data(rows) for rows in args.sizes}
+    if args.repeats < 1 or min(args.sizes) < 1 or args.units < 1:
+        parser.error("--sizes, --units and --repeats must be positive")
+    if "bare DuckDB" not in args.contenders:
+        parser.error("--contenders must include 'bare DuckDB': the others are checked against it")
+    csv = "csv" in args.formats
+    folders = {rows: ensure_data(rows, args.units, csv) for rows in args.sizes}
     header = f"{'order rows':>12} {'format':<8} {'contender':<18} {'wall s':>8} {'ratio to bare':>14}"
     print(f"{header} {'peak RSS MB':>12}")
     problems: list[str] = []
     for rows, folder in folders.items():
         for fmt in args.formats:
-            lines, found = bench_case(rows, folder, fmt, args.repeats, args.tea_tasting_python)
+            lines, found = bench_case(
+                rows, folder, fmt, args.repeats, args.tea_tasting_python, args.contenders
+            )
             print("\n".join(lines), flush=True)
             problems += found
     for problem in problems:

@@ -23,6 +23,13 @@ def test_import_promolab_is_light():
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
 
 
+def test_version_builds_no_command_line():
+    """``promolab --version`` answers before typer, rich and the spec models load (start-up: bench/)."""
+    code = "import sys\nsys.argv = ['promolab', '--version']\nfrom promolab.entry import main\nmain()"
+    loaded = _modules_after(code)
+    assert not loaded & {"typer", "rich", "pydantic", "yaml", *HEAVY}, loaded & {"typer", "rich", "pydantic"}
+
+
 def test_validate_never_imports_pymc_or_analysis_libraries():
     code = (
         "import sys\n"
@@ -67,7 +74,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"economics"}),
     frozenset({"decision"}),
     frozenset({"report"}),
-    frozenset({"api", "cli", "__main__"}),
+    frozenset({"api", "cli", "__main__", "entry"}),
 )
 
 

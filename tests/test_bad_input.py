@@ -573,7 +573,7 @@ def _(w: Work) -> list[str]:
     return w.analyze()
 
 
-@case("data-path-is-a-folder", "orders.parquet", "is a folder")
+@case("data-folder-without-data-files", "orders.parquet", "folder holds no .parquet or .csv file")
 def _(w: Work) -> list[str]:
     (w.inp / "orders.parquet").unlink()
     (w.inp / "orders.parquet").mkdir()
@@ -594,7 +594,7 @@ def _(w: Work) -> list[str]:
     return w.analyze()
 
 
-@case("data-file-of-another-format", "orders.txt", ".parquet or .csv")
+@case("data-file-of-another-format", "orders.txt", ".parquet, .csv, .csv.gz or .csv.zst")
 def _(w: Work) -> list[str]:
     (w.inp / "orders.txt").write_text("unit_id,amount\n1,2\n")
     return [*w.analyze(), "--data", f"orders={w.inp / 'orders.txt'}"]

@@ -1,20 +1,24 @@
 """promolab: marketing experiments as code, with decision-ready statistics.
 
-``import promolab`` stays light: it loads the spec layer only (never pandas-heavy analysis or pymc).
+``import promolab`` stays light: the spec layer loads on first use of ``promolab.load_spec`` and the
+others, the analysis libraries (pandas, DuckDB, scipy, PyMC) only in the commands that need them.
 In a notebook, ``promolab.analyze(spec, data={...})`` and ``promolab.design(spec)`` are the CLI's
 commands as functions (:mod:`promolab.api`): the stage packages are callable.
 """
 
 import importlib
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promolab.errors import DataError, PromolabError, SpecError
-from promolab.spec import ExperimentSpec, dump_spec, load_spec, spec_hash
+
+if TYPE_CHECKING:
+    from promolab.spec import ExperimentSpec, dump_spec, load_spec, spec_hash
 
 __version__ = "0.1.0"
 
 ENTRY_POINTS = ("analyze", "design")  # stage packages that are also notebook functions
+SPEC_NAMES = ("ExperimentSpec", "dump_spec", "load_spec", "spec_hash")
 
 
 class Stage(types.ModuleType):
@@ -34,6 +38,8 @@ def __getattr__(name: str) -> Any:
     a running test (:mod:`promolab.api`)."""
     if name in ENTRY_POINTS:
         return importlib.import_module(f"promolab.{name}")
+    if name in SPEC_NAMES:  # the spec layer (pydantic models) is built on first use
+        return getattr(importlib.import_module("promolab.spec"), name)
     if name in ("rollout", "monitor"):
         from promolab import api
 

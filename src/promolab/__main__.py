@@ -1,5 +1,5 @@
 """``python -m promolab`` runs the command line."""
 
-from promolab.cli import main
+from promolab.entry import main
 
 main()

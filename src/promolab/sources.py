@@ -9,7 +9,9 @@ directory).
 from __future__ import annotations
 
 import csv
+import glob
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,74 @@ if TYPE_CHECKING:
     import pandas as pd
 
 READABLE_SUFFIXES = (".parquet", ".csv")
+TABLE_KINDS = {".parquet": "parquet", ".csv": "csv", ".csv.gz": "csv", ".csv.zst": "csv"}  # suffix -> reader
+GLOB_CHARACTERS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class InputFiles:
+    """The files of one input table: a file, a folder of them (read recursively: Hive partitions such
+    as ``day=2026-03-01/`` become columns), or a glob pattern; all Parquet or all CSV (plain, ``.gz``
+    or ``.zst``)."""
+
+    given: Path
+    files: tuple[Path, ...]
+    kind: str  # "parquet" or "csv"
+    folder: bool
+
+    @property
+    def where(self) -> str:
+        """The input as the user named it, for messages."""
+        many = f" ({len(self.files)} files)" if len(self.files) > 1 else ""
+        return printable(self.given) + many
+
+
+def input_files(path: Path, what: str) -> InputFiles:
+    """The files of the input ``path`` (a file, a folder or a glob pattern), checked: some file, every
+    one a readable kind, one kind, none empty. In a folder, hidden files, ``_``-prefixed ones (Spark's
+    ``_SUCCESS``) and other suffixes (``.crc``) are not data.
+
+    Raises:
+        DataError: saying which file or pattern, and what is wrong.
+    """
+    where, folder = printable(path), path.is_dir()
+    if GLOB_CHARACTERS & set(str(path)):
+        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        if not files:
+            raise DataError(f"{where}: the {what} pattern matches no file")
+    elif folder:
+        files = sorted(f for f in path.rglob("*") if f.is_file() and _is_data(f))
+        if not files:
+            raise DataError(f"{where}: the {what} folder holds no .parquet or .csv file")
+    elif not path.is_file():
+        broken = " (a broken symbolic link, or a loop of links)" if path.is_symlink() else ""
+        raise DataError(f"{where}: {what} file not found{broken}")
+    else:
+        files = [path]
+    unknown = [f for f in files if table_kind(f) is None]
+    if unknown:
+        raise DataError(
+            f"{printable(unknown[0])}: {what} file must be .parquet, .csv, .csv.gz or .csv.zst, "
+            f"got '{printable(''.join(unknown[0].suffixes[-2:]))}'"
+        )
+    kinds = {table_kind(f) for f in files}
+    if len(kinds) > 1:
+        raise DataError(f"{where}: the {what} files mix Parquet and CSV; give one kind")
+    empty = [f for f in files if f.stat().st_size == 0]
+    if empty:
+        raise DataError(f"{printable(empty[0])}: the {what} file is empty (0 bytes)")
+    return InputFiles(path, tuple(files), str(kinds.pop()), folder)
+
+
+def table_kind(path: Path) -> str | None:
+    """``parquet`` or ``csv`` by the file's suffix (``.csv.gz`` and ``.csv.zst`` are CSV); None when
+    neither."""
+    name = path.name.lower()
+    return next((kind for suffix, kind in TABLE_KINDS.items() if name.endswith(suffix)), None)
+
+
+def _is_data(path: Path) -> bool:
+    return not path.name.startswith((".", "_")) and table_kind(path) is not None
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Path]:

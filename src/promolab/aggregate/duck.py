@@ -22,6 +22,7 @@ quoted; file paths, labels and numbers are bound as parameters: no SQL is assemb
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -160,7 +161,7 @@ def connect(
     import duckdb
 
     # No progress bar: DuckDB draws it on stdout, which carries promolab's tables and JSON.
-    con = duckdb.connect(config={"preserve_insertion_order": False})
+    con = duckdb.connect(config={"preserve_insertion_order": False, **engine_limits()})
     con.execute("SET enable_progress_bar = false")
     con.execute("SET TimeZone = 'UTC'")  # dates of zoned timestamps do not depend on the machine
     sources = open_sources(con, spec, paths, frames, segments)
@@ -168,6 +169,29 @@ def connect(
     sources = check_unit_ids(con, spec, sources)
     check_rfm_values(con, sources, segments)
     return con, dict(sources)
+
+
+MEMORY_LIMIT = "1.5GB"  # DuckDB's share: with Python and the libraries a run stays within about 2 GB
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+def engine_limits() -> dict[str, str | bool | int | float | list[str]]:
+    """DuckDB's memory limit (``PROMOLAB_MEMORY_LIMIT``, e.g. ``8GB``; default ``MEMORY_LIMIT``) and where
+    it spills what does not fit (``PROMOLAB_SPILL_DIR``; default a ``promolab-spill`` folder in the
+    system's temporary folder).
+
+    Raises:
+        DataError: a limit that is not a size.
+    """
+    import tempfile
+
+    limit = os.environ.get("PROMOLAB_MEMORY_LIMIT", MEMORY_LIMIT).strip()
+    if not _SIZE.match(limit):
+        raise DataError(
+            f"PROMOLAB_MEMORY_LIMIT: expected a size such as 1.5GB or 800MB, got '{printable(limit)}'"
+        )
+    spill = os.environ.get("PROMOLAB_SPILL_DIR") or str(Path(tempfile.gettempdir()) / "promolab-spill")
+    return {"memory_limit": limit, "temp_directory": spill}
 
 
 @dataclass

@@ -16,6 +16,7 @@ Identifiers are quoted; paths and values are bound as parameters: no SQL is buil
 from __future__ import annotations
 
 import csv
+import gzip
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promolab.errors import DataError, first_line, printable, quoted
-from promolab.sources import refuse_repeated_names, require_file
+from promolab.sources import input_files, refuse_repeated_names
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import UNITS_SOURCE, AnyMetric, OrdinalMetric, RatioMetric, Segmentation
 from promolab.spec.windows import PARTS, split_id, split_money
@@ -130,17 +131,23 @@ def frame_source(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame,
 
 
 def file_source(con: duckdb.DuckDBPyConnection, name: str, path: Path, param: str = "path0") -> Source:
-    """The CSV or Parquet file ``path`` as the input table ``name``, its columns described."""
-    path = require_file(path, name)
-    kind = "parquet" if path.suffix.lower() == ".parquet" else "csv"
-    sql, where, params = f"read_{kind}(${param})", printable(path), {param: str(path)}
+    """The input ``path`` (a CSV or Parquet file, a folder of them or a glob pattern; CSV may be ``.gz``
+    or ``.zst``) as the input table ``name``, its columns described. Several files are read as one
+    table, their columns matched by name; a folder's Hive partitions (``key=value/``) are columns."""
+    found = input_files(path, name)
+    options = ", union_by_name = true" if len(found.files) > 1 else ""
+    if found.kind == "parquet" and found.folder:
+        options += ", hive_partitioning = true"
+    files = [str(f) for f in found.files]
+    sql, where = f"read_{found.kind}(${param}{options})", found.where
+    params: dict[str, Any] = {param: files if len(files) > 1 else files[0]}
     try:  # before DuckDB reads it: DuckDB renames a repeated column x to x_1
-        refuse_repeated_names(_raw_header(con, kind, params, path), where)
+        refuse_repeated_names(_raw_header(con, found.kind, found.files[0]), printable(found.files[0]))
     except DataError:
         raise
     except Exception as error:  # duckdb.Error, but also OS errors surfaced by the reader
         raise DataError(f"{where}: cannot read the {name} file: {first_line(error)}") from None
-    return Source(name, sql, where, _described(con, name, sql, where, params), params, kind)
+    return Source(name, sql, where, _described(con, name, sql, where, params), params, found.kind)
 
 
 def _described(
@@ -154,27 +161,56 @@ def _described(
     return {str(r[0]): str(r[1]) for r in described}
 
 
-def _raw_header(
-    con: duckdb.DuckDBPyConnection, kind: str, params: Mapping[str, Any], path: Path
-) -> list[str]:
+def _raw_header(con: duckdb.DuckDBPyConnection, kind: str, path: Path) -> list[str]:
     """Column names as the file writes them (DuckDB renames a repeated name ``x`` to ``x_1``)."""
     if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        return list(pq.read_schema(path).names)
+        rows = con.execute(
+            "SELECT name, coalesce(num_children, 0) FROM parquet_schema($raw)", {"raw": str(path)}
+        ).fetchall()
+        return _top_level([(str(name), int(children)) for name, children in rows])
     # The header line itself, split with the dialect DuckDB sniffs: ``LIMIT 1`` over DuckDB's parallel
     # reader returns *a* row, not necessarily the first (the demo once read a data row as the header).
-    dialect = con.execute(
-        "SELECT Delimiter, Quote FROM sniff_csv($raw)", {"raw": next(iter(params.values()))}
-    ).fetchone()
+    dialect = con.execute("SELECT Delimiter, Quote FROM sniff_csv($raw)", {"raw": str(path)}).fetchone()
     delimiter, quote_char = (str(dialect[0]), str(dialect[1])) if dialect else (",", '"')
-    with open(path, newline="", encoding="utf-8-sig") as handle:  # sniff_csv says '(empty)' for none
-        reader = csv.reader(
-            handle,
-            delimiter=delimiter if len(delimiter) == 1 else ",",
-            quotechar=quote_char if len(quote_char) == 1 else '"',
-        )
-        return next(reader, [])
+    reader = csv.reader(
+        _first_line(con, path),
+        delimiter=delimiter if len(delimiter) == 1 else ",",  # sniff_csv says '(empty)' for none
+        quotechar=quote_char if len(quote_char) == 1 else '"',
+    )
+    return next(reader, [])
+
+
+def _top_level(schema: list[tuple[str, int]]) -> list[str]:
+    """The column names of a Parquet schema listed depth first as (name, number of children), the root
+    first: its children, each followed by its own descendants."""
+    names, position = [], 1
+
+    def skip(at: int) -> int:
+        end = at + 1
+        for _ in range(schema[at][1]):
+            end = skip(end)
+        return end
+
+    for _ in range(schema[0][1]):
+        names.append(schema[position][0])
+        position = skip(position)
+    return names
+
+
+def _first_line(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """The first line of a CSV file, decompressed (``.gz`` by the standard library, ``.zst`` by DuckDB,
+    which reads it whole: a file-level ``LIMIT``, one thread)."""
+    name = path.name.lower()
+    if name.endswith(".zst"):
+        row = con.execute(
+            "SELECT content FROM read_csv($raw, header = false, all_varchar = true, columns = "
+            "{'content': 'VARCHAR'}, delim = '\x01', quote = '', escape = '', parallel = false) LIMIT 1",
+            {"raw": str(path)},
+        ).fetchone()
+        return [str(row[0])] if row else []
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
+        return [next(handle, "")]
 
 
 def check_columns(

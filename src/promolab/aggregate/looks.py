@@ -38,6 +38,7 @@ from promolab.aggregate.inputs import quote
 from promolab.aggregate.values import unit_partials
 from promolab.errors import DataError, printable
 from promolab.kinds import kind_of
+from promolab.sources import input_files
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import AnyMetric
 from promolab.stats.moments import ExperimentStats
@@ -392,11 +393,13 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def file_identity(paths: Mapping[str, Path]) -> dict[str, list[Any]]:
-    """Size and modification time (ns) of each input file, by data name."""
+    """Each input's files (a file, a folder's or a pattern's) with their size and modification time
+    (ns), by data name."""
     found = {}
     for name, path in sorted(paths.items()):
-        status = path.stat()
-        found[name] = [status.st_size, status.st_mtime_ns]
+        found[name] = [
+            [str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in input_files(path, name).files
+        ]
     return found
 
 

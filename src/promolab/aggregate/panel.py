@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from promolab.aggregate.duck import engine_limits
 from promolab.aggregate.inputs import Source, file_source, frame_source, is_numeric, quote
 from promolab.aggregate.sql import date_of
 from promolab.errors import DataError, printable, quoted
@@ -57,7 +58,7 @@ def read_panel(spec: RolloutSpec, path: Path | pd.DataFrame, history: bool = Fal
     ``history``, only the periods before ``start`` (a planned rollout's design)."""
     import duckdb
 
-    con = duckdb.connect()
+    con = duckdb.connect(config=engine_limits())
     try:
         if isinstance(path, Path):
             source = file_source(con, "panel", path)

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from promolab.errors import DataError, quoted
 
@@ -79,6 +78,8 @@ def srm_test(
     >>> round(result.chi2, 6), result.df, result.flag
     (1.0, 1, None)
     """
+    from scipy import special
+
     if len(weights) < 2:
         raise ValueError(f"srm_test: weights need at least 2 arms, got {len(weights)}")
     if not all(math.isfinite(w) and w > 0 for w in weights.values()):

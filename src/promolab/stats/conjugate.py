@@ -17,11 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import integrate, special, stats
 
 _TAIL = 1e-13  # quadrature range: where every posterior keeps all but this mass
+
+if TYPE_CHECKING:
+    from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class BetaPosterior:
         return self.a / (self.a + self.b)
 
     def law(self) -> stats.rv_continuous:
+        from scipy import stats
+
         return stats.beta(self.a, self.b)
 
     def size_biased(self) -> BetaPosterior:
@@ -55,6 +60,8 @@ class GammaPosterior:
         return self.shape / self.rate
 
     def law(self) -> stats.rv_continuous:
+        from scipy import stats
+
         return stats.gamma(self.shape, scale=1 / self.rate)
 
     def size_biased(self) -> GammaPosterior:
@@ -69,6 +76,8 @@ class NormalPosterior:
     sd: float
 
     def law(self) -> stats.rv_continuous:
+        from scipy import stats
+
         return stats.norm(self.mean, self.sd)
 
 
@@ -95,6 +104,8 @@ def gamma_poisson(
 
 def prob_greater(x: Posterior, y: Posterior) -> float:
     """P(X > Y) for independent posteriors of the same family (exact; see the module docstring)."""
+    from scipy import special
+
     if isinstance(x, BetaPosterior) and isinstance(y, BetaPosterior):
         return _beta_prob_greater(x, y)
     if isinstance(x, GammaPosterior) and isinstance(y, GammaPosterior):
@@ -107,6 +118,8 @@ def prob_greater(x: Posterior, y: Posterior) -> float:
 
 def expected_shortfall(x: Posterior, y: Posterior) -> float:
     """E[max(Y - X, 0)]: what choosing X loses on average when Y is better (Stucchio's expected loss)."""
+    from scipy import special
+
     if isinstance(x, NormalPosterior) and isinstance(y, NormalPosterior):
         m, s = y.mean - x.mean, math.hypot(x.sd, y.sd)
         return m * float(special.ndtr(m / s)) + s * math.exp(-0.5 * (m / s) ** 2) / math.sqrt(2 * math.pi)
@@ -122,6 +135,8 @@ def prob_best(posteriors: Sequence[Posterior], higher_is_better: bool = True) ->
 
     With ``higher_is_better=False`` the best arm has the lowest mean (``F`` replaced by ``1 - F``).
     """
+    from scipy import integrate
+
     laws = [p.law() for p in posteriors]
     low = min(float(law.ppf(_TAIL)) for law in laws)
     high = max(float(law.isf(_TAIL)) for law in laws)
@@ -176,6 +191,8 @@ def _miller(a: BetaPosterior, b: BetaPosterior) -> float:
 
     Evan Miller, "Formulas for Bayesian A/B testing" (2015); ``b.a`` must be a whole number.
     """
+    from scipy import special
+
     i = np.arange(int(b.a), dtype=float)
     log_terms = (
         special.betaln(a.a + i, a.b + b.b)

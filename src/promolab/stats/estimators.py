@@ -24,7 +24,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
 from promolab.errors import DataError
 from promolab.stats.moments import Histogram, Moments
@@ -194,11 +193,15 @@ def welch_df(control: ArmSummary, variant: ArmSummary) -> float | None:
 
 def quantile(level: float, df: float | None) -> float:
     """Quantile of the standard normal (df None) or Student t distribution."""
+    from scipy import special
+
     return float(special.ndtri(level)) if df is None else float(special.stdtrit(df, level))
 
 
 def upper_tail(statistic: float, df: float | None) -> float:
     """P(T >= statistic) for the standard normal (df None) or Student t."""
+    from scipy import special
+
     return float(special.ndtr(-statistic)) if df is None else float(special.stdtr(df, -statistic))
 
 
@@ -256,6 +259,7 @@ def constant_rate_noninferiority_p(
 def mann_whitney_p(control: Histogram, variant: Histogram) -> float:
     """Two-sided Mann-Whitney p-value from histograms: normal approximation, tie-corrected variance,
     continuity correction 0.5 (as ``scipy.stats.mannwhitneyu(method="asymptotic")``)."""
+
     values = np.array(sorted(set(control.counts) | set(variant.counts)), dtype=float)
     c = np.array([control.counts.get(v, 0) for v in values], dtype=float)
     t = np.array([variant.counts.get(v, 0) for v in values], dtype=float)

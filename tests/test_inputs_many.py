@@ -1,0 +1,116 @@
+"""Inputs beyond one file (:func:`promolab.sources.input_files`): a folder of Parquet files with Hive
+partitions, a glob pattern over CSV files, gzip and zstd compressed CSV all give the single file's
+analysis exactly; patterns that match nothing, folders without data, mixed kinds and empty files are
+refused with the file named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from promolab.cli import app
+
+from .conftest import EXAMPLES
+
+SPEC = EXAMPLES / "channel.yaml"
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("inputs")
+    result = CliRunner().invoke(
+        app, ["simulate", str(SPEC), "--units", "4000", "--seed", "3", "-o", str(folder)]
+    )
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def _orders(simulated: Path) -> Path:
+    return simulated / "data" / "channel" / "orders.parquet"
+
+
+def _analysis(simulated: Path, orders: str, out: Path) -> tuple[int, str, dict]:
+    args = [
+        "analyze",
+        str(SPEC),
+        "--data-dir",
+        str(simulated),
+        "--data",
+        f"orders={orders}",
+        "--json",
+        str(out),
+    ]
+    result = CliRunner().invoke(app, args)
+    return result.exit_code, result.output, json.loads(out.read_text()) if result.exit_code == 0 else {}
+
+
+def _write(orders: Path, target: Path, query: str, options: str) -> None:
+    with duckdb.connect() as con:
+        con.execute(f"COPY ({query.format(orders=orders)}) TO '{target}' ({options})")
+
+
+@pytest.mark.parametrize(
+    ("layout", "given"),
+    [
+        ("hive-partitioned Parquet folder", "hive"),
+        ("gzip CSV", "orders.csv.gz"),
+        ("zstd CSV", "orders.csv.zst"),
+        ("glob over two CSV files", "split/orders-*.csv"),
+    ],
+)
+def test_other_layouts_give_the_single_files_analysis(
+    simulated: Path, tmp_path: Path, layout: str, given: str
+) -> None:
+    rows = "SELECT * FROM read_parquet('{orders}')"
+    orders = _orders(simulated)
+    if layout.startswith("hive"):
+        _write(orders, tmp_path / "hive", "SELECT *, CAST(ts AS DATE) AS day FROM read_parquet('{orders}')",
+               "FORMAT parquet, PARTITION_BY (day)")  # fmt: skip
+        (tmp_path / "hive" / "_SUCCESS").write_text("")  # Spark's marker is not data
+    elif layout.startswith("glob"):
+        (tmp_path / "split").mkdir()
+        _write(
+            orders, tmp_path / "split" / "orders-a.csv", rows + " WHERE unit_id % 2 = 0", "FORMAT csv, HEADER"
+        )
+        _write(
+            orders, tmp_path / "split" / "orders-b.csv", rows + " WHERE unit_id % 2 = 1", "FORMAT csv, HEADER"
+        )
+    else:
+        compression = "gzip" if given.endswith(".gz") else "zstd"
+        _write(orders, tmp_path / given, rows, f"FORMAT csv, HEADER, COMPRESSION {compression}")
+    code, output, found = _analysis(simulated, str(tmp_path / given), tmp_path / "found.json")
+    assert code == 0, output
+    _, _, expected = _analysis(simulated, str(orders), tmp_path / "expected.json")
+    for result, reference in zip(found["results"], expected["results"], strict=True):
+        assert result["metric"] == reference["metric"]
+        assert result["variant"] == reference["variant"]
+        for key in ("abs_diff", "se", "p_value", "control_mean", "variant_mean"):
+            assert result[key] == pytest.approx(reference[key], rel=1e-12, abs=1e-15), (result["metric"], key)
+
+
+def test_inputs_that_cannot_be_read_as_one_table_are_refused(simulated: Path, tmp_path: Path) -> None:
+    orders = _orders(simulated)
+    (tmp_path / "empty-folder").mkdir()
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    _write(orders, mixed / "a.parquet", "SELECT * FROM read_parquet('{orders}')", "FORMAT parquet")
+    _write(orders, mixed / "b.csv", "SELECT * FROM read_parquet('{orders}')", "FORMAT csv, HEADER")
+    with_empty = tmp_path / "with-empty"
+    with_empty.mkdir()
+    _write(orders, with_empty / "a.parquet", "SELECT * FROM read_parquet('{orders}')", "FORMAT parquet")
+    (with_empty / "b.parquet").write_bytes(b"")
+    cases = {
+        str(tmp_path / "nothing-*.csv"): "pattern matches no file",
+        str(tmp_path / "empty-folder"): "folder holds no .parquet or .csv file",
+        str(mixed): "mix Parquet and CSV",
+        str(with_empty): "b.parquet: the orders file is empty (0 bytes)",
+    }
+    for given, message in cases.items():
+        code, output, _ = _analysis(simulated, given, tmp_path / "out.json")
+        assert code == 2, (given, output)
+        assert message in output, (given, output)
+        assert "Traceback" not in output
