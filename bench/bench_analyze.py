@@ -17,6 +17,8 @@ process (imports count):
 - promolab: ``python -m promolab analyze bench/analyze-spec.yaml --data-dir DIR --json OUT``;
 - tea-tasting (optional): the peer on Ibis/DuckDB, per-unit table built in Ibis, ``tt.Mean`` of the four
   metrics with ``covariate="pre_revenue"`` (CUPED), all arms against control;
+- promolab spark (named in ``--contenders`` only): ``analyze --engine spark --method frequentist``, Spark
+  in local mode running the portable query (:mod:`promolab.aggregate.spark`), whole process;
 - promolab start-up: what promolab pays before reading any data (its imports: DuckDB, pydantic, numpy,
   scipy.special, the CLI; and validating the spec), to show which part of its time is fixed.
 
@@ -62,11 +64,12 @@ EFFECTS = {
 }
 SEED = 20260301
 DATA_VERSION = 2  # bump when the generator changes: cached folders with another version are rebuilt
-CONTENDERS = ["bare DuckDB", "pandas", "promolab", "tea-tasting", "promolab start-up"]
-CHECKED = CONTENDERS[:3]  # contenders whose numbers are compared with the floor's
+CONTENDERS = ["bare DuckDB", "pandas", "promolab", "tea-tasting", "promolab start-up", "promolab spark"]
+DEFAULT_CONTENDERS = CONTENDERS[:-1]  # promolab on Spark (--engine spark) runs when named
+CHECKED = [*CONTENDERS[:3], "promolab spark"]  # contenders whose numbers are compared with the floor's
 FORMATS = ["parquet", "csv"]
 TABLES = ["assignments", "customers", "orders"]
-PROMOLAB_JSON = "promolab-analysis.json"  # promolab's --json output, in the data folder
+PROMOLAB_JSON = {"promolab": "promolab-analysis.json", "promolab spark": "promolab-spark-analysis.json"}
 
 
 @dataclass
@@ -304,9 +307,18 @@ def command(contender: str, folder: Path, fmt: str, tea_tasting_python: str | No
         return _python_c(pandas_baseline, str(folder), fmt)
     if contender == "promolab start-up":
         return _python_c(promolab_startup, str(SPEC))
-    analyze = ["analyze", str(SPEC), "--data-dir", str(folder), "--json", str(folder / PROMOLAB_JSON)]
+    analyze = [
+        "analyze",
+        str(SPEC),
+        "--data-dir",
+        str(folder),
+        "--json",
+        str(folder / PROMOLAB_JSON[contender]),
+    ]
     for name, table in zip(["assignments", "units", "orders"], TABLES, strict=True):
         analyze += ["--data", f"{name}={folder / f'{table}.{fmt}'}"]
+    if contender == "promolab spark":
+        analyze += ["--engine", "spark", "--method", "frequentist"]
     return [sys.executable, "-m", "promolab", *analyze]
 
 
@@ -338,7 +350,7 @@ def summary(contender: str, run: Run, folder: Path) -> Summary:
         return {"n": {r[0]: r[1] for r in rows}, "revenue": {r[0]: r[column] for r in rows}}
     if contender == "pandas":
         return json.loads(run.stdout)
-    result = json.loads((folder / PROMOLAB_JSON).read_text())
+    result = json.loads((folder / PROMOLAB_JSON[contender]).read_text())
     revenue: dict[str, float] = {}
     for row in result["results"]:
         if row["metric"] == "revenue":
@@ -352,7 +364,7 @@ def disagreement(contender: str, found: Summary, floor: Summary) -> str | None:
 
     promolab's means are CUPED-adjusted (its JSON has no raw means), so they only need to be within 1%.
     """
-    tolerance = 0.01 if contender == "promolab" else 1e-9
+    tolerance = 0.01 if contender in PROMOLAB_JSON else 1e-9
     if found["n"] != floor["n"]:
         return f"units per arm {found['n']} != bare DuckDB {floor['n']}"
     revenue, want = found["revenue"], floor["revenue"]
@@ -372,7 +384,7 @@ def bench_case(
     fmt: str,
     repeats: int,
     tea_tasting_python: str | None = None,
-    chosen: Sequence[str] = CONTENDERS,
+    chosen: Sequence[str] = DEFAULT_CONTENDERS,
 ) -> tuple[list[str], list[str]]:
     """Run every ``chosen`` contender ``repeats`` times (interleaved) on ``folder``'s ``fmt`` files;
     table lines and problems. tea-tasting runs only with ``tea_tasting_python``."""
@@ -382,8 +394,8 @@ def bench_case(
         for contender in contenders:
             if runs[contender] and runs[contender][-1].returncode != 0:
                 continue  # a failure is not repeated
-            if contender == "promolab":
-                (folder / PROMOLAB_JSON).unlink(missing_ok=True)  # never check a stale result
+            if contender in PROMOLAB_JSON:
+                (folder / PROMOLAB_JSON[contender]).unlink(missing_ok=True)  # never check a stale result
             runs[contender].append(measure(command(contender, folder, fmt, tea_tasting_python)))
     lines: list[str] = []
     problems: list[str] = []

@@ -40,9 +40,16 @@ def test_a_memory_limit_that_is_not_a_size_is_refused(
 ) -> None:
     spec = str(EXAMPLES / "channel.yaml")
     assert CliRunner().invoke(app, ["simulate", spec, "--units", "400", "-o", str(tmp_path)]).exit_code == 0
+    for bad in ("lots", "1KB", "0GB"):
+        monkeypatch.setenv("PROMOLAB_MEMORY_LIMIT", bad)
+        with pytest.raises(DataError, match=r"expected a size of at least 100MB"):
+            engine_limits()
+    monkeypatch.setenv("PROMOLAB_MEMORY_LIMIT", "")  # empty: the default
+    assert engine_limits()["memory_limit"] == "1.5GB"
     monkeypatch.setenv("PROMOLAB_MEMORY_LIMIT", "lots")
-    with pytest.raises(DataError, match=r"expected a size such as 1\.5GB"):
-        engine_limits()
     result = CliRunner().invoke(app, ["analyze", spec, "--data-dir", str(tmp_path)])
     assert result.exit_code == 2
-    assert "PROMOLAB_MEMORY_LIMIT: expected a size such as 1.5GB or 800MB, got 'lots'" in result.output
+    assert (
+        "PROMOLAB_MEMORY_LIMIT: expected a size of at least 100MB such as 1.5GB or 800MB, got 'lots'"
+        in result.output
+    )

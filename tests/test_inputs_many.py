@@ -114,3 +114,88 @@ def test_inputs_that_cannot_be_read_as_one_table_are_refused(simulated: Path, tm
         assert code == 2, (given, output)
         assert message in output, (given, output)
         assert "Traceback" not in output
+
+
+def test_a_file_is_read_once_and_spark_scratch_folders_not_at_all(simulated: Path, tmp_path: Path) -> None:
+    """A link to a file already in the folder, a link to the folder itself (a loop), Spark's unfinished
+    ``_temporary/`` output and notebook checkpoints: the folder still reads as the single file."""
+    orders = _orders(simulated)
+    folder = tmp_path / "orders"
+    for sub in ("", "_temporary/0/task_1", ".ipynb_checkpoints"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        _write(
+            orders,
+            folder / sub / "part-0.parquet",
+            "SELECT * FROM read_parquet('{orders}')",
+            "FORMAT parquet",
+        )
+    (folder / "latest.parquet").symlink_to(folder / "part-0.parquet")
+    (folder / "loop").symlink_to(folder)
+    code, output, found = _analysis(simulated, str(folder), tmp_path / "found.json")
+    assert code == 0, output
+    code, output, pattern = _analysis(simulated, str(folder / "**" / "*.parquet"), tmp_path / "pattern.json")
+    assert code == 0, output
+    _, _, expected = _analysis(simulated, str(orders), tmp_path / "expected.json")
+    for got in (found, pattern):
+        assert [r["abs_diff"] for r in got["results"]] == pytest.approx(
+            [r["abs_diff"] for r in expected["results"]], rel=1e-12
+        )
+
+
+def test_files_that_disagree_on_their_columns_are_refused_not_filled_with_nulls(
+    simulated: Path, tmp_path: Path
+) -> None:
+    orders = _orders(simulated)
+    rows = "SELECT * FROM read_parquet('{orders}')"
+    cases = {
+        "renamed-id": (
+            "SELECT * RENAME (unit_id AS customer_id) FROM read_parquet('{orders}')",
+            "lacks 'unit_id'",
+        ),
+        "no-amount": ("SELECT * EXCLUDE (amount) FROM read_parquet('{orders}')", "lacks 'amount'"),
+        "repeated": ("SELECT *, amount * 0 AS amount FROM read_parquet('{orders}')", "repeated"),
+    }
+    for case, (query, message) in cases.items():
+        folder = tmp_path / case
+        folder.mkdir()
+        _write(orders, folder / "a.csv", rows, "FORMAT csv, HEADER")
+        _write(orders, folder / "b.csv", query, "FORMAT csv, HEADER")
+        code, output, _ = _analysis(simulated, str(folder), tmp_path / "out.json")
+        assert code == 2, (case, output)
+        assert "b.csv" in output, (case, output)
+        assert message in output, (case, output)
+
+
+def test_paths_with_pattern_characters_and_partitions_that_clash(simulated: Path, tmp_path: Path) -> None:
+    """A folder named with brackets is a path, not a pattern; a partition key that repeats a column of
+    the files is refused; an output inside an input folder is refused before anything is written."""
+    orders = _orders(simulated)
+    bracketed = tmp_path / "run [final]"
+    bracketed.mkdir()
+    _write(orders, bracketed / "orders.parquet", "SELECT * FROM read_parquet('{orders}')", "FORMAT parquet")
+    code, output, _ = _analysis(simulated, str(bracketed / "orders.parquet"), tmp_path / "a.json")
+    assert code == 0, output
+    code, output, _ = _analysis(simulated, str(bracketed / "*.parquet"), tmp_path / "b.json")
+    assert code == 0, output
+    clash = tmp_path / "clash"
+    _write(
+        orders,
+        clash,
+        "SELECT *, CAST(ts AS DATE) AS day FROM read_parquet('{orders}')",
+        "FORMAT parquet, PARTITION_BY (day), WRITE_PARTITION_COLUMNS true",
+    )
+    code, output, _ = _analysis(simulated, str(clash), tmp_path / "c.json")
+    assert code == 2
+    assert "repeat the files' column 'day'" in output
+    hive = tmp_path / "hive"
+    _write(
+        orders,
+        hive,
+        "SELECT *, CAST(ts AS DATE) AS day FROM read_parquet('{orders}')",
+        "FORMAT parquet, PARTITION_BY (day)",
+    )
+    before = sorted(p.name for p in hive.rglob("*"))
+    code, output, _ = _analysis(simulated, str(hive), hive / "analysis.json")
+    assert code == 2
+    assert "is in the input" in output
+    assert sorted(p.name for p in hive.rglob("*")) == before

@@ -9,7 +9,9 @@ directory).
 from __future__ import annotations
 
 import csv
+import fnmatch
 import glob
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,26 +49,28 @@ class InputFiles:
 
 def input_files(path: Path, what: str) -> InputFiles:
     """The files of the input ``path`` (a file, a folder or a glob pattern), checked: some file, every
-    one a readable kind, one kind, none empty. In a folder, hidden files, ``_``-prefixed ones (Spark's
-    ``_SUCCESS``) and other suffixes (``.crc``) are not data.
+    one a readable kind, one kind, none empty, each once (by its real path: a link to a file read already
+    is not read again). In a folder (and a folder a pattern matches), files and folders whose names start
+    with ``.`` or ``_`` (Spark's ``_SUCCESS`` and ``_temporary/``, notebook checkpoints) and other
+    suffixes (``.crc``) are not data. A path that exists is never a pattern; in one that does not, only
+    the part below its deepest existing folder is.
 
     Raises:
         DataError: saying which file or pattern, and what is wrong.
     """
     where, folder = printable(path), path.is_dir()
-    if GLOB_CHARACTERS & set(str(path)):
-        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+    if path.exists():
+        files = _data_files(path) if folder else [path]
+        if folder and not files:
+            raise DataError(f"{where}: the {what} folder holds no .parquet or .csv file")
+    elif GLOB_CHARACTERS & set(str(path)):
+        files = [f for match in _matches(path) for f in (_data_files(match) if match.is_dir() else [match])]
         if not files:
             raise DataError(f"{where}: the {what} pattern matches no file")
-    elif folder:
-        files = sorted(f for f in path.rglob("*") if f.is_file() and _is_data(f))
-        if not files:
-            raise DataError(f"{where}: the {what} folder holds no .parquet or .csv file")
-    elif not path.is_file():
+    else:
         broken = " (a broken symbolic link, or a loop of links)" if path.is_symlink() else ""
         raise DataError(f"{where}: {what} file not found{broken}")
-    else:
-        files = [path]
+    files = list({os.path.realpath(f): f for f in files}.values())
     unknown = [f for f in files if table_kind(f) is None]
     if unknown:
         raise DataError(
@@ -79,7 +83,34 @@ def input_files(path: Path, what: str) -> InputFiles:
     empty = [f for f in files if f.stat().st_size == 0]
     if empty:
         raise DataError(f"{printable(empty[0])}: the {what} file is empty (0 bytes)")
-    return InputFiles(path, tuple(files), str(kinds.pop()), folder)
+    return InputFiles(path, tuple(sorted(files)), str(kinds.pop()), folder)
+
+
+def _matches(pattern: Path) -> list[Path]:
+    """The paths a pattern matches, but none below a ``.`` or ``_`` folder or named so; the pattern's
+    existing leading folders are taken literally, and ``**`` walks without following links to folders."""
+    base = pattern
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    rest = pattern.relative_to(base)
+    if "**" in rest.parts:
+        paths = [Path(root) / n for root, dirs, names in os.walk(base) for n in [*dirs, *names]]
+        patterns = (str(rest), str(rest).replace("**" + os.sep, ""))  # ``**/`` may match no folder
+        found = [p for p in paths if any(fnmatch.fnmatch(str(p.relative_to(base)), r) for r in patterns)]
+    else:
+        found = [Path(p) for p in glob.glob(os.path.join(glob.escape(str(base)), str(rest)))]
+    return sorted(
+        p for p in found if not any(part.startswith((".", "_")) for part in p.relative_to(base).parts)
+    )
+
+
+def _data_files(folder: Path) -> list[Path]:
+    """A folder's data files, recursively, without following links to folders (no loops)."""
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        found += [Path(root) / n for n in sorted(names) if not n.startswith((".", "_"))]
+    return [f for f in found if table_kind(f) is not None]
 
 
 def table_kind(path: Path) -> str | None:
@@ -87,10 +118,6 @@ def table_kind(path: Path) -> str | None:
     neither."""
     name = path.name.lower()
     return next((kind for suffix, kind in TABLE_KINDS.items() if name.endswith(suffix)), None)
-
-
-def _is_data(path: Path) -> bool:
-    return not path.name.startswith((".", "_")) and table_kind(path) is not None
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Path]:

@@ -50,6 +50,7 @@ from promolab.aggregate.inputs import (
     open_sources,
     quote,
 )
+from promolab.aggregate.layout import StatsLayout
 from promolab.aggregate.quality import DataQuality
 from promolab.aggregate.sql import (
     date_of,
@@ -71,7 +72,6 @@ from promolab.aggregate.values import (
     units_value,
 )
 from promolab.errors import DataError, first_line, printable, quoted
-from promolab.kinds import kind_of
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import (
     UNITS_SOURCE,
@@ -91,9 +91,7 @@ from promolab.stats.moments import (
     Histogram,
     LogMoments,
     Moments,
-    PowerSums,
     ResidualMoments,
-    power_exponents,
 )
 
 if TYPE_CHECKING:
@@ -185,13 +183,25 @@ def engine_limits() -> dict[str, str | bool | int | float | list[str]]:
     """
     import tempfile
 
-    limit = os.environ.get("PROMOLAB_MEMORY_LIMIT", MEMORY_LIMIT).strip()
-    if not _SIZE.match(limit):
+    limit = os.environ.get("PROMOLAB_MEMORY_LIMIT", "").strip() or MEMORY_LIMIT
+    if not _SIZE.match(limit) or _bytes(limit) < MIN_MEMORY:
         raise DataError(
-            f"PROMOLAB_MEMORY_LIMIT: expected a size such as 1.5GB or 800MB, got '{printable(limit)}'"
+            f"PROMOLAB_MEMORY_LIMIT: expected a size of at least 100MB such as 1.5GB or 800MB, got "
+            f"'{printable(limit)}'"
         )
     spill = os.environ.get("PROMOLAB_SPILL_DIR") or str(Path(tempfile.gettempdir()) / "promolab-spill")
     return {"memory_limit": limit, "temp_directory": spill}
+
+
+MIN_MEMORY = 100 * 10**6  # bytes: below this DuckDB cannot read even small inputs
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20,
+          "gib": 2**30, "tib": 2**40}  # fmt: skip
+
+
+def _bytes(size: str) -> float:
+    """Bytes of a size such as ``1.5GB`` or ``800 MiB``."""
+    number, unit = re.match(r"^([\d.]+)\s*([a-zA-Z]+)$", size).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit.lower()]
 
 
 @dataclass
@@ -228,9 +238,9 @@ class DuckAggregation:
         self.own = dict(own_covariates or {})  # metric -> its pre-period metric (CUPED on its own history)
         self.segments = tuple(segments)
         self.arms = [v.id for v in spec.variants]
-        valued = [m for m in spec.metrics if not isinstance(m, RatioMetric)]
-        self.variables = [m.id for m in valued if not isinstance(m, OrdinalMetric)]
-        self.ordinals = [m for m in valued if isinstance(m, OrdinalMetric)]
+        self.layout = StatsLayout(spec, self.covariates, self.own)
+        self.variables = self.layout.variables
+        self.ordinals = self.layout.ordinals
         self.caps: dict[str, float] = {}
         self.stats = ExperimentStats({})
         self.quality = DataQuality()
@@ -433,7 +443,7 @@ class DuckAggregation:
             (capping := getattr(m, "capping", None)) is not None and capping.absolute is None
             for m in self.spec.metrics
         )
-        many = any(len(self._covariates_of(name)) > MAX_POWER_COVARIATES for name in self.variables)
+        many = any(len(self.layout.covariates_of(name)) > MAX_POWER_COVARIATES for name in self.variables)
         return percentile or bool(self.segments) or self.spec.data.row_id or many
 
     def _source_id_range(self) -> tuple[int, int] | None:
@@ -518,7 +528,7 @@ class DuckAggregation:
             for c in row_columns(table)[:1]
         }
         columns |= {f"null:{c}": f"count(*) - count({quote('cov:' + c)})" for c in self.covariates}
-        columns |= moment_columns(self._moment_names())
+        columns |= moment_columns(self.layout.moment_names())
         columns |= self._power_columns()
         columns |= {
             f"hist:{m.id}": f"histogram({quote('m:' + m.id)}) FILTER (WHERE {quote('m:' + m.id)} IS NOT NULL)"
@@ -553,46 +563,15 @@ class DuckAggregation:
         found = [cte for cte in (self.unit_cte, *ctes) if cte is not None]
         return f"WITH {', '.join(found)} " if found else ""
 
-    def _moment_names(self) -> list[str]:
-        return [*self.variables, *(f"cov:{c}" for c in self.covariates)]
-
     def _power_columns(self) -> dict[str, str]:
         """Sums of the monomials of :class:`PowerSums` of each adjusted metric (the ``y``-free ones once
         per set of covariates), with compensated summation (``fsum``): their error then does not grow
         with the number of units."""
         columns = {}
-        for name in self.variables:
-            if not self._with_powers(name):
-                continue
-            covs = [quote(sql_name(c)) for c in self._covariates_of(name)]
-            for exponent in power_exponents(len(covs)):
-                factors = [quote("m:" + name)] * exponent[0]
-                factors += [c for c, power in zip(covs, exponent[1:], strict=True) for _ in range(power)]
-                alias = self._power_alias(name, exponent)
-                columns[alias] = f"fsum({' * '.join(factors)})" if factors else "count(*)::DOUBLE"
+        for alias, monomial in self.layout.power_monomials().items():
+            factors = [quote(sql_name(v)) for v, power in monomial for _ in range(power)]
+            columns[alias] = f"fsum({' * '.join(factors)})" if factors else "count(*)::DOUBLE"
         return columns
-
-    def _power_alias(self, name: str, exponent: Sequence[int]) -> str:
-        key = name if exponent[0] else "|".join(self._covariates_of(name))
-        return f"pow:{key}:{''.join(map(str, exponent))}"
-
-    def _covariates_of(self, name: str) -> tuple[str, ...]:
-        """Moment names of the covariates adjusting ``name``: the units file's, then its pre-period."""
-        shared = tuple(f"cov:{c}" for c in self.covariates)
-        own = self.own.get(name)
-        return shared if own is None else (*shared, own)
-
-    def _with_powers(self, name: str) -> bool:
-        return 0 < len(self._covariates_of(name)) <= MAX_POWER_COVARIATES and self._adjusted(name)
-
-    def _adjusted(self, name: str) -> bool:
-        """A metric the analysis regression-adjusts: an adjustable kind, reported (not a covariate or a
-        decomposition component)."""
-        return kind_of(self.spec.metric(name)).adjustable and self.spec.role(name) not in (
-            "covariate",
-            "component",
-            "treatment_only",
-        )
 
     def _uncapped(self) -> list[AnyMetric]:
         """Continuous and count metrics without capping: their largest values are checked for outliers."""
@@ -620,7 +599,7 @@ class DuckAggregation:
 
     def _arm_stats(self, group: Mapping[str, Any], log_moments: bool) -> ArmStats:
         """One arm's statistics from its row of :meth:`_arm_pass`."""
-        moments = parse_moments(self._moment_names(), group["n"], group)
+        moments = parse_moments(self.layout.moment_names(), group["n"], group)
         histograms = {
             m.id: Histogram({float(v): int(c) for v, c in (group[f"hist:{m.id}"] or {}).items()})
             for m in self.ordinals
@@ -633,13 +612,7 @@ class DuckAggregation:
                     mean, var = group[f"log mean:{metric.id}"] or 0.0, group[f"log var:{metric.id}"] or 0.0
                     positive = Moments(("log",), k, np.array([mean]), np.array([[var * k]]))
                     logs[metric.id] = LogMoments(positive, int(group[f"log negative:{metric.id}"]))
-        powers = {}
-        for name in self.variables:
-            if self._with_powers(name):
-                names = self._covariates_of(name)
-                sums = [group[self._power_alias(name, e)] for e in power_exponents(len(names))]
-                powers[name] = PowerSums((name, *names), np.array(sums, dtype=float))
-        return ArmStats(moments, histograms, logs, powers)
+        return ArmStats(moments, histograms, logs, self.layout.arm_powers(group))
 
     # ------------------------------------------------------------------ checks
 
@@ -917,7 +890,10 @@ class DuckAggregation:
                 ).fetchall()
             except Exception as failure:  # duckdb.Error or an OS error of the reader
                 return f"{source.where}: cannot be read in full: {read_failure(failure)}"
-        return f"{self.spec.id}: the data could not be aggregated: {first_line(error)}"
+        hint = ""
+        if "Out of Memory" in str(error):
+            hint = " (raise PROMOLAB_MEMORY_LIMIT, or free PROMOLAB_SPILL_DIR's disk)"
+        return f"{self.spec.id}: the data could not be aggregated: {first_line(error)}{hint}"
 
     def _capped(self, name: str) -> str:
         column = quote("m:" + name)

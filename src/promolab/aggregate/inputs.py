@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promolab.errors import DataError, first_line, printable, quoted
-from promolab.sources import input_files, refuse_repeated_names
+from promolab.sources import InputFiles, input_files, refuse_repeated_names
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import UNITS_SOURCE, AnyMetric, OrdinalMetric, RatioMetric, Segmentation
 from promolab.spec.windows import PARTS, split_id, split_money
@@ -133,21 +133,71 @@ def frame_source(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame,
 def file_source(con: duckdb.DuckDBPyConnection, name: str, path: Path, param: str = "path0") -> Source:
     """The input ``path`` (a CSV or Parquet file, a folder of them or a glob pattern; CSV may be ``.gz``
     or ``.zst``) as the input table ``name``, its columns described. Several files are read as one
-    table, their columns matched by name; a folder's Hive partitions (``key=value/``) are columns."""
+    table: each must have the same columns (by name, in any order), none twice; a folder's Hive
+    partitions (``key=value/`` below it) are columns, and may not repeat a column of the files."""
     found = input_files(path, name)
-    options = ", union_by_name = true" if len(found.files) > 1 else ""
-    if found.kind == "parquet" and found.folder:
-        options += ", hive_partitioning = true"
-    files = [str(f) for f in found.files]
-    sql, where = f"read_{found.kind}(${param}{options})", found.where
-    params: dict[str, Any] = {param: files if len(files) > 1 else files[0]}
-    try:  # before DuckDB reads it: DuckDB renames a repeated column x to x_1
-        refuse_repeated_names(_raw_header(con, found.kind, found.files[0]), printable(found.files[0]))
+    where = found.where
+    try:  # before DuckDB reads them: DuckDB renames a repeated column x to x_1, and fills missing ones
+        headers = [_raw_header(con, found.kind, f) for f in found.files]
     except DataError:
         raise
     except Exception as error:  # duckdb.Error, but also OS errors surfaced by the reader
         raise DataError(f"{where}: cannot read the {name} file: {first_line(error)}") from None
+    _check_same_columns(found, headers)
+    options = ", union_by_name = true" if len(found.files) > 1 else ""
+    if found.kind == "parquet":
+        options += f", hive_partitioning = {'true' if _partitions(found, headers[0]) else 'false'}"
+    files = [str(f) for f in found.files]
+    sql = f"read_{found.kind}(${param}{options})"
+    params: dict[str, Any] = {param: files if len(files) > 1 else files[0]}
     return Source(name, sql, where, _described(con, name, sql, where, params), params, found.kind)
+
+
+def _check_same_columns(found: InputFiles, headers: list[list[str]]) -> None:
+    """Each file's columns once, and the same columns in every file (a missing one is not read as NULL)."""
+    for file, header in zip(found.files, headers, strict=True):
+        refuse_repeated_names(header, printable(file))
+    first = set(headers[0])
+    for file, header in zip(found.files[1:], headers[1:], strict=True):
+        if set(header) != first:
+            missing, extra = sorted(first - set(header)), sorted(set(header) - first)
+            differences = "; ".join(
+                f"{label} {', '.join(repr(c) for c in columns)}"
+                for label, columns in (("lacks", missing), ("adds", extra))
+                if columns
+            )
+            raise DataError(
+                f"{printable(file)}: {differences} against {printable(found.files[0])}: the files of one "
+                "table need the same columns"
+            )
+
+
+def _partitions(found: InputFiles, columns: list[str]) -> bool:
+    """Whether a folder of Parquet files has Hive partitions (``key=value/`` below it); refused when a
+    key repeats a column of the files, or when the folder itself sits in ``key=value/`` folders (DuckDB
+    would read those too)."""
+    if not found.folder:
+        return False
+    keys = {
+        part.split("=", 1)[0]
+        for file in found.files
+        for part in file.relative_to(found.given).parent.parts
+        if "=" in part
+    }
+    if not keys:
+        return False
+    clash = sorted(keys & set(columns))
+    if clash:
+        raise DataError(
+            f"{found.where}: its partition folders ({clash[0]}=...) repeat the files' column '{clash[0]}'"
+        )
+    above = [part for part in found.given.parts if "=" in part]
+    if above:
+        raise DataError(
+            f"{found.where}: sits in the folder '{printable(above[0])}', which would be read as a partition "
+            "too: move the data, or give its files as a pattern"
+        )
+    return True
 
 
 def _described(
@@ -168,16 +218,29 @@ def _raw_header(con: duckdb.DuckDBPyConnection, kind: str, path: Path) -> list[s
             "SELECT name, coalesce(num_children, 0) FROM parquet_schema($raw)", {"raw": str(path)}
         ).fetchall()
         return _top_level([(str(name), int(children)) for name, children in rows])
-    # The header line itself, split with the dialect DuckDB sniffs: ``LIMIT 1`` over DuckDB's parallel
-    # reader returns *a* row, not necessarily the first (the demo once read a data row as the header).
+    # The header itself, split with the dialect DuckDB sniffs: ``LIMIT 1`` over DuckDB's parallel reader
+    # returns *a* row, not necessarily the first (the demo once read a data row as the header).
     dialect = con.execute("SELECT Delimiter, Quote FROM sniff_csv($raw)", {"raw": str(path)}).fetchone()
     delimiter, quote_char = (str(dialect[0]), str(dialect[1])) if dialect else (",", '"')
-    reader = csv.reader(
-        _first_line(con, path),
-        delimiter=delimiter if len(delimiter) == 1 else ",",  # sniff_csv says '(empty)' for none
-        quotechar=quote_char if len(quote_char) == 1 else '"',
-    )
-    return next(reader, [])
+    delimiter = delimiter if len(delimiter) == 1 else ","  # sniff_csv says '(empty)' for none
+    quote_char = quote_char if len(quote_char) == 1 else '"'
+    if path.name.lower().endswith(".zst"):
+        return _zstd_header(con, path, delimiter, quote_char)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
+        return next(csv.reader(handle, delimiter=delimiter, quotechar=quote_char), [])
+
+
+def _zstd_header(con: duckdb.DuckDBPyConnection, path: Path, delimiter: str, quote_char: str) -> list[str]:
+    """The first line of a zstd CSV file (decompressed by DuckDB, one thread), split as CSV: a quoted
+    header spanning lines is read as far as its first line."""
+    row = con.execute(
+        "SELECT content FROM read_csv($raw, header = false, all_varchar = true, columns = "
+        "{'content': 'VARCHAR'}, delim = '\x01', quote = '', escape = '', parallel = false) LIMIT 1",
+        {"raw": str(path)},
+    ).fetchone()
+    line = str(row[0]).lstrip("\ufeff") if row else ""
+    return next(csv.reader([line], delimiter=delimiter, quotechar=quote_char), [])
 
 
 def _top_level(schema: list[tuple[str, int]]) -> list[str]:
@@ -195,22 +258,6 @@ def _top_level(schema: list[tuple[str, int]]) -> list[str]:
         names.append(schema[position][0])
         position = skip(position)
     return names
-
-
-def _first_line(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
-    """The first line of a CSV file, decompressed (``.gz`` by the standard library, ``.zst`` by DuckDB,
-    which reads it whole: a file-level ``LIMIT``, one thread)."""
-    name = path.name.lower()
-    if name.endswith(".zst"):
-        row = con.execute(
-            "SELECT content FROM read_csv($raw, header = false, all_varchar = true, columns = "
-            "{'content': 'VARCHAR'}, delim = '\x01', quote = '', escape = '', parallel = false) LIMIT 1",
-            {"raw": str(path)},
-        ).fetchone()
-        return [str(row[0])] if row else []
-    opener = gzip.open if name.endswith(".gz") else open
-    with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
-        return [next(handle, "")]
 
 
 def check_columns(

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 STORE = "looks_state"  # the attached database holding the state
 LAST_DATE = dt.date(9999, 12, 30)  # the day after it is still a date: "no upper bound"
-FORMAT = 1  # version of the state file's layout
+FORMAT = 2  # version of the state file's layout (2: inputs fingerprinted file by file)
 
 
 class LookAggregation(DuckAggregation):

@@ -82,8 +82,8 @@ def monitor_spec(
             inputs, or data the analysis refuses (see :func:`promolab.aggregate.duck.aggregate`).
     """
     from promolab.aggregate.duck import connect
+    from promolab.aggregate.layout import own_covariates
     from promolab.aggregate.looks import LookAggregation, attached, file_identity
-    from promolab.analyze.run import own_covariates
     from promolab.sources import data_paths
     from promolab.spec.loader import spec_hash
     from promolab.spec.windows import expand

@@ -8,16 +8,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from promolab import __version__
+from promolab.aggregate.layout import own_covariates
 from promolab.aggregate.quality import DataQuality
 from promolab.analyze import table
 from promolab.analyze.frequentist import GuardrailResult, LiftResult, guardrail_results, lift_results
 from promolab.analyze.segments import Heterogeneity, SegmentLift, segment_lifts
 from promolab.design.srm import SrmResult, srm_test
 from promolab.errors import DataError
-from promolab.kinds import kind_of
 from promolab.sources import data_paths
 from promolab.spec import ExperimentSpec, spec_hash
-from promolab.spec.windows import expand, pre_covariate
+from promolab.spec.windows import expand
 from promolab.stats.moments import ExperimentStats, Moments
 
 if TYPE_CHECKING:
@@ -178,6 +178,28 @@ def analyze_spec(
     return replace(analysis, daily=aggregation.daily, data_quality=aggregation.quality)
 
 
+def analyze_table(spec: ExperimentSpec, path: Path, cuped: bool = True) -> Analysis:
+    """The frequentist analysis from the per-arm statistics a warehouse returned for ``promolab sql``'s
+    query (:func:`promolab.aggregate.portable.read_stats_table`), with the same ``cuped`` setting."""
+    from promolab.aggregate.portable import read_stats_table
+
+    stats = read_stats_table(spec, path, cuped)
+    return analyze_stats(spec, stats, None, "frequentist")
+
+
+def analyze_on_spark(
+    spec: ExperimentSpec,
+    data_dir: str | Path | None = None,
+    overrides: Mapping[str, Path] | None = None,
+    cuped: bool = True,
+) -> Analysis:
+    """The frequentist analysis with the aggregation run by Spark (:mod:`promolab.aggregate.spark`)."""
+    from promolab.aggregate.spark import spark_stats
+
+    stats = spark_stats(spec, data_paths(spec, data_dir, overrides), cuped)
+    return analyze_stats(spec, stats, None, "frequentist")
+
+
 def analyze_stats(
     spec: ExperimentSpec, stats: ExperimentStats, residual_pass: Any = None, method: Method | None = None
 ) -> Analysis:
@@ -213,18 +235,6 @@ def analyze_stats(
         segments=lifts,
         heterogeneity=heterogeneity,
     )
-
-
-def own_covariates(spec: ExperimentSpec) -> dict[str, str]:
-    """Metric -> its pre-period metric, for every reported metric of an expanded spec that CUPED can
-    adjust with its own history (``pre_days`` > 0; :func:`promolab.spec.windows.pre_covariate`)."""
-    found = {}
-    for metric in spec.metrics:
-        pre = pre_covariate(spec, metric.id)
-        reported = spec.role(metric.id) not in ("covariate", "component")
-        if pre is not None and reported and kind_of(metric).adjustable:
-            found[metric.id] = pre
-    return found
 
 
 def _dataclass[T](cls: type[T], data: Mapping[str, Any]) -> T:

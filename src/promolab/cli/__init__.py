@@ -25,7 +25,7 @@ from promolab.cli.console import err, out, plain
 from promolab.errors import DataError, OutputError, PromolabError, SpecError, printable
 from promolab.io import check_outputs, check_writable, same_file
 from promolab.spec import RolloutSpec, load
-from promolab.spec.loader import SPEC_SUFFIXES
+from promolab.spec.loader import SPEC_SUFFIXES, absolute
 
 if TYPE_CHECKING:
     from promolab.analyze import Analysis
@@ -38,6 +38,11 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 TABLE_SUFFIXES = (".parquet", ".csv")
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+class Engine(StrEnum):
+    duckdb = "duckdb"
+    spark = "spark"
 
 
 class FileFormat(StrEnum):
@@ -62,7 +67,7 @@ class _Group(TyperGroup):
                 # numpy's overflow and invalid-value warnings: every result is checked for finiteness
                 # and refused with a clear error, so the warning would only be noise before it
                 warnings.simplefilter("ignore", RuntimeWarning)
-                warnings.filterwarnings("ignore", module=r"(numpy|scipy|pandas|pytensor|pymc|arviz)")
+                warnings.filterwarnings("ignore", module=r"(numpy|scipy|pandas|pytensor|pymc|arviz|pyspark)")
                 code = super().main(*args, **kwargs)
         except typer.Abort:
             _print_errors(["aborted"])
@@ -453,6 +458,21 @@ def analyze(
     daily: Annotated[
         bool, typer.Option(help="Also the primary metric's cumulative mean by day, for the report.")
     ] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            envvar="PROMOLAB_ENGINE",
+            help="Who aggregates the rows: duckdb (embedded), or spark (PySpark; PROMOLAB_SPARK_MASTER).",
+        ),
+    ] = Engine.duckdb,
+    stats_in: Annotated[
+        Path | None,
+        typer.Option(
+            "--stats",
+            help="Analyse the per-arm statistics your warehouse returned for `promolab sql` (CSV or Parquet) "
+            "instead of the data.",
+        ),
+    ] = None,
 ) -> None:
     """Lifts with confidence intervals for every metric and arm, guardrails, SRM check and verdict."""
     from promolab.analyze import analyze_spec
@@ -468,6 +488,8 @@ def analyze(
                 "--draws": draws_out,
                 "--daily": daily or None,
                 "--no-cuped": not cuped or None,
+                "--stats": stats_in,
+                "--engine spark": True if engine is Engine.spark else None,
             }
         )
         panel = _panel_path(spec, data_dir, data)
@@ -475,6 +497,11 @@ def analyze(
         from promolab.cli import rollout
 
         rollout.analyze(spec, panel, json_out)
+        return
+    if stats_in is not None or engine is Engine.spark:
+        _analyze_statistics(
+            spec, spec_path, stats_in, method, cuped, json_out, data_dir, data, daily, draws_out
+        )
         return
     chosen = spec.analysis.method if method is None else method.value
     if draws_out is not None and chosen == "frequentist":
@@ -504,6 +531,99 @@ def analyze(
         from promolab.io import write_table
 
         write_table(draws_out, analysis.bayes.draws_frame())
+
+
+def _analyze_statistics(
+    spec: ExperimentSpec,
+    spec_path: Path,
+    stats_in: Path | None,
+    method: Method | None,
+    cuped: bool,
+    json_out: Path | None,
+    data_dir: Path | None,
+    data: list[str] | None,
+    daily: bool,
+    draws_out: Path | None,
+) -> None:
+    """``analyze --stats FILE`` (a warehouse's per-arm statistics) or ``--engine spark`` (Spark runs the
+    same query on the data): the frequentist analysis of the portable query's rows."""
+    from promolab.analyze.run import analyze_on_spark, analyze_table
+    from promolab.cli.output import print_analysis, write_json
+    from promolab.economics import evaluate
+    from promolab.sources import data_paths, parse_overrides
+
+    what = "--stats" if stats_in is not None else "--engine spark"
+    given: dict[str, object] = {"--daily": daily or None, "--draws": draws_out}
+    if stats_in is not None:
+        given |= {"--data-dir": data_dir, "--data": data or None}
+    clash = [option for option, value in given.items() if value is not None]
+    if clash:
+        raise PromolabError(f"{what}: {', '.join(clash)} cannot go with it")
+    if method is not None and method.value != "frequentist":
+        raise PromolabError(
+            f"{what}: the analysis of per-arm statistics is frequentist (the Bayesian hurdle model needs "
+            "log-moments the portable query does not compute)"
+        )
+    if spec.analysis.method != "frequentist" and method is None:
+        _warn([f"{spec.id}: analysis.method is {spec.analysis.method}; {what} analyses frequentist only"])
+    if stats_in is not None:
+        _guard([spec_path, stats_in], {"--json": json_out})
+        analysis = analyze_table(spec, stats_in, cuped)
+    else:
+        overrides = parse_overrides(data or [])
+        _guard([spec_path, *data_paths(spec, data_dir, overrides).values()], {"--json": json_out})
+        analysis = analyze_on_spark(spec, data_dir, overrides, cuped)
+    economics = evaluate(spec, analysis)
+    decisions = _decisions(spec, analysis, economics)
+    print_analysis(analysis, decisions)
+    if json_out is not None:
+        extra = {"decision": decisions[-1].to_dict()}
+        if economics is not None:
+            extra["economics"] = economics.to_dict()
+        write_json(json_out, {**analysis.to_dict(), **extra})
+
+
+@app.command()
+def sql(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Experiment spec file.")],
+    dialect: Annotated[str, typer.Option(help="The warehouse's SQL dialect (see the docs for the list).")],
+    table: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME=TABLE",
+            help="The warehouse table of the spec's data NAME (default: the name itself; repeatable).",
+        ),
+    ] = None,
+    cuped: Annotated[
+        bool, typer.Option("--cuped/--no-cuped", help="Include the covariates' sums (as analyze will).")
+    ] = True,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the query here.")] = None,
+) -> None:
+    """The whole aggregation as one query for your warehouse: run it there, save its rows as CSV or
+    Parquet, then `promolab analyze SPEC --stats FILE`."""
+    from promolab.aggregate.portable import warehouse_query
+
+    spec = load(spec_path)
+    if isinstance(spec, RolloutSpec):
+        raise PromolabError(f"{printable(spec_path)}: sql is for randomised tests; a rollout reads its panel")
+    names = {"assignments": spec.data.assignments, "units": spec.data.units, **spec.data.tables}
+    tables = {name: name for name, path in names.items() if path}
+    for item in table or []:
+        name, sep, target = item.partition("=")
+        if not sep or not target.strip() or name.strip() not in tables:
+            raise PromolabError(
+                f"--table: expected NAME=TABLE with NAME one of {', '.join(tables)}, got '{printable(item)}'"
+            )
+        tables[name.strip()] = target.strip()
+    query = warehouse_query(spec, dialect, tables, cuped)
+    if out_file is None:
+        out.print(query, markup=False, highlight=False, soft_wrap=True)
+        return
+    _guard([spec_path], {"--out": out_file})
+    from promolab.io import write_text
+
+    write_text(out_file, query + "\n")
+    err.print(f"wrote {plain(out_file)}")
 
 
 def _no_daily_curve(spec: ExperimentSpec) -> str:
@@ -778,8 +898,11 @@ def _spec_files(paths: list[Path]) -> list[Path]:
 def _guard(
     inputs: Any, files: dict[str, Path | None] | None = None, folders: dict[str, Path] | None = None
 ) -> None:
-    """No output over an input, and no two outputs on one path."""
-    check_outputs(list(inputs), files, folders)
+    """No output over an input (one of a folder's or a pattern's files, inside an input folder, or
+    matching an input pattern), and no two outputs on one path."""
+    inputs = list(inputs)
+    check_outputs(_input_files(inputs), files, folders)
+    _refuse_outputs_in_inputs(inputs, files or {})
     for option, path in (files or {}).items():
         if path is not None:
             check_writable(path, option, folder=False)
@@ -790,6 +913,41 @@ def _guard(
         for other, second in chosen[:k]:
             if same_file(path, second):
                 raise OutputError(f"{option} {printable(path)}: is also where {other} writes")
+
+
+def _input_files(inputs: list[Path | None]) -> list[Path]:
+    """The inputs with the files of each folder or pattern (as the aggregation will read them)."""
+    from promolab.sources import GLOB_CHARACTERS, input_files
+
+    found: list[Path] = []
+    for path in (Path(p) for p in inputs if p is not None):
+        found.append(path)
+        if path.is_dir() or (not path.exists() and GLOB_CHARACTERS & set(str(path))):
+            try:
+                found += input_files(path, "input").files
+            except DataError:
+                continue  # the command names this input's problem when it reads it
+    return found
+
+
+def _refuse_outputs_in_inputs(inputs: list[Path | None], files: dict[str, Path | None]) -> None:
+    """An output file inside an input folder, or matched by an input pattern, would be read as data."""
+    import fnmatch
+
+    from promolab.sources import GLOB_CHARACTERS
+
+    for option, output in files.items():
+        if output is None:
+            continue
+        target = absolute(Path(output))
+        for source in (Path(p) for p in inputs if p is not None):
+            inside = source.is_dir() and target.is_relative_to(absolute(source))
+            pattern = not source.exists() and bool(GLOB_CHARACTERS & set(str(source)))
+            if inside or (pattern and fnmatch.fnmatch(str(target), str(absolute(source)))):
+                raise OutputError(
+                    f"{option} {printable(output)}: is in the input {printable(source)}, which is read as "
+                    "data; write elsewhere"
+                )
 
 
 def _require_folder(path: Path, option: str) -> None:
