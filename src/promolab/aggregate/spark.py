@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from promolab.aggregate.portable import stats_from_rows, warehouse_query
-from promolab.errors import DataError
+from promolab.errors import DataError, first_line
 from promolab.sources import input_files
 from promolab.spec import ExperimentSpec
 from promolab.stats.moments import ExperimentStats
@@ -39,14 +39,17 @@ def spark_stats(spec: ExperimentSpec, paths: Mapping[str, Path], cuped: bool = T
             "--engine spark needs PySpark: pip install 'promolab[spark]' (and Java 17+)"
         ) from None
     views = {name: f"promolab_in_{name}" for name in paths}
-    query = warehouse_query(
-        spec, "spark", views, cuped
-    )  # a spec it cannot translate stops before Spark starts
+    query = warehouse_query(spec, "spark", views, cuped)  # an untranslatable spec stops before Spark starts
     master = os.environ.get("PROMOLAB_SPARK_MASTER", "local[*]")
     builder = SparkSession.builder.master(master).appName(f"promolab {spec.id}")
     for key, value in SETTINGS.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except Exception as error:  # no Java, a master that cannot be reached
+        raise DataError(
+            f"--engine spark: Spark did not start ({first_line(error)}); it needs Java 17+"
+        ) from None
     spark.sparkContext.setLogLevel("ERROR")  # stderr carries promolab's own warnings
     try:
         for name, path in paths.items():
@@ -61,8 +64,7 @@ def spark_stats(spec: ExperimentSpec, paths: Mapping[str, Path], cuped: bool = T
     except Exception as error:  # Spark's analysis and execution errors (a missing column, a bad file)
         if isinstance(error, DataError):
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"{spec.id}: Spark could not aggregate the data: {message}") from None
+        raise DataError(f"{spec.id}: Spark could not aggregate the data: {first_line(error)}") from None
     finally:
         spark.stop()
     return stats_from_rows(spec, rows, "Spark's result", cuped)
