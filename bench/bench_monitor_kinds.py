@@ -23,7 +23,7 @@ import numpy as np
 
 import promolab
 from promolab.analyze.monitor import sequential_looks
-from promolab.simulate.looks import DAYS, SIMULATORS, recorded_looks
+from promolab.simulate.looks import DAYS, SIMULATORS, monitored_two_arms, recorded_looks
 from promolab.spec.models import Sequential
 
 START = dt.date(2026, 3, 1)
@@ -39,18 +39,7 @@ SPEC = Path(__file__).resolve().parents[1] / "experiments" / "spring-discount.ya
 
 def _spec(kind: str, method: str) -> promolab.ExperimentSpec:
     """Spring discount cut to control and pct15, 28 days, the kind's metric primary, no guardrails."""
-    spec = promolab.load_spec(SPEC)
-    analysis = spec.analysis.model_copy(update={"sequential": Sequential(method=method)})
-    return spec.model_copy(
-        update={
-            "start": START,
-            "end": START + dt.timedelta(days=DAYS - 1),
-            "variants": spec.variants[:2],
-            "guardrails": (),
-            "primary": METRICS[kind],
-            "analysis": analysis,
-        }
-    )
+    return monitored_two_arms(promolab.load_spec(SPEC), START, Sequential(method=method), METRICS[kind])
 
 
 def _stop_day(result: dict[str, Any]) -> int:

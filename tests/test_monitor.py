@@ -20,27 +20,19 @@ import promolab
 from promolab.analyze.monitor import monitor_spec, sequential_looks
 from promolab.cli import app
 from promolab.errors import DataError, SpecError
+from promolab.simulate.looks import DAYS, monitored_two_arms
 from promolab.spec.models import Guardrail, Mde, Sequential
 from promolab.stats.sequential import optimal_rho
 
 from .conftest import EXAMPLES, assert_same_looks
 
 START = dt.date(2026, 3, 1)
-DAYS = 28
 
 
 def _spec(**sequential: Any) -> promolab.ExperimentSpec:
     """Spring discount cut to control and pct15, 28 days from START, revenue primary, no guardrails."""
-    spec = promolab.load_spec(EXAMPLES / "spring-discount.yaml")
-    analysis = spec.analysis.model_copy(update={"sequential": Sequential(**sequential)})
-    return spec.model_copy(
-        update={
-            "start": START,
-            "end": START + dt.timedelta(days=DAYS - 1),
-            "variants": spec.variants[:2],
-            "guardrails": (),
-            "analysis": analysis,
-        }
+    return monitored_two_arms(
+        promolab.load_spec(EXAMPLES / "spring-discount.yaml"), START, Sequential(**sequential)
     )
 
 

@@ -26,7 +26,7 @@ import pytest
 
 import promolab
 from promolab.analyze.monitor import sequential_looks
-from promolab.simulate.looks import DAYS, SIMULATORS, Array, recorded_looks
+from promolab.simulate.looks import DAYS, SIMULATORS, Array, monitored_two_arms, recorded_looks
 from promolab.spec.models import Sequential
 
 from .conftest import EXAMPLES
@@ -53,18 +53,8 @@ def _rng(label: str) -> np.random.Generator:
 def _spec(kind: str, method: str) -> promolab.ExperimentSpec:
     """Spring discount cut to control and pct15, 28 days from START, the kind's metric primary (higher
     is better), no guardrails, ``method``'s looks (group sequential: O'Brien-Fleming spending)."""
-    spec = promolab.load_spec(EXAMPLES / "spring-discount.yaml")
-    analysis = spec.analysis.model_copy(update={"sequential": Sequential(method=method)})
-    return spec.model_copy(
-        update={
-            "start": START,
-            "end": START + dt.timedelta(days=DAYS - 1),
-            "variants": spec.variants[:2],
-            "guardrails": (),
-            "primary": METRICS[kind],
-            "analysis": analysis,
-        }
-    )
+    spring = promolab.load_spec(EXAMPLES / "spring-discount.yaml")
+    return monitored_two_arms(spring, START, Sequential(method=method), METRICS[kind])
 
 
 def _runs(kind: str, method: str, lift: float, runs: int) -> tuple[list[dict[str, Any]], Array]:

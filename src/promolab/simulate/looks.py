@@ -25,6 +25,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from promolab.spec import ExperimentSpec
+from promolab.spec.models import Sequential
+
 type Array = npt.NDArray[np.float64]
 type Mask = npt.NDArray[np.bool_]
 type Looks = tuple[Array, Array, Array]  # estimate, se and the control's mean at each look
@@ -145,3 +148,20 @@ def recorded_looks(metric: str, looks: Looks, units: int, start: dt.date) -> lis
         }
         for d in range(DAYS)
     ]
+
+
+def monitored_two_arms(
+    spec: ExperimentSpec, start: dt.date, sequential: Sequential, primary: str | None = None
+) -> ExperimentSpec:
+    """``spec`` cut to its first two arms and ``DAYS`` days from ``start``, without guardrails, looked at
+    with ``sequential`` (and ``primary`` as its primary metric, when given): the test the simulated
+    looks stand for."""
+    analysis = spec.analysis.model_copy(update={"sequential": sequential})
+    changes: dict[str, Any] = {
+        "start": start,
+        "end": start + dt.timedelta(days=DAYS - 1),
+        "variants": spec.variants[:2],
+        "guardrails": (),
+        "analysis": analysis,
+    }
+    return spec.model_copy(update=changes | ({"primary": primary} if primary else {}))
