@@ -96,7 +96,7 @@ def curve(
     }
 
 
-LIFT_KEYS = ("abs_diff", "abs_lower", "abs_upper", "rel_lift", "rel_lower", "rel_upper", "abs_se")
+LIFT_KEYS = ("abs_diff", "abs_lower", "abs_upper", "rel_lift", "rel_lower", "rel_upper")
 
 
 def _variance(total: np.ndarray, squares: np.ndarray, n: int) -> np.ndarray:
@@ -112,8 +112,7 @@ def _lift(
     day: int,
     confidence: float,
 ) -> tuple[float | None, ...]:
-    """(difference, its interval, relative lift, its interval, the difference's standard error) of one
-    day; None where undefined."""
+    """(difference, its interval, relative lift, its interval) of one day; None where undefined."""
     summaries = [
         ArmSummary(sizes[name], float(mean), float(variances[name][day]) / sizes[name], sizes[name] - 1)
         for name, mean in zip(pair, means, strict=True)
@@ -121,5 +120,4 @@ def _lift(
     found = compare(summaries[0], summaries[1], confidence)
     low, high = found.abs_ci or (None, None)
     rel_low, rel_high = found.rel_ci or (None, None)
-    se = found.se if found.se > 0 else None
-    return (found.abs_diff, low, high, found.rel_lift, rel_low, rel_high, se)
+    return (found.abs_diff, low, high, found.rel_lift, rel_low, rel_high)

@@ -368,12 +368,8 @@ def _partials(metric: SourcedMetric, kept: str | None) -> dict[str, str]:
     value = _value(metric)
     inside = value if kept is None else f"CASE WHEN {kept} THEN {value} END"
     rule = kind_of(metric).merge(metric)
-    if isinstance(metric, BinaryMetric):
-        return {"v:" + metric.id: f"max({inside})"}
-    if rule == "max":
-        return {"v:" + metric.id: f"max({inside})"}
-    if rule == "sum":
-        return {"v:" + metric.id: f"sum({inside})"}
+    if rule in ("max", "sum"):
+        return {"v:" + metric.id: f"{rule}({inside})"}
     return {"s:" + metric.id: f"sum({inside})", "c:" + metric.id: f"count({inside})"}
 
 
