@@ -20,7 +20,7 @@ process (imports count):
 - promolab spark (named in ``--contenders`` only): ``analyze --engine spark --method frequentist``, Spark
   in local mode running the portable query (:mod:`promolab.aggregate.spark`), whole process;
 - promolab start-up: what promolab pays before reading any data (its imports: DuckDB, pydantic, numpy,
-  scipy.special, the CLI; and validating the spec), to show which part of its time is fixed.
+  the CLI; and validating the spec), to show which part of its time is fixed.
 
 The baselines run the source of one function below with ``python -c``, so they pay for their own imports
 only. Each run goes through a small wrapper process that times the contender's whole process and reads its
@@ -262,7 +262,6 @@ def tea_tasting_child(folder: str, fmt: str) -> None:
 def promolab_startup(spec: str) -> None:
     """Child process of promolab's fixed cost: the modules ``promolab analyze`` imports, the spec loaded."""
     import duckdb  # noqa: F401
-    import scipy.special  # noqa: F401
 
     import promolab.aggregate.duck
     import promolab.cli.output  # noqa: F401

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from promolab.errors import DataError
+from promolab.stats.distributions import normal_ppf, normal_sf, t_ppf, t_sf
 from promolab.stats.moments import Histogram, Moments
 
 ZERO_VARIANCE = "ZERO_VARIANCE"  # neither arm varies: no standard error, so no test and no interval
@@ -193,16 +194,12 @@ def welch_df(control: ArmSummary, variant: ArmSummary) -> float | None:
 
 def quantile(level: float, df: float | None) -> float:
     """Quantile of the standard normal (df None) or Student t distribution."""
-    from scipy import special
-
-    return float(special.ndtri(level)) if df is None else float(special.stdtrit(df, level))
+    return normal_ppf(level) if df is None else t_ppf(level, df)
 
 
 def upper_tail(statistic: float, df: float | None) -> float:
     """P(T >= statistic) for the standard normal (df None) or Student t."""
-    from scipy import special
-
-    return float(special.ndtr(-statistic)) if df is None else float(special.stdtr(df, -statistic))
+    return normal_sf(statistic) if df is None else t_sf(statistic, df)
 
 
 def two_sided_p(statistic: float, df: float | None) -> float:
