@@ -1,7 +1,8 @@
 """The warehouse route (:mod:`promolab.aggregate.portable`): ``promolab sql SPEC --dialect D`` gives one
 query; run by DuckDB, SQLite and Spark on the same data, its rows analysed by ``promolab analyze --stats``
-give ``promolab analyze``'s results to 1e-9 (every metric kind, CUPED, guardrails); what the query cannot
-translate, and statistics that the checks refuse, stop with one line."""
+give ``promolab analyze``'s results to 1e-9 (every metric kind, CUPED, guardrails, percentile caps over
+windows, column and RFM segments, the holdout); what the query cannot translate, and data or statistics
+that the checks refuse, stop with one line."""
 
 from __future__ import annotations
 
@@ -13,19 +14,21 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from promolab.cli import app
 
 from .conftest import EXAMPLES, data_required
 
-SPECS = {"spring": "spring-discount.yaml", "coupon": "coupon-email.yaml"}
+SPECS = {"spring": "spring-discount.yaml", "coupon": "coupon-email.yaml", "channel": "channel.yaml"}
 FILES = {
     "assignments": "assignments",
     "units": "customers",
     "orders": "orders",
     "survey": "survey",
     "unsubscribes": "unsubscribes",
+    "pre_orders": "pre_orders",
 }
 
 
@@ -66,7 +69,7 @@ def _tables(folder: Path) -> dict[str, Path]:
     }
 
 
-def _query(spec: str, dialect: str, tmp_path: Path) -> str:
+def _query(spec: str | Path, dialect: str, tmp_path: Path) -> str:
     out = tmp_path / f"{dialect}.sql"
     code, output = _run("sql", str(EXAMPLES / spec), "--dialect", dialect, "--out", str(out))
     assert code == 0, output
@@ -116,6 +119,27 @@ def _assert_same_analysis(found: dict, expected: dict) -> None:
         (g["metric"], g["variant"], g["passed"]) for g in expected["guardrails"]
     ]
     assert found["decision"]["action"] == expected["decision"]["action"]
+    assert found["caps"].keys() == expected["caps"].keys()
+    for metric, cap in expected["caps"].items():
+        assert found["caps"][metric] == pytest.approx(cap, rel=1e-12)
+    _assert_same_segments(found["segments"], expected["segments"])
+
+
+def _assert_same_segments(found: dict, expected: dict) -> None:
+    """Every segment's lift and every heterogeneity test, in the same order, to 1e-9."""
+    for name, keys, values in (
+        ("rows", ("segmentation", "segment", "variant"), ("abs_diff", "se", "p_value", "rel_lift")),
+        ("heterogeneity", ("segmentation", "variant"), ("q", "p_value")),
+    ):
+        assert [tuple(r[k] for k in keys) for r in found[name]] == [
+            tuple(r[k] for k in keys) for r in expected[name]
+        ]
+        for row, reference in zip(found[name], expected[name], strict=True):
+            for key in values:
+                if reference[key] is None:
+                    assert row[key] is None
+                else:
+                    assert row[key] == pytest.approx(reference[key], rel=1e-9, abs=1e-12), (name, key)
 
 
 @pytest.mark.parametrize("engine", sorted(ENGINES))
@@ -143,9 +167,44 @@ def test_the_warehouse_query_gives_the_analysis_of_the_rows(
     )
 
 
-def test_the_spark_engine_gives_the_duckdb_engines_analysis(tmp_path: Path) -> None:
-    """``analyze --engine spark`` on CSV inputs: Spark (local mode, PySpark installed by the set-up; under
-    CI it must be there) runs the Spark dialect of the query; the analysis equals DuckDB's to 1e-9."""
+@pytest.mark.parametrize("dialect", ["postgres", "trino"])
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_the_postgres_and_trino_translations_run_on_duckdb_and_give_the_analysis(
+    simulated: dict[str, Path], tmp_path: Path, dialect: str, name: str
+) -> None:
+    """No PostgreSQL or Trino here: DuckDB reads both syntaxes, so their translations are run by it, which
+    checks that sqlglot's output keeps the query's meaning (windows, quantiles, RFM days, segments)."""
+    rows = _duckdb(_query(SPECS[name], dialect, tmp_path), _tables(simulated[name]))
+    code, output = _analyse_rows(EXAMPLES / SPECS[name], rows, tmp_path)
+    assert code == 0, output
+    _assert_same_analysis(
+        json.loads((tmp_path / "found.json").read_text()),
+        json.loads((simulated[name] / "expected.json").read_text()),
+    )
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_every_dialects_query_parses_back_and_has_no_approximate_quantile(tmp_path: Path, name: str) -> None:
+    """sqlglot turns PERCENTILE_CONT into approximate quantiles for Spark and Trino: the query must not
+    use it (exact quantiles by numbering the sorted values; Spark's exact ``percentile``)."""
+    import sqlglot
+
+    from promolab.aggregate.portable import DIALECTS
+
+    for dialect in DIALECTS:
+        query = _query(SPECS[name], dialect, tmp_path)
+        sqlglot.parse_one(query, read=dialect)
+        assert "approx" not in query.lower(), dialect
+        assert "percentile_cont" not in query.lower(), dialect
+
+
+def test_the_spark_engine_gives_the_duckdb_engines_analysis(
+    simulated: dict[str, Path], tmp_path: Path
+) -> None:
+    """``analyze --engine spark`` on CSV inputs (spring: segments, scores, CUPED) and on Parquet (channel:
+    percentile caps in three windows, Spark's own ``percentile``): Spark (local mode, PySpark installed
+    by the set-up; under CI it must be there) runs the Spark dialect of the query; the analysis equals
+    DuckDB's to 1e-9."""
     try:
         import pyspark  # noqa: F401
     except ImportError:
@@ -181,15 +240,98 @@ def test_the_spark_engine_gives_the_duckdb_engines_analysis(tmp_path: Path) -> N
         assert code == 0, output
         runs[engine] = json.loads(out.read_text())
     _assert_same_analysis(runs["spark"], runs["duckdb"])
+    out = tmp_path / "channel.json"
+    channel = ["analyze", str(EXAMPLES / SPECS["channel"]), "--data-dir", str(simulated["channel"])]
+    code, output = _run(*channel, "--method", "frequentist", "--engine", "spark", "--json", str(out))
+    assert code == 0, output
+    _assert_same_analysis(
+        json.loads(out.read_text()), json.loads((simulated["channel"] / "expected.json").read_text())
+    )
+
+
+def _analyse_rows(spec: Path, rows: pd.DataFrame, tmp_path: Path) -> tuple[int, str]:
+    stats = tmp_path / "stats.csv"
+    rows.to_csv(stats, index=False)
+    out = tmp_path / "found.json"
+    return _run("analyze", str(spec), "--stats", str(stats), "--method", "frequentist", "--json", str(out))
+
+
+def test_the_holdout_is_assigned_but_neither_analysed_nor_in_the_caps(
+    simulated: dict[str, Path], tmp_path: Path
+) -> None:
+    """Spring with a 10% holdout and a percentile cap on revenue: held-out units with huge orders would
+    move the cap and the arms if the query counted them; the route equals ``analyze`` on every engine."""
+    raw = yaml.safe_load((EXAMPLES / SPECS["spring"]).read_text())
+    raw["design"]["holdout"] = 0.1
+    next(m for m in raw["metrics"] if m["id"] == "revenue")["capping"] = {"percentile": 0.99}
+    spec = tmp_path / "spring-holdout.yaml"
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    tables = _tables(simulated["spring"])
+    assignments = pd.read_parquet(tables["assignments"])
+    held = assignments["unit_id"].max() + 1 + pd.RangeIndex(600)
+    orders = pd.read_parquet(tables["orders"])
+    extra = orders.head(len(held)).assign(unit_id=held, amount=10_000.0)
+    data = {
+        **tables,
+        "assignments": tmp_path / "assignments.parquet",
+        "orders": tmp_path / "orders.parquet",
+    }
+    pd.concat([assignments, pd.DataFrame({"unit_id": held, "variant": "holdout"})]).to_parquet(
+        data["assignments"]
+    )
+    pd.concat([orders, extra]).to_parquet(data["orders"])
+    overrides = [argument for name, path in data.items() for argument in ("--data", f"{name}={path}")]
+    expected = tmp_path / "expected.json"
+    code, output = _run("analyze", str(spec), *overrides, "--method", "frequentist", "--json", str(expected))
+    assert code == 0, output
+    reference = json.loads(expected.read_text())
+    assert reference["caps"]["revenue"] < 10_000  # the held-out orders are not in promolab's own cap
+    for engine, run in ENGINES.items():
+        code, output = _analyse_rows(spec, run(_query(spec, engine, tmp_path), data), tmp_path)
+        assert code == 0, (engine, output)
+        _assert_same_analysis(json.loads((tmp_path / "found.json").read_text()), reference)
+
+
+def test_bad_assignments_and_units_stop_the_route_with_one_line(
+    simulated: dict[str, Path], tmp_path: Path
+) -> None:
+    """Data the DuckDB engine refuses, run through the query: a unit with two variants (its rows would
+    count in both arms), a units table that repeats an id (the join would count the unit twice)."""
+    tables = _tables(simulated["spring"])
+    assignments = pd.read_parquet(tables["assignments"])
+    customers = pd.read_parquet(tables["units"])
+    first = assignments.iloc[[0]]
+    other = "bogo" if first["variant"].iloc[0] != "bogo" else "control"
+    cases = {
+        "assignments": (
+            pd.concat([assignments, first.assign(variant=other), first]),
+            "1 unit(s) assigned to two variants",
+        ),
+        "units": (pd.concat([customers, customers.iloc[[5, 9]]]), "the units table repeats 2 unit id(s)"),
+    }
+    query = _query(SPECS["spring"], "duckdb", tmp_path)
+    for name, (frame, message) in cases.items():
+        broken = tmp_path / f"{name}.parquet"
+        frame.to_parquet(broken)
+        code, output = _analyse_rows(
+            EXAMPLES / SPECS["spring"], _duckdb(query, {**tables, name: broken}), tmp_path
+        )
+        assert code == 2, (name, output)
+        assert message in output, (name, output)
+        code, output = _run(
+            "analyze", str(EXAMPLES / SPECS["spring"]), "--data-dir", str(simulated["spring"]),
+            "--data", f"{name}={broken}", "--method", "frequentist",
+        )  # fmt: skip
+        assert code == 2, (name, "promolab's own engine refuses it too", output)
 
 
 def test_what_the_query_cannot_translate_or_the_checks_refuse_stops_with_one_line(
     simulated: dict[str, Path], tmp_path: Path
 ) -> None:
     spring = str(EXAMPLES / SPECS["spring"])
-    code, output = _run("sql", str(EXAMPLES / "channel.yaml"), "--dialect", "postgres")
+    code, output = _run("sql", str(EXAMPLES / "hillstrom.yaml"), "--dialect", "postgres")
     assert code == 2
-    assert "metrics[1].capping.percentile: a percentile cap has no portable SQL" in output
+    assert "data.row_id: the warehouse query needs a unit id column" in output
     code, output = _run("sql", spring, "--dialect", "oracle-9i")
     assert code == 2
     assert "--dialect: expected one of" in output
@@ -204,7 +346,19 @@ def test_what_the_query_cannot_translate_or_the_checks_refuse_stops_with_one_lin
             rows.assign(label=rows["label"].replace("bogo", "b0g0")),
             "label 'b0g0' is not a variant",
         ),
-        "a unit assigned twice": (rows.assign(n=rows["n"] + 1), "1 unit(s) assigned more than once"),
+        "a unit with two variants": (
+            rows.assign(**{"labelled units": rows["labelled units"] + 1}),
+            "1 unit(s) assigned to two variants",
+        ),
+        "assignment rows without an id": (
+            rows.assign(**{"no id": 2}),
+            "2 assignment row(s) have no unit_id",
+        ),
+        "an unlabelled unit": (rows.assign(**{"no label": 1}), "1 unit(s) have no variant"),
+        "an infinite pre-period amount": (
+            rows.assign(**{"bad amounts:pre_orders": 1}),
+            "1 row(s) of 'pre_orders' column 'amount' are missing or not finite",
+        ),
         "missing revenue values": (
             rows.assign(**{"null:revenue": 3}),
             "metric 'revenue': 3 missing value(s)",

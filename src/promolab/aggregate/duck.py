@@ -50,7 +50,7 @@ from promolab.aggregate.inputs import (
     open_sources,
     quote,
 )
-from promolab.aggregate.layout import StatsLayout
+from promolab.aggregate.layout import StatsLayout, label_lists
 from promolab.aggregate.quality import DataQuality
 from promolab.aggregate.sql import (
     date_of,
@@ -98,7 +98,6 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-HOLDOUT_LABEL = "holdout"
 UNASSIGNED = -2  # arm of event-table units that the assignments do not hold
 _MAX_BITMAP_BITS = 1 << 27  # 16 MB per label: unit ids spread wider are checked by count(DISTINCT)
 CHECKS = {  # check kind -> what the offending rows are, for messages
@@ -313,7 +312,7 @@ class DuckAggregation:
             "ELSE coalesce(list_extract($label_arms, list_position($labels, a.label)), -1) END"
         )
         select = ", ".join(["unit_id", f"{arm} AS arm", "a.label", *values])
-        labels, label_arms = _label_lists(spec)
+        labels, label_arms = label_lists(spec)
         plan.params |= {"labels": labels, "label_arms": label_arms} | source_params(sources)
         plan.query = f"WITH {', '.join(ctes)} SELECT {select} FROM {' '.join(joins)}"
         return plan
@@ -635,7 +634,7 @@ class DuckAggregation:
             shown = ", ".join(f"'{printable(label)}' ({n:,} units)" for label, n in undeclared)
             raise DataError(
                 f"{column}: label(s) {shown} are not variants of {spec.id}; expected one of "
-                f"{quoted(_label_lists(spec)[0])} (map raw labels with data.variant_values)"
+                f"{quoted(label_lists(spec)[0])} (map raw labels with data.variant_values)"
             )
 
     def _check_unit_ids(self, groups: Sequence[Mapping[str, Any]]) -> None:
@@ -936,17 +935,6 @@ def _both(first: str | None, second: str | None) -> str | None:
     if first is None or second is None:
         return first or second
     return f"({first}) AND ({second})"
-
-
-def _label_lists(spec: ExperimentSpec) -> tuple[list[str], list[int]]:
-    """Raw labels the data may hold and the 1-based arm of each (0: the holdout)."""
-    position = {v.id: k for k, v in enumerate(spec.variants, start=1)}
-    mapping = spec.data.variant_values or {v.id: v.id for v in spec.variants}
-    labels, arms = [str(raw) for raw in mapping], [position[arm] for arm in mapping.values()]
-    if spec.design.holdout > 0 and HOLDOUT_LABEL not in labels:
-        labels.append(HOLDOUT_LABEL)
-        arms.append(0)
-    return labels, arms
 
 
 def _bitmap_range(row: tuple[Any, ...] | None) -> tuple[int, int] | None:

@@ -23,6 +23,19 @@ from promolab.spec.models import OrdinalMetric, RatioMetric
 from promolab.spec.windows import pre_covariate
 from promolab.stats.moments import MAX_POWER_COVARIATES, PowerSums, power_exponents
 
+HOLDOUT_LABEL = "holdout"
+
+
+def label_lists(spec: ExperimentSpec) -> tuple[list[str], list[int]]:
+    """Raw labels the data may hold and the 1-based arm of each (0: the holdout)."""
+    position = {v.id: k for k, v in enumerate(spec.variants, start=1)}
+    mapping = spec.data.variant_values or {v.id: v.id for v in spec.variants}
+    labels, arms = [str(raw) for raw in mapping], [position[arm] for arm in mapping.values()]
+    if spec.design.holdout > 0 and HOLDOUT_LABEL not in labels:
+        labels.append(HOLDOUT_LABEL)
+        arms.append(0)
+    return labels, arms
+
 
 @dataclass(frozen=True)
 class StatsLayout:

@@ -3,23 +3,29 @@ per-arm statistics (``promolab analyze --stats``).
 
 A team that may not connect tools to its warehouse runs one query there and gives promolab the few rows
 it returns. The query is written once in standard SQL (``CASE`` inside aggregates, ``CAST``, ``COALESCE``,
-joins, ``GROUP BY``) and translated to the warehouse's dialect by sqlglot. It mirrors the DuckDB
-aggregation (:mod:`promolab.aggregate.duck`):
+joins, window functions, ``GROUP BY``) and translated to the warehouse's dialect by sqlglot. It mirrors
+the DuckDB aggregation (:mod:`promolab.aggregate.duck`):
 
+- assignments: distinct (unit, label) pairs (an exposure log's repeated rows collapse);
 - per event table, one row per unit: each metric's value over its rows in its window (``CAST(ts AS
   DATE)``, in the warehouse's session time zone), with its ``where`` filter and missing-value policy,
   and the count of its missing values;
 - per assigned unit: those values (0 without rows; no response for scores), the units file's
-  covariates and metrics, and absolute caps;
-- per raw arm label: the number of units and of distinct unit ids, the moments (``mean:<i>``, and the
-  population co-moments ``comoment:<i>:<j>`` centred on the arm's means, so that they do not cancel),
-  CUPED's power sums, each score's count per level, and the missing values of every metric and covariate.
+  covariates and metrics, segment labels (a units-file column, or the RFM cell of its pre-period
+  orders), and absolute caps; then percentile caps pooled over the analysed arms;
+- per raw arm label: the number of units, the moments (``mean:<i>``, and the population co-moments
+  ``comoment:<i>:<j>`` centred on the arm's means, so that they do not cancel), CUPED's power sums, each
+  score's count per level, and the missing values of every metric and covariate; on every row, the
+  checks over all labels and the caps;
+- with ``analysis.segments``, one more row per label and segment (``segmentation``, ``segment``) with
+  the metrics' moments.
 
-Reading the rows back checks what the DuckDB engine checks from the same counts: every label a variant,
-every variant present, no unit assigned twice, no missing value where the policy is ``error``, scores
-that are levels. Not translated, and refused by name: percentile caps (a quantile per dialect), the
-holdout, row-numbered units files and segments; a unit's score is its one answer (several answers
-averaging to a value between levels are counted and refused).
+Reading the rows back checks what the DuckDB engine checks from the same counts: every label a variant
+(the holdout's label is skipped), every variant present, no assignment row without a unit id or a
+label, no unit with two variants, no repeated id in the units table, no missing value where the policy
+is ``error``, scores that are levels, RFM amounts present and finite. Not translated, and refused by
+name: row-numbered units files (a warehouse table has no row order). A unit's score is its one answer
+(several answers averaging to a value between levels are counted and refused).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from promolab.aggregate.layout import StatsLayout
+from promolab.aggregate.layout import StatsLayout, label_lists
 from promolab.aggregate.sql import moment_columns, parse_moments, sql_name
 from promolab.errors import DataError, Problem, SpecError, printable
 from promolab.kinds import kind_of
@@ -42,11 +48,13 @@ from promolab.spec.models import (
     BinaryMetric,
     OrdinalMetric,
     RatioMetric,
+    Rfm,
     SourcedMetric,
 )
 from promolab.spec.windows import expand, window_of
-from promolab.stats.moments import ArmStats, ExperimentStats, Histogram
+from promolab.stats.moments import ArmStats, ExperimentStats, Histogram, Moments
 
+SEGMENT_KEYS = ("label", "segmentation", "segment")
 DIALECTS = (
     "duckdb",
     "postgres",
@@ -74,8 +82,14 @@ def warehouse_query(spec: ExperimentSpec, dialect: str, tables: Mapping[str, str
         raise DataError(f"--dialect: expected one of {', '.join(DIALECTS)}, got '{printable(dialect)}'")
     _refuse_untranslated(spec)
     expanded = expand(spec)
-    query = _Query(expanded, StatsLayout.of(expanded, cuped), tables).sql()
+    query = _Query(expanded, StatsLayout.of(expanded, cuped), tables, dialect).sql()
     return str(sqlglot.transpile(query, read="duckdb", write=dialect, pretty=True)[0])
+
+
+def default_tables(spec: ExperimentSpec) -> dict[str, str]:
+    """Each data name of ``spec`` as its own warehouse table (``promolab sql`` without ``--table``)."""
+    names = {"assignments": spec.data.assignments, UNITS_SOURCE: spec.data.units, **spec.data.tables}
+    return {name: name for name, path in names.items() if path}
 
 
 def read_stats_table(spec: ExperimentSpec, path: Path, cuped: bool = True) -> ExperimentStats:
@@ -108,11 +122,10 @@ def stats_from_rows(
     Raises:
         DataError: missing columns, or data the checks refuse (module docstring).
     """
-    from promolab.aggregate.duck import _label_lists
-
     spec = expand(spec)
     layout = StatsLayout.of(spec, cuped)
-    expected = _Query(spec, layout, {}).columns()
+    query = _Query(spec, layout, default_tables(spec))
+    expected = query.columns()
     given = {str(name).lower() for row in rows[:1] for name in row}
     missing = [c for c in expected if rows and c.lower() not in given]
     if missing:
@@ -120,13 +133,19 @@ def stats_from_rows(
             f"{where}: lacks column(s) {', '.join(missing[:5])}: not the result of `promolab sql` for this "
             "spec (the spec, --no-cuped and the covariates must be the same)"
         )
-    labels, positions = _label_lists(spec)
+    groups = [{name: _lowered(row)[name.lower()] for name in expected} for row in rows]
+    segment_rows = [g for g in groups if g.get("segmentation") is not None]
+    groups = [g for g in groups if g.get("segmentation") is None]
+    if groups:
+        _check_assignments(spec, groups[0], where)
+    labels, positions = label_lists(spec)
     arm_of = {label: spec.variants[k - 1].id for label, k in zip(labels, positions, strict=True) if k > 0}
+    held = {label for label, k in zip(labels, positions, strict=True) if k == 0}
     arms: dict[str, ArmStats] = {}
-    for row in rows:
-        lowered = {str(name).lower(): value for name, value in row.items()}
-        group = {name: lowered[name.lower()] for name in expected}
+    for group in groups:
         label = str(group["label"])
+        if label in held:  # the holdout: assigned, not analysed
+            continue
         if label not in arm_of:
             raise DataError(f"{where}: label '{printable(label)}' is not a variant of {spec.id}")
         _check_row(spec, layout, group, where, label)
@@ -136,8 +155,41 @@ def stats_from_rows(
     absent = [v.id for v in spec.variants if v.id not in arms]
     if absent:
         raise DataError(f"{where}: no units of arm(s) {', '.join(absent)}")
+    caps = {m.id: float(cap) for m in _sourced(spec) if (cap := _absolute(m)) is not None}
+    caps |= {m.id: float(groups[0][f"cap:{m.id}"]) for m in query.percentile_capped}
     shared = tuple(f"cov:{c}" for c in layout.covariates)
-    return ExperimentStats({v.id: arms[v.id] for v in spec.variants}, {}, shared, {}, dict(layout.own))
+    segments = _segments(spec, layout, segment_rows, arm_of)
+    return ExperimentStats(
+        {v.id: arms[v.id] for v in spec.variants}, caps, shared, segments, dict(layout.own)
+    )
+
+
+def _segments(
+    spec: ExperimentSpec, layout: StatsLayout, rows: Sequence[Mapping[str, Any]], arm_of: Mapping[str, str]
+) -> dict[str, dict[str, dict[str, Moments]]]:
+    """Each segmentation's segments' moments by arm, ordered as the DuckDB engine orders them (by
+    segment, then arm). A missing segment value is the segment '' (a CSV keeps it as an empty cell)."""
+    order = {v.id: k for k, v in enumerate(spec.variants)}
+    found: dict[str, dict[str, dict[str, Moments]]] = {s.name: {} for s in spec.analysis.segments}
+    keyed = sorted(
+        (
+            (str(row["segmentation"]), _segment_name(row["segment"]), arm_of[str(row["label"])], row)
+            for row in rows
+        ),
+        key=lambda item: (item[0], item[1], order[item[2]]),
+    )
+    for segmentation, segment, arm, row in keyed:
+        found[segmentation].setdefault(segment, {})[arm] = parse_moments(layout.variables, int(row["n"]), row)
+    return found
+
+
+def _segment_name(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def _lowered(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row by lower-case column name (warehouses may fold the case of unquoted names)."""
+    return {str(name).lower(): value for name, value in row.items()}
 
 
 # ---------------------------------------------------------------------- the query
@@ -146,14 +198,20 @@ def stats_from_rows(
 class _Query:
     """The query's pieces for one spec (see the module docstring)."""
 
-    def __init__(self, spec: ExperimentSpec, layout: StatsLayout, tables: Mapping[str, str]) -> None:
-        self.spec, self.layout, self.tables = spec, layout, tables
+    def __init__(
+        self, spec: ExperimentSpec, layout: StatsLayout, tables: Mapping[str, str], dialect: str = "duckdb"
+    ) -> None:
+        self.spec, self.layout, self.tables, self.dialect = spec, layout, tables, dialect
         self.events = _metrics_by_table(spec)
+        self.percentile_capped = [m for m in _sourced(spec) if _percentile(m) is not None]
 
     def sql(self) -> str:
         """Every input's table is read once; the query's own names start with ``promolab_`` so that no
         warehouse table is shadowed."""
-        ctes = [f"promolab_assign AS ({self._assignments()})"]
+        ctes = [
+            f"promolab_rows AS ({self._assignments()})",
+            "promolab_assign AS (SELECT DISTINCT unit_id, label FROM promolab_rows)",
+        ]
         joins = ["promolab_assign a"]
         for k, (table, metrics) in enumerate(self.events.items()):
             ctes.append(f"promolab_t{k} AS ({self._event_table(table, metrics)})")
@@ -161,8 +219,15 @@ class _Query:
         if self._reads_units():
             ctes.append(f"promolab_u AS ({self._units()})")
             joins.append("LEFT JOIN promolab_u u ON u.unit_id = a.unit_id")
-        values = ", ".join(self._unit_values())
-        ctes.append(f"promolab_units AS (SELECT a.label, a.unit_id, {values} FROM {' '.join(joins)})")
+        for k, segmentation in enumerate(self.spec.analysis.segments):
+            if (rfm := segmentation.rfm) is not None:
+                ctes.append(f"promolab_rfm{k} AS ({self._rfm(rfm)})")
+                joins.append(f"LEFT JOIN promolab_rfm{k} rfm{k} ON rfm{k}.unit_id = a.unit_id")
+        values = self._unit_values()
+        listed = ", ".join(f"{sql} AS {_q(alias)}" for alias, sql in values.items())
+        ctes.append(f"promolab_raw AS (SELECT a.label, a.unit_id, {listed} FROM {' '.join(joins)})")
+        ctes += self._caps()
+        ctes.append(f"promolab_units AS ({self._capped_units(values)})")
         ctes.append(
             f"promolab_means AS (SELECT label, {self._aggregates()} FROM promolab_units GROUP BY label)"
         )
@@ -172,15 +237,29 @@ class _Query:
             f"{spread or 'count(*) AS ' + _q('units')} FROM promolab_units units "
             "JOIN promolab_means means ON means.label = units.label GROUP BY units.label)"
         )
-        select = ", ".join(["means.*", *(f"spread.{_q(alias)}" for alias in self._comoments())])
-        return (
-            f"WITH {', '.join(ctes)} SELECT {select} FROM promolab_means means "
-            "JOIN promolab_spread spread ON spread.label = means.label"
-        )
+        checks = ", ".join(f"{sql} AS {_q(alias)}" for alias, sql in self._checks().items())
+        ctes.append(f"promolab_checks AS (SELECT {checks})")
+        select = ["means.*", *(f"spread.{_q(alias)}" for alias in self._comoments()), "checks.*"]
+        joins = [
+            "JOIN promolab_spread spread ON spread.label = means.label",
+            "CROSS JOIN promolab_checks checks",
+        ]
+        if self.percentile_capped:
+            select.append("caps.*")
+            joins.append("CROSS JOIN promolab_caps caps")
+        arms = f"SELECT {', '.join(select)} FROM promolab_means means {' '.join(joins)}"
+        if not self.spec.analysis.segments:
+            return f"WITH {', '.join(ctes)} {arms}"
+        ctes += self._segment_ctes()
+        nothing = "CAST(NULL AS VARCHAR)"
+        arms = f"SELECT *, {nothing} AS segmentation, {nothing} AS segment FROM ({arms}) arms"
+        return f"WITH {', '.join(ctes)} {arms} UNION ALL {self._segment_rows()}"
 
     def columns(self) -> list[str]:
         """Every column the query returns (and the reader needs)."""
-        return ["label", *self._aggregate_columns(), *self._comoments()]
+        caps = [f"cap:{m.id}" for m in self.percentile_capped]
+        segments = ["segmentation", "segment"] if self.spec.analysis.segments else []
+        return ["label", *self._aggregate_columns(), *self._comoments(), *self._checks(), *caps, *segments]
 
     # ---- inputs
 
@@ -195,13 +274,39 @@ class _Query:
         variant = _q(data.variant_column)
         return f"SELECT {unit} AS unit_id, CAST({variant} AS VARCHAR) AS label FROM {self._table(source)}"
 
+    def _checks(self) -> dict[str, str]:
+        """Counts over all labels (one row): assignment rows without a unit id or a label, distinct
+        (unit, label) pairs against distinct units (a unit with two labels), units-file rows against its
+        distinct ids (a repeated id would count its unit twice), RFM amounts missing or not finite."""
+        checks = {
+            "no id": "(SELECT count(*) - count(unit_id) FROM promolab_rows)",
+            "no label": "(SELECT count(*) - count(label) FROM promolab_rows)",
+            "labelled units": "(SELECT count(*) FROM promolab_assign WHERE unit_id IS NOT NULL)",
+            "assigned units": "(SELECT count(DISTINCT unit_id) FROM promolab_assign)",
+        }
+        if self._reads_units():
+            checks["repeated units rows"] = "(SELECT count(*) - count(DISTINCT unit_id) FROM promolab_u)"
+        for segmentation in self.spec.analysis.segments:
+            if (rfm := segmentation.rfm) is not None:  # NaN fails the test whether it sorts first or last
+                amount = f"CAST({_q(rfm.amount)} AS DOUBLE)"
+                checks[f"bad amounts:{rfm.source}"] = (
+                    f"(SELECT count(*) FROM {self._table(rfm.source)} "
+                    f"WHERE {amount} IS NULL OR NOT (ABS({amount}) <= 1e308))"
+                )
+        return checks
+
     def _reads_units(self) -> bool:
-        return bool(self.layout.covariates) or any(m.source == UNITS_SOURCE for m in _sourced(self.spec))
+        return (
+            bool(self.layout.covariates)
+            or any(m.source == UNITS_SOURCE for m in _sourced(self.spec))
+            or any(s.column is not None for s in self.spec.analysis.segments)
+        )
 
     def _units(self) -> str:
         columns = [
             *self.layout.covariates,
             *(str(m.column) for m in _sourced(self.spec) if m.source == UNITS_SOURCE),
+            *(str(s.column) for s in self.spec.analysis.segments if s.column is not None),
         ]
         picked = "".join(f", {_q(c)}" for c in dict.fromkeys(columns))
         return f"SELECT {_q(self.spec.data.unit_id)} AS unit_id{picked} FROM {self._table(UNITS_SOURCE)}"
@@ -245,15 +350,17 @@ class _Query:
 
     # ---- per unit
 
-    def _unit_values(self) -> list[str]:
-        values = []
+    def _unit_values(self) -> dict[str, str]:
+        """Each unit's value of every metric (absolute caps applied; percentile caps come after, from
+        :meth:`_caps`), its check counts and covariates, by alias."""
+        values = {}
         for k, metrics in enumerate(self.events.values()):
             for metric in metrics:
-                values.append(f"{self._capped(metric, _finished(metric, f't{k}'))} AS {_q('m:' + metric.id)}")
+                values["m:" + metric.id] = self._absolute_cap(metric, _finished(metric, f"t{k}"))
                 for check in ("null", "bad"):
                     if metric.column is not None and (check == "null" or _impossible(metric) is not None):
-                        name = _q(f"{check}:{metric.id}")
-                        values.append(f"coalesce(t{k}.{name}, 0) AS {name}")
+                        name = f"{check}:{metric.id}"
+                        values[name] = f"coalesce(t{k}.{_q(name)}, 0)"
         for metric in _sourced(self.spec):
             if metric.source == UNITS_SOURCE:
                 value = f"CAST(u.{_q(str(metric.column))} AS DOUBLE)"
@@ -261,13 +368,135 @@ class _Query:
                     value = f"CAST(CAST(u.{_q(str(metric.column))} AS INTEGER) AS DOUBLE)"
                 if kind_of(metric).absent_is_zero:
                     value = f"coalesce({value}, 0)"
-                values.append(f"{self._capped(metric, value)} AS {_q('m:' + metric.id)}")
-        values += [f"CAST(u.{_q(c)} AS DOUBLE) AS {_q('cov:' + c)}" for c in self.layout.covariates]
+                values["m:" + metric.id] = self._absolute_cap(metric, value)
+        values |= {f"cov:{c}": f"CAST(u.{_q(c)} AS DOUBLE)" for c in self.layout.covariates}
+        for k, segmentation in enumerate(self.spec.analysis.segments):
+            alias = "seg:" + segmentation.name
+            if segmentation.rfm is not None:
+                values[alias] = f"coalesce(rfm{k}.segment, 'new')"
+            else:
+                values[alias] = f"coalesce(CAST(u.{_q(str(segmentation.column))} AS VARCHAR), '')"
         return values
 
-    def _capped(self, metric: AnyMetric, value: str) -> str:
-        capping = getattr(metric, "capping", None)
-        return value if capping is None else f"LEAST({value}, {float(capping.absolute)!r})"
+    def _rfm(self, rfm: Rfm) -> str:
+        """Each unit's RFM cell from its orders before the start, as :func:`promolab.aggregate.sql.rfm_cte`
+        (``R5F3M2``): recency in days from the last order to the start, frequency, monetary sum; each
+        score 1 + the cuts it beats (below a recency cut, above a frequency or monetary cut), the cuts
+        DuckDB's ``quantile_disc`` at ``k / bins``: the ``ceil(n k / bins)``-th smallest value."""
+        day, start = f"CAST({_q(rfm.date)} AS DATE)", f"DATE '{self.spec.start.isoformat()}'"
+        unit = _q(self.spec.data.unit_id)
+        units = (
+            f"SELECT {unit} AS unit_id, date_diff('day', max({day}), {start}) AS r, count(*) AS f, "
+            f"sum(CAST({_q(rfm.amount)} AS DOUBLE)) AS m FROM {self._table(rfm.source)} "
+            f"WHERE {day} < {start} GROUP BY {unit}"
+        )
+        order = ", ".join(f"ROW_NUMBER() OVER (ORDER BY {v}) AS rank_{v}" for v in "rfm")
+        ranked = f"SELECT r, f, m, {order}, CAST(COUNT(*) OVER () AS DOUBLE) AS n FROM x"
+        cuts = []
+        for v in "rfm":
+            for k in range(1, rfm.bins):
+                rank = _ceiling(f"n * CAST({k / rfm.bins!r} AS DOUBLE)")
+                cuts.append(f"max(CASE WHEN rank_{v} = {rank} THEN {v} END) AS q{v}{k}")
+        scores = []
+        for v in "rfm":
+            beats = "<" if v == "r" else ">"
+            above = "".join(f" + CASE WHEN {v} {beats} q{v}{k} THEN 1 ELSE 0 END" for k in range(1, rfm.bins))
+            scores.append(f"'{v.upper()}' || CAST(1{above} AS VARCHAR)")
+        return (
+            f"WITH x AS ({units}), q AS (SELECT {', '.join(cuts)} FROM ({ranked}) ranked) "
+            f"SELECT unit_id, {' || '.join(scores)} AS segment FROM x CROSS JOIN q"
+        )
+
+    def _absolute_cap(self, metric: AnyMetric, value: str) -> str:
+        cap = _absolute(metric)
+        return value if cap is None else f"LEAST({value}, {float(cap)!r})"
+
+    def _caps(self) -> list[str]:
+        """One CTE per percentile cap, its quantile over the units of the analysed arms (not the holdout,
+        not undeclared labels), as DuckDB's ``quantile_cont``: with ``h = (n - 1) p``, the order
+        statistics ``x_(floor h)`` and ``x_(ceil h)`` (0-based) interpolated linearly; 0 without values.
+        Spark and Databricks run their exact ``percentile`` aggregate, which interpolates the same way;
+        other dialects number the sorted values (sqlglot would turn ``PERCENTILE_CONT`` into an
+        approximate quantile in Trino and Spark). Then ``promolab_caps``: one row of every cap."""
+        if not self.percentile_capped:
+            return []
+        labels, positions = label_lists(self.spec)
+        analysed = ", ".join(_literal(label) for label, k in zip(labels, positions, strict=True) if k > 0)
+        ctes, caps = [], []
+        for k, metric in enumerate(self.percentile_capped):
+            value, share = _q("m:" + metric.id), f"CAST({_percentile(metric)!r} AS DOUBLE)"
+            kept = f"FROM promolab_raw WHERE label IN ({analysed}) AND {value} IS NOT NULL"
+            if self.dialect in ("spark", "databricks"):
+                ctes.append(f"promolab_cap{k} AS (SELECT percentile({value}, {share}) AS cap {kept})")
+            else:
+                ranked = (
+                    f"SELECT {value} AS v, ROW_NUMBER() OVER (ORDER BY {value}) - 1 AS r, "
+                    f"(COUNT(*) OVER () - 1) * {share} AS h {kept}"
+                )
+                below, above = "CAST(h AS BIGINT)", _ceiling("h")  # h >= 0: truncation is the floor
+                ctes.append(
+                    f"promolab_cap{k} AS (SELECT max(CASE WHEN r = {below} THEN v END) + max(h - {below}) * "
+                    f"(max(CASE WHEN r = {above} THEN v END) - max(CASE WHEN r = {below} THEN v END)) AS cap "
+                    f"FROM ({ranked}) ranked)"
+                )
+            caps.append(f"coalesce(promolab_cap{k}.cap, 0) AS {_q('cap:' + metric.id)}")
+        sources = " CROSS JOIN ".join(f"promolab_cap{k}" for k in range(len(self.percentile_capped)))
+        return [*ctes, f"promolab_caps AS (SELECT {', '.join(caps)} FROM {sources})"]
+
+    def _capped_units(self, values: Mapping[str, str]) -> str:
+        """The units' values with the percentile caps applied."""
+        if not self.percentile_capped:
+            return "SELECT * FROM promolab_raw"
+        capped = {"m:" + m.id for m in self.percentile_capped}
+        columns = [
+            f"LEAST(raw.{_q(alias)}, caps.{_q('cap:' + alias[2:])}) AS {_q(alias)}"
+            if alias in capped
+            else f"raw.{_q(alias)}"
+            for alias in values
+        ]
+        joined = "promolab_raw raw CROSS JOIN promolab_caps caps"
+        return f"SELECT raw.label, raw.unit_id, {', '.join(columns)} FROM {joined}"
+
+    # ---- per segment
+
+    def _segment_ctes(self) -> list[str]:
+        """Per analysed label and segment of every segmentation: the metrics' means and co-moments."""
+        labels, positions = label_lists(self.spec)
+        analysed = ", ".join(_literal(label) for label, k in zip(labels, positions, strict=True) if k > 0)
+        variables = ", ".join(_q(sql_name(v)) for v in self.layout.variables)
+        stacked = " UNION ALL ".join(
+            f"SELECT label, {_literal(s.name)} AS segmentation, {_q('seg:' + s.name)} AS segment, "
+            f"{variables} FROM promolab_units WHERE label IN ({analysed})"
+            for s in self.spec.analysis.segments
+        )
+        keys = ", ".join(SEGMENT_KEYS)
+        means = ", ".join(
+            f"avg({_q(sql_name(v))}) AS {_q(f'mean:{i}')}" for i, v in enumerate(self.layout.variables)
+        )
+        joined = " AND ".join(f"means.{k} = seg.{k}" for k in SEGMENT_KEYS)
+        spread = ", ".join(f"{sql} AS {_q(alias)}" for alias, sql in self._comoments(segments=True).items())
+        grouped = ", ".join(f"seg.{k}" for k in SEGMENT_KEYS)
+        return [
+            f"promolab_seg AS ({stacked})",
+            f"promolab_seg_means AS (SELECT {keys}, count(*) AS n, {means} "
+            f"FROM promolab_seg GROUP BY {keys})",
+            f"promolab_seg_spread AS (SELECT {grouped}, {spread} FROM promolab_seg seg "
+            f"JOIN promolab_seg_means means ON {joined} GROUP BY {grouped})",
+        ]
+
+    def _segment_rows(self) -> str:
+        """The segments' rows, in the arms' columns (NULL where a segment has no statistic)."""
+        means = {"n", *SEGMENT_KEYS, *(f"mean:{i}" for i in range(len(self.layout.variables)))}
+        spread = set(self._comoments(segments=True))
+        columns = [
+            f"means.{_q(c)}" if c in means else f"spread.{_q(c)}" if c in spread else f"NULL AS {_q(c)}"
+            for c in self.columns()
+        ]
+        joined = " AND ".join(f"spread.{k} = means.{k}" for k in SEGMENT_KEYS)
+        return (
+            f"SELECT {', '.join(columns)} FROM promolab_seg_means means "
+            f"JOIN promolab_seg_spread spread ON {joined}"
+        )
 
     # ---- per arm
 
@@ -276,7 +505,7 @@ class _Query:
 
     def _aggregate_map(self) -> dict[str, str]:
         names = self.layout.moment_names()
-        columns = {"n": "count(*)", "distinct units": "count(DISTINCT unit_id)"}
+        columns = {"n": "count(*)"}
         columns |= {alias: sql for alias, sql in moment_columns(names).items() if alias.startswith("mean:")}
         for alias, monomial in self.layout.power_monomials().items():
             factors = [_q(sql_name(v)) for v, power in monomial for _ in range(power)]
@@ -300,14 +529,16 @@ class _Query:
     def _aggregates(self) -> str:
         return ", ".join(f"{sql} AS {_q(alias)}" for alias, sql in self._aggregate_map().items())
 
-    def _comoments(self) -> dict[str, str]:
-        """Population co-moments, centred on the arm's means (``sum(dx dy) / n``)."""
-        names = self.layout.moment_names()
+    def _comoments(self, segments: bool = False) -> dict[str, str]:
+        """Population co-moments, centred on the group's means (``sum(dx dy) / n``): of every moment
+        name per label; of the metrics only per segment (``segments``: the rows come from ``seg``)."""
+        names = self.layout.variables if segments else self.layout.moment_names()
+        rows = "seg" if segments else "units"
         columns = {}
         for i in range(len(names)):
             for j in range(i, len(names)):
-                x = f"(units.{_q(sql_name(names[i]))} - means.{_q(f'mean:{i}')})"
-                y = f"(units.{_q(sql_name(names[j]))} - means.{_q(f'mean:{j}')})"
+                x = f"({rows}.{_q(sql_name(names[i]))} - means.{_q(f'mean:{i}')})"
+                y = f"({rows}.{_q(sql_name(names[j]))} - means.{_q(f'mean:{j}')})"
                 columns[f"comoment:{i}:{j}"] = f"sum({x} * {y}) / count(*)"
         return columns
 
@@ -334,6 +565,22 @@ def _metrics_by_table(spec: ExperimentSpec) -> dict[str, list[SourcedMetric]]:
         if metric.source != UNITS_SOURCE:
             grouped.setdefault(metric.source, []).append(metric)
     return dict(sorted(grouped.items()))
+
+
+def _ceiling(value: str) -> str:
+    """``ceil`` of a non-negative SQL number without ``CEIL`` (SQLite builds may lack it)."""
+    whole = f"CAST({value} AS BIGINT)"
+    return f"({whole} + CASE WHEN {value} > {whole} THEN 1 ELSE 0 END)"
+
+
+def _percentile(metric: AnyMetric) -> float | None:
+    capping = getattr(metric, "capping", None)
+    return None if capping is None else capping.percentile
+
+
+def _absolute(metric: AnyMetric) -> float | None:
+    capping = getattr(metric, "capping", None)
+    return None if capping is None else capping.absolute
 
 
 def _value(metric: SourcedMetric) -> str:
@@ -385,22 +632,36 @@ def _finished(metric: SourcedMetric, alias: str) -> str:
 
 def _refuse_untranslated(spec: ExperimentSpec) -> None:
     problems = []
-    for k, metric in enumerate(spec.metrics):
-        capping = getattr(metric, "capping", None)
-        if capping is not None and capping.absolute is None:
-            problems.append(
-                Problem(
-                    ("metrics", k, "capping", "percentile"),
-                    "a percentile cap has no portable SQL: give "
-                    "capping.absolute, or analyse with promolab's own engine",
-                )
-            )
-    if spec.design.holdout > 0:
-        problems.append(Problem(("design", "holdout"), "the warehouse query has no holdout arm yet"))
     if spec.data.row_id:
         problems.append(Problem(("data", "row_id"), "the warehouse query needs a unit id column"))
     if problems:
         raise SpecError(problems)
+
+
+def _check_assignments(spec: ExperimentSpec, checks: Mapping[str, Any], where: str) -> None:
+    """What the DuckDB engine refuses in the assignments: rows without a unit id or a variant, units
+    with two variants, units-file ids that repeat."""
+    problems = []
+    if int(checks["no id"] or 0):
+        problems.append(
+            f"{int(checks['no id']):,} assignment row(s) have no {spec.data.unit_id} (a missing value)"
+        )
+    if int(checks["no label"] or 0):
+        problems.append(f"{int(checks['no label']):,} unit(s) have no variant (a missing value)")
+    twice = int(checks["labelled units"] or 0) - int(checks["assigned units"] or 0)
+    if twice:
+        problems.append(f"{twice:,} unit(s) assigned to two variants")
+    if int(checks.get("repeated units rows") or 0):
+        problems.append(f"the units table repeats {int(checks['repeated units rows']):,} unit id(s)")
+    for segmentation in spec.analysis.segments:
+        if (rfm := segmentation.rfm) is not None and int(checks[f"bad amounts:{rfm.source}"] or 0):
+            problems.append(
+                f"{int(checks[f'bad amounts:{rfm.source}']):,} row(s) of '{rfm.source}' column "
+                f"'{printable(rfm.amount)}' are missing or not finite (RFM segments need every "
+                "pre-period order's amount)"
+            )
+    if problems:
+        raise DataError([f"{where}: {p}" for p in problems])
 
 
 def _check_row(
@@ -415,8 +676,6 @@ def _check_row(
             f"{', '.join(broken[:3])} missing or not finite (a NaN or infinite value in the data, or "
             "a column that is not numeric)"
         )
-    if int(row["n"]) != int(row["distinct units"]):
-        problems.append(f"{int(row['n']) - int(row['distinct units']):,} unit(s) assigned more than once")
     for metric in _sourced(spec):
         if metric.source == UNITS_SOURCE or metric.column is None:
             continue

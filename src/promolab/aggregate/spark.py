@@ -3,7 +3,7 @@ Spark views, :mod:`promolab.aggregate.portable`'s query run by Spark SQL, its ro
 
 Spark runs where ``PROMOLAB_SPARK_MASTER`` says (default ``local[*]``: this machine's cores), dates rows
 in UTC as DuckDB does, and reads Parquet and CSV (header, types inferred) files, folders and patterns.
-What the portable query does not translate (percentile caps, the holdout, segments) is refused by name.
+What the portable query does not translate (row-numbered units files) is refused by name.
 """
 
 from __future__ import annotations

@@ -601,13 +601,12 @@ def sql(
 ) -> None:
     """The whole aggregation as one query for your warehouse: run it there, save its rows as CSV or
     Parquet, then `promolab analyze SPEC --stats FILE`."""
-    from promolab.aggregate.portable import warehouse_query
+    from promolab.aggregate.portable import default_tables, warehouse_query
 
     spec = load(spec_path)
     if isinstance(spec, RolloutSpec):
         raise PromolabError(f"{printable(spec_path)}: sql is for randomised tests; a rollout reads its panel")
-    names = {"assignments": spec.data.assignments, "units": spec.data.units, **spec.data.tables}
-    tables = {name: name for name, path in names.items() if path}
+    tables = default_tables(spec)
     for item in table or []:
         name, sep, target = item.partition("=")
         if not sep or not target.strip() or name.strip() not in tables:
