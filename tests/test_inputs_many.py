@@ -1,7 +1,8 @@
 """Inputs beyond one file (:func:`promolab.sources.input_files`): a folder of Parquet files with Hive
-partitions, a glob pattern over CSV files, gzip and zstd compressed CSV all give the single file's
-analysis exactly; patterns that match nothing, folders without data, mixed kinds and empty files are
-refused with the file named."""
+partitions, a glob pattern over CSV files, gzip and zstd compressed CSV, and URIs handed to the engine
+(``file://`` here; ``s3://`` needs DuckDB's httpfs) all give the single file's analysis exactly;
+patterns that match nothing, folders without data, mixed kinds and empty files are refused with the
+file named."""
 
 from __future__ import annotations
 
@@ -53,6 +54,14 @@ def _write(orders: Path, target: Path, query: str, options: str) -> None:
         con.execute(f"COPY ({query.format(orders=orders)}) TO '{target}' ({options})")
 
 
+def _assert_same_results(found: dict, expected: dict) -> None:
+    for result, reference in zip(found["results"], expected["results"], strict=True):
+        assert result["metric"] == reference["metric"]
+        assert result["variant"] == reference["variant"]
+        for key in ("abs_diff", "se", "p_value", "control_mean", "variant_mean"):
+            assert result[key] == pytest.approx(reference[key], rel=1e-12, abs=1e-15), (result["metric"], key)
+
+
 @pytest.mark.parametrize(
     ("layout", "given"),
     [
@@ -85,11 +94,51 @@ def test_other_layouts_give_the_single_files_analysis(
     code, output, found = _analysis(simulated, str(tmp_path / given), tmp_path / "found.json")
     assert code == 0, output
     _, _, expected = _analysis(simulated, str(orders), tmp_path / "expected.json")
-    for result, reference in zip(found["results"], expected["results"], strict=True):
-        assert result["metric"] == reference["metric"]
-        assert result["variant"] == reference["variant"]
-        for key in ("abs_diff", "se", "p_value", "control_mean", "variant_mean"):
-            assert result[key] == pytest.approx(reference[key], rel=1e-12, abs=1e-15), (result["metric"], key)
+    _assert_same_results(found, expected)
+
+
+@pytest.mark.parametrize("given", ["file://{folder}/orders-a.parquet", "file://{folder}/orders-*.parquet"])
+def test_uris_are_handed_to_the_engine(simulated: Path, tmp_path: Path, given: str) -> None:
+    """A URI is read by DuckDB as written (a pattern listed by DuckDB's glob); one file of two, or both."""
+    rows = "SELECT * FROM read_parquet('{orders}')"
+    orders = _orders(simulated)
+    _write(orders, tmp_path / "orders-a.parquet", rows + " WHERE unit_id % 2 = 0", "FORMAT parquet")
+    _write(orders, tmp_path / "orders-b.parquet", rows + " WHERE unit_id % 2 = 1", "FORMAT parquet")
+    code, output, found = _analysis(simulated, given.format(folder=tmp_path), tmp_path / "found.json")
+    assert code == 0, output
+    local = tmp_path / ("orders-a.parquet" if "*" not in given else "orders-*.parquet")
+    _, _, expected = _analysis(simulated, str(local), tmp_path / "expected.json")
+    _assert_same_results(found, expected)
+
+
+def test_remote_inputs_the_engine_cannot_read_stop_with_one_line(simulated: Path, tmp_path: Path) -> None:
+    """Without DuckDB's httpfs extension (no internet here), or with a bucket that does not exist, an
+    ``s3://`` input is one error line naming it; a URI without a table suffix, a pattern matching
+    nothing, and commands that read one local file say what they expect."""
+    cases = {
+        "s3://promolab-no-such-bucket/o/*.parquet": "s3://promolab-no-such-bucket/o/*.parquet: cannot",
+        "https://example.invalid/orders.parquet": "https://example.invalid/orders.parquet: cannot read",
+        "s3://bucket/orders/": "a remote orders input must end with .parquet",
+        f"file://{tmp_path}/none-*.parquet": "the orders pattern matches no file",
+    }
+    for given, message in cases.items():
+        code, output, _ = _analysis(simulated, given, tmp_path / "found.json")
+        assert code == 2, (given, output)
+        assert message in " ".join(output.split()), (given, output)
+        assert "Traceback" not in output
+    result = CliRunner().invoke(
+        app,
+        [
+            "assign",
+            str(SPEC),
+            "--data",
+            "units=s3://bucket/customers.parquet",
+            "--out",
+            str(tmp_path / "a.csv"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "the units file must be a local file here" in result.output
 
 
 def test_inputs_that_cannot_be_read_as_one_table_are_refused(simulated: Path, tmp_path: Path) -> None:

@@ -241,7 +241,9 @@ def test_the_spark_engine_gives_the_duckdb_engines_analysis(
         runs[engine] = json.loads(out.read_text())
     _assert_same_analysis(runs["spark"], runs["duckdb"])
     out = tmp_path / "channel.json"
+    customers = f"units=file://{simulated['channel'] / 'data' / 'channel' / 'customers.parquet'}"
     channel = ["analyze", str(EXAMPLES / SPECS["channel"]), "--data-dir", str(simulated["channel"])]
+    channel += ["--data", customers]  # a URI, handed to Spark as written
     code, output = _run(*channel, "--method", "frequentist", "--engine", "spark", "--json", str(out))
     assert code == 0, output
     _assert_same_analysis(

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from promolab.design.plan import DesignPlan
     from promolab.economics import PromotionEconomics
     from promolab.economics.rollout import RolloutEconomics
+    from promolab.sources import DataPath
 
 type SpecLike = ExperimentSpec | str | Path | Mapping[str, Any]
 type DataLike = Mapping[str, "pd.DataFrame | str | Path"]
@@ -178,7 +179,7 @@ def rollout(
             [Problem((), "not a rollout spec (no 'rollout' block): use promolab.analyze")], str(spec)
         )
     if panel is None:
-        source: pd.DataFrame | Path = data_paths(loaded, data_dir)["panel"]
+        source: pd.DataFrame | DataPath = data_paths(loaded, data_dir)["panel"]
     else:
         source = Path(panel) if isinstance(panel, str | Path) else panel
     return Rollout(loaded, analyze_rollout(loaded, source))

@@ -3,7 +3,8 @@
 Names are ``assignments``, ``units`` and the spec's event-table names (a rollout's: ``panel``). A
 relative spec path resolves against ``data_dir`` when given (simulated data), else against the spec's
 folder; an override ``name=path`` replaces the spec's path for that name (relative to the working
-directory).
+directory). A URI (``s3://``, ``gs://``, ``https://``, ``hdfs://``, ``file://``...) is a
+:class:`RemoteInput`, handed to the engine as written.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import csv
 import fnmatch
 import glob
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,28 @@ if TYPE_CHECKING:
 READABLE_SUFFIXES = (".parquet", ".csv")
 TABLE_KINDS = {".parquet": "parquet", ".csv": "csv", ".csv.gz": "csv", ".csv.zst": "csv"}  # suffix -> reader
 GLOB_CHARACTERS = frozenset("*?[")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")  # two letters at least: not a Windows drive (C:/)
+
+
+class RemoteInput(str):
+    """A URI handed to the engine as written: DuckDB reads it through its file systems (``file://``
+    built in; ``s3://``, ``gs://``, ``https://`` through its httpfs extension, which it loads itself and
+    which reads credentials from DuckDB secrets or the environment), Spark through Hadoop's (``s3a://``,
+    ``hdfs://``, ``abfss://``...). It names a file or a glob pattern (DuckDB lists the pattern's
+    files); not a folder, whose listing and Hive partitions are read from local folders only. Its kind
+    comes from its suffix."""
+
+    @property
+    def name(self) -> str:
+        return self.rstrip("/").rsplit("/", 1)[-1]
+
+
+DataPath = Path | RemoteInput
+
+
+def data_path(text: str) -> DataPath:
+    """A :class:`RemoteInput` for a URI, else a ``Path``."""
+    return RemoteInput(text) if _URI.match(text) else Path(text)
 
 
 @dataclass(frozen=True)
@@ -35,8 +59,8 @@ class InputFiles:
     as ``day=2026-03-01/`` become columns), or a glob pattern; all Parquet or all CSV (plain, ``.gz``
     or ``.zst``)."""
 
-    given: Path
-    files: tuple[Path, ...]
+    given: DataPath
+    files: tuple[DataPath, ...]
     kind: str  # "parquet" or "csv"
     folder: bool
 
@@ -47,7 +71,7 @@ class InputFiles:
         return printable(self.given) + many
 
 
-def input_files(path: Path, what: str) -> InputFiles:
+def input_files(path: DataPath, what: str) -> InputFiles:
     """The files of the input ``path`` (a file, a folder or a glob pattern), checked: some file, every
     one a readable kind, one kind, none empty, each once (by its real path: a link to a file read already
     is not read again). In a folder (and a folder a pattern matches), files and folders whose names start
@@ -55,9 +79,13 @@ def input_files(path: Path, what: str) -> InputFiles:
     suffixes (``.crc``) are not data. A path that exists is never a pattern; in one that does not, only
     the part below its deepest existing folder is.
 
+    A :class:`RemoteInput` is listed by DuckDB when it is a pattern, and read by the engine unchecked.
+
     Raises:
         DataError: saying which file or pattern, and what is wrong.
     """
+    if isinstance(path, RemoteInput):
+        return _remote_files(path, what)
     where, folder = printable(path), path.is_dir()
     if path.exists():
         files = _data_files(path) if folder else [path]
@@ -84,6 +112,44 @@ def input_files(path: Path, what: str) -> InputFiles:
     if empty:
         raise DataError(f"{printable(empty[0])}: the {what} file is empty (0 bytes)")
     return InputFiles(path, tuple(sorted(files)), str(kinds.pop()), folder)
+
+
+def _remote_files(uri: RemoteInput, what: str) -> InputFiles:
+    """A remote file, or the files DuckDB's ``glob`` lists for a remote pattern."""
+    kind = table_kind(uri)
+    if kind is None:
+        raise DataError(
+            f"{printable(uri)}: a remote {what} input must end with .parquet, .csv, .csv.gz or .csv.zst "
+            "(a file, or a pattern such as s3://bucket/orders/*.parquet)"
+        )
+    files = [uri]
+    if GLOB_CHARACTERS & set(uri):
+        import duckdb
+
+        try:
+            with duckdb.connect() as con:
+                listed = con.execute(
+                    "SELECT file FROM glob($uri) ORDER BY file", {"uri": str(uri)}
+                ).fetchall()
+        except duckdb.Error as error:
+            raise DataError(
+                f"{printable(uri)}: cannot list the {what} files: {engine_reason(error)}"
+            ) from None
+        files = [RemoteInput(str(row[0])) for row in listed]
+        if not files:
+            raise DataError(f"{printable(uri)}: the {what} pattern matches no file")
+    return InputFiles(uri, tuple(files), kind, folder=False)
+
+
+def engine_reason(error: BaseException) -> str:
+    """The first line of the engine's error, with the remedy when DuckDB could not load httpfs."""
+    reason = first_line(error)
+    if "httpfs" in reason:
+        reason += (
+            " (DuckDB reads s3://, gs:// and https:// through its httpfs extension, which it could not "
+            "load: run INSTALL httpfs where its extension repository is reachable, or use --engine spark)"
+        )
+    return reason
 
 
 def _matches(pattern: Path) -> list[Path]:
@@ -113,28 +179,29 @@ def _data_files(folder: Path) -> list[Path]:
     return [f for f in found if table_kind(f) is not None]
 
 
-def table_kind(path: Path) -> str | None:
+def table_kind(path: DataPath) -> str | None:
     """``parquet`` or ``csv`` by the file's suffix (``.csv.gz`` and ``.csv.zst`` are CSV); None when
     neither."""
     name = path.name.lower()
     return next((kind for suffix, kind in TABLE_KINDS.items() if name.endswith(suffix)), None)
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Path]:
-    """``["units=path/x.csv", ...]`` -> ``{"units": Path("path/x.csv")}``; DataError on a bad item."""
-    overrides: dict[str, Path] = {}
+def parse_overrides(items: Sequence[str]) -> dict[str, DataPath]:
+    """``["units=path/x.csv", ...]`` -> ``{"units": Path("path/x.csv")}`` (a URI stays a
+    :class:`RemoteInput`); DataError on a bad item."""
+    overrides: dict[str, DataPath] = {}
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or not name.strip() or not path.strip():
             raise DataError(f"--data: expected NAME=PATH (e.g. units=customers.csv), got '{item}'")
-        overrides[name.strip()] = Path(path.strip())
+        overrides[name.strip()] = data_path(path.strip())
     return overrides
 
 
 def data_paths(
-    spec: AnySpec, data_dir: str | Path | None = None, overrides: Mapping[str, Path] | None = None
-) -> dict[str, Path]:
-    """Absolute path of every data file the spec names, with overrides applied.
+    spec: AnySpec, data_dir: str | Path | None = None, overrides: Mapping[str, DataPath] | None = None
+) -> dict[str, DataPath]:
+    """Absolute path of every data file the spec names (a URI as written), with overrides applied.
 
     Raises:
         DataError: an override names no data file of the spec.
@@ -144,20 +211,29 @@ def data_paths(
         if isinstance(spec, RolloutSpec)
         else {"assignments": spec.data.assignments, "units": spec.data.units, **spec.data.tables}
     )
-    paths = {name: resolve_data_path(spec, path, data_dir) for name, path in named.items() if path}
+    paths: dict[str, DataPath] = {
+        name: RemoteInput(path) if _URI.match(path) else resolve_data_path(spec, path, data_dir)
+        for name, path in named.items()
+        if path
+    }
     for name, path in (overrides or {}).items():
         if name not in named:
             raise DataError(
                 f"--data {name}=...: '{name}' is not a data file of {spec.id}; "
                 f"names are {', '.join(repr(n) for n in named)}"
             )
-        paths[name] = absolute(path)
+        paths[name] = path if isinstance(path, RemoteInput) else absolute(path)
     return paths
 
 
-def require_file(path: Path, what: str) -> Path:
-    """``path`` if it is a readable CSV or Parquet file, else a DataError saying what is wrong."""
+def require_file(path: DataPath, what: str) -> Path:
+    """``path`` if it is a readable local CSV or Parquet file, else a DataError saying what is wrong."""
     where = printable(path)
+    if isinstance(path, RemoteInput):
+        raise DataError(
+            f"{where}: the {what} file must be a local file here (remote inputs are read by the "
+            "aggregation of analyze and monitor)"
+        )
     if path.is_dir():
         raise DataError(f"{where}: the {what} file is a folder; expected a .parquet or .csv file")
     if not path.is_file():
@@ -170,11 +246,11 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
-def column_names(path: Path, what: str) -> list[str]:
+def column_names(path: DataPath, what: str) -> list[str]:
     """Column names of a CSV or Parquet file, read from its header or schema only."""
     import pyarrow.parquet as pq
 
-    require_file(path, what)
+    path = require_file(path, what)
     try:
         if path.suffix.lower() == ".parquet":
             names = list(pq.read_schema(path).names)
@@ -189,7 +265,7 @@ def column_names(path: Path, what: str) -> list[str]:
     return names
 
 
-def read_frame(path: Path, what: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def read_frame(path: DataPath, what: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet file with pandas (only ``columns``, when given).
 
     Raises:
@@ -206,8 +282,7 @@ def read_frame(path: Path, what: str, columns: Sequence[str] | None = None) -> p
                 f"{path}: {what} file lacks column(s) {', '.join(repr(c) for c in missing)}; "
                 f"it has {', '.join(repr(c) for c in available)}"
             )
-    else:
-        require_file(path, what)
+    path = require_file(path, what)
     try:
         if path.suffix.lower() == ".parquet":
             return pd.read_parquet(path, columns=wanted)

@@ -72,6 +72,7 @@ from promolab.aggregate.values import (
     units_value,
 )
 from promolab.errors import DataError, first_line, printable, quoted
+from promolab.sources import DataPath
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import (
     UNITS_SOURCE,
@@ -109,7 +110,7 @@ CHECKS = {  # check kind -> what the offending rows are, for messages
 
 def aggregate(
     spec: ExperimentSpec,
-    paths: Mapping[str, Path] | None = None,
+    paths: Mapping[str, DataPath] | None = None,
     frames: Mapping[str, pd.DataFrame] | None = None,
     covariates: Sequence[str] = (),
     segments: Sequence[Segmentation] = (),
@@ -148,7 +149,7 @@ def aggregate(
 
 def connect(
     spec: ExperimentSpec,
-    paths: Mapping[str, Path],
+    paths: Mapping[str, DataPath],
     frames: Mapping[str, pd.DataFrame],
     covariates: Sequence[str],
     segments: Sequence[Segmentation] = (),

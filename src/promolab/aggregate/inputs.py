@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promolab.errors import DataError, first_line, printable, quoted
-from promolab.sources import InputFiles, input_files, refuse_repeated_names
+from promolab.sources import (
+    DataPath,
+    InputFiles,
+    RemoteInput,
+    engine_reason,
+    input_files,
+    refuse_repeated_names,
+)
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import UNITS_SOURCE, AnyMetric, OrdinalMetric, RatioMetric, Segmentation
 from promolab.spec.windows import PARTS, split_id, split_money
@@ -99,7 +106,7 @@ def metric_column(metric: AnyMetric) -> str | None:
 def open_sources(
     con: duckdb.DuckDBPyConnection,
     spec: ExperimentSpec,
-    paths: Mapping[str, Path],
+    paths: Mapping[str, DataPath],
     frames: Mapping[str, pd.DataFrame],
     segments: Sequence[Segmentation] = (),
 ) -> dict[str, Source]:
@@ -130,7 +137,7 @@ def frame_source(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame,
     return Source(name, quote(view), where, _described(con, name, quote(view), where, {}), {}, "frame")
 
 
-def file_source(con: duckdb.DuckDBPyConnection, name: str, path: Path, param: str = "path0") -> Source:
+def file_source(con: duckdb.DuckDBPyConnection, name: str, path: DataPath, param: str = "path0") -> Source:
     """The input ``path`` (a CSV or Parquet file, a folder of them or a glob pattern; CSV may be ``.gz``
     or ``.zst``) as the input table ``name``, its columns described. Several files are read as one
     table: each must have the same columns (by name, in any order), none twice; a folder's Hive
@@ -142,7 +149,7 @@ def file_source(con: duckdb.DuckDBPyConnection, name: str, path: Path, param: st
     except DataError:
         raise
     except Exception as error:  # duckdb.Error, but also OS errors surfaced by the reader
-        raise DataError(f"{where}: cannot read the {name} file: {first_line(error)}") from None
+        raise DataError(f"{where}: cannot read the {name} file: {engine_reason(error)}") from None
     _check_same_columns(found, headers)
     options = ", union_by_name = true" if len(found.files) > 1 else ""
     if found.kind == "parquet":
@@ -178,9 +185,12 @@ def _partitions(found: InputFiles, columns: list[str]) -> bool:
     would read those too)."""
     if not found.folder:
         return False
+    if not isinstance(found.given, Path):
+        return False
     keys = {
         part.split("=", 1)[0]
         for file in found.files
+        if isinstance(file, Path)
         for part in file.relative_to(found.given).parent.parts
         if "=" in part
     }
@@ -207,11 +217,11 @@ def _described(
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM {sql}", params or None).fetchall()
     except Exception as error:  # duckdb.Error, but also OS errors surfaced by the reader
-        raise DataError(f"{where}: cannot read the {name} file: {first_line(error)}") from None
+        raise DataError(f"{where}: cannot read the {name} file: {engine_reason(error)}") from None
     return {str(r[0]): str(r[1]) for r in described}
 
 
-def _raw_header(con: duckdb.DuckDBPyConnection, kind: str, path: Path) -> list[str]:
+def _raw_header(con: duckdb.DuckDBPyConnection, kind: str, path: DataPath) -> list[str]:
     """Column names as the file writes them (DuckDB renames a repeated name ``x`` to ``x_1``)."""
     if kind == "parquet":
         rows = con.execute(
@@ -224,15 +234,17 @@ def _raw_header(con: duckdb.DuckDBPyConnection, kind: str, path: Path) -> list[s
     delimiter, quote_char = (str(dialect[0]), str(dialect[1])) if dialect else (",", '"')
     delimiter = delimiter if len(delimiter) == 1 else ","  # sniff_csv says '(empty)' for none
     quote_char = quote_char if len(quote_char) == 1 else '"'
-    if path.name.lower().endswith(".zst"):
-        return _zstd_header(con, path, delimiter, quote_char)
+    if isinstance(path, RemoteInput) or path.name.lower().endswith(".zst"):
+        return _first_line_header(con, path, delimiter, quote_char)
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
         return next(csv.reader(handle, delimiter=delimiter, quotechar=quote_char), [])
 
 
-def _zstd_header(con: duckdb.DuckDBPyConnection, path: Path, delimiter: str, quote_char: str) -> list[str]:
-    """The first line of a zstd CSV file (decompressed by DuckDB, one thread), split as CSV: a quoted
+def _first_line_header(
+    con: duckdb.DuckDBPyConnection, path: DataPath, delimiter: str, quote_char: str
+) -> list[str]:
+    """The first line of a zstd or remote CSV file (read by DuckDB, one thread), split as CSV: a quoted
     header spanning lines is read as far as its first line."""
     row = con.execute(
         "SELECT content FROM read_csv($raw, header = false, all_varchar = true, columns = "

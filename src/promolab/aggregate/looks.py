@@ -38,7 +38,7 @@ from promolab.aggregate.inputs import quote
 from promolab.aggregate.values import unit_partials
 from promolab.errors import DataError, printable
 from promolab.kinds import kind_of
-from promolab.sources import input_files
+from promolab.sources import DataPath, input_files
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import AnyMetric
 from promolab.stats.moments import ExperimentStats
@@ -392,14 +392,23 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE TABLE IF NOT EXISTS {STORE}.looks (day DATE PRIMARY KEY, look VARCHAR)")
 
 
-def file_identity(paths: Mapping[str, Path]) -> dict[str, list[Any]]:
+def file_identity(paths: Mapping[str, DataPath]) -> dict[str, list[Any]]:
     """Each input's files (a file, a folder's or a pattern's) with their size and modification time
-    (ns), by data name."""
+    (ns), by data name.
+
+    Raises:
+        DataError: a remote input, whose change promolab cannot see.
+    """
     found = {}
     for name, path in sorted(paths.items()):
-        found[name] = [
-            [str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in input_files(path, name).files
-        ]
+        files = input_files(path, name).files
+        if not all(isinstance(f, Path) for f in files):
+            raise DataError(
+                f"{printable(path)}: a looks' state needs the {name} as local files (it records their "
+                "size and time, to refuse a state built from other ones); copy them here, or run without "
+                "--state"
+            )
+        found[name] = [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files if isinstance(f, Path)]
     return found
 
 

@@ -18,6 +18,7 @@ from promolab.aggregate.duck import engine_limits
 from promolab.aggregate.inputs import Source, file_source, frame_source, is_numeric, quote
 from promolab.aggregate.sql import date_of
 from promolab.errors import DataError, printable, quoted
+from promolab.sources import DataPath, RemoteInput
 from promolab.spec.rollout import TreatedColumn, next_period, period_start
 
 if TYPE_CHECKING:
@@ -53,14 +54,14 @@ class Panel:
         return len(set(self.starts.values())) > 1
 
 
-def read_panel(spec: RolloutSpec, path: Path | pd.DataFrame, history: bool = False) -> Panel:
+def read_panel(spec: RolloutSpec, path: DataPath | pd.DataFrame, history: bool = False) -> Panel:
     """Read, check and aggregate the panel (a file, or a DataFrame from a notebook) for ``spec``; with
     ``history``, only the periods before ``start`` (a planned rollout's design)."""
     import duckdb
 
     con = duckdb.connect(config=engine_limits())
     try:
-        if isinstance(path, Path):
+        if isinstance(path, Path | RemoteInput):
             source = file_source(con, "panel", path)
         else:
             source = frame_source(con, "panel", path, "panel_frame")

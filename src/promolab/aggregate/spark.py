@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from promolab.aggregate.portable import stats_from_rows, warehouse_query
 from promolab.errors import DataError, first_line
-from promolab.sources import input_files
+from promolab.sources import DataPath, input_files
 from promolab.spec import ExperimentSpec
 from promolab.stats.moments import ExperimentStats
 
@@ -25,7 +24,7 @@ SETTINGS = {
 }
 
 
-def spark_stats(spec: ExperimentSpec, paths: Mapping[str, Path], cuped: bool = True) -> ExperimentStats:
+def spark_stats(spec: ExperimentSpec, paths: Mapping[str, DataPath], cuped: bool = True) -> ExperimentStats:
     """The per-arm statistics of ``spec``'s data files (``paths`` by data name) computed by Spark.
 
     Raises:

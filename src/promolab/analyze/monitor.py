@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from promolab.design.sequential import calendar_fraction
 from promolab.errors import DataError
+from promolab.sources import DataPath
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import UNITS_SOURCE, Sequential
 from promolab.spec.windows import window_of
@@ -56,7 +57,7 @@ ACTIONS = ("continue", "stop_win", "stop_harm", "stop_futility")
 def monitor_spec(
     spec: ExperimentSpec,
     data_dir: str | Path | None = None,
-    overrides: Mapping[str, Path] | None = None,
+    overrides: Mapping[str, DataPath] | None = None,
     state: Path | None = None,
     rebuild: bool = False,
     cuped: bool = True,

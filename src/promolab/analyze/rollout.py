@@ -31,7 +31,6 @@ import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -39,6 +38,7 @@ import pandas as pd
 
 from promolab.aggregate.panel import Panel, read_panel
 from promolab.errors import DataError
+from promolab.sources import DataPath
 from promolab.spec import spec_hash
 from promolab.spec.rollout import RolloutSpec, period_start
 from promolab.stats import did, its, synthetic
@@ -128,7 +128,7 @@ def _pair(value: Any) -> tuple[float, float] | None:
     return None if value is None else (float(value[0]), float(value[1]))
 
 
-def analyze_rollout(spec: RolloutSpec, path: Path | pd.DataFrame) -> RolloutAnalysis:
+def analyze_rollout(spec: RolloutSpec, path: DataPath | pd.DataFrame) -> RolloutAnalysis:
     """Read the panel (a file or a DataFrame) and estimate every metric's effect by the spec's method."""
     panel = read_panel(spec, path)
     method, reason = choose_method(spec, panel)

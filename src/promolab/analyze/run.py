@@ -15,7 +15,7 @@ from promolab.analyze.frequentist import GuardrailResult, LiftResult, guardrail_
 from promolab.analyze.segments import Heterogeneity, SegmentLift, segment_lifts
 from promolab.design.srm import SrmResult, srm_test
 from promolab.errors import DataError
-from promolab.sources import data_paths
+from promolab.sources import DataPath, data_paths
 from promolab.spec import ExperimentSpec, spec_hash
 from promolab.spec.windows import expand
 from promolab.stats.moments import ExperimentStats, Moments
@@ -146,7 +146,7 @@ class Analysis:
 def analyze_spec(
     spec: ExperimentSpec,
     data_dir: str | Path | None = None,
-    overrides: Mapping[str, Path] | None = None,
+    overrides: Mapping[str, DataPath] | None = None,
     frames: Mapping[str, pd.DataFrame] | None = None,
     cuped: bool = True,
     method: Method | None = None,
@@ -190,7 +190,7 @@ def analyze_table(spec: ExperimentSpec, path: Path, cuped: bool = True) -> Analy
 def analyze_on_spark(
     spec: ExperimentSpec,
     data_dir: str | Path | None = None,
-    overrides: Mapping[str, Path] | None = None,
+    overrides: Mapping[str, DataPath] | None = None,
     cuped: bool = True,
 ) -> Analysis:
     """The frequentist analysis with the aggregation run by Spark (:mod:`promolab.aggregate.spark`)."""

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from promolab.analyze import Analysis
     from promolab.decision import Decision
     from promolab.economics import PromotionEconomics
+    from promolab.sources import DataPath
     from promolab.spec import ExperimentSpec
 
 EXIT_VERDICT = 1
@@ -373,7 +374,14 @@ def assign(
     from promolab.cli.output import print_table, write_json
     from promolab.design.assign_spec import assign_spec, assignment_balance, unit_columns
     from promolab.io import write_table
-    from promolab.sources import column_names, data_paths, parse_overrides, read_frame, require_finite
+    from promolab.sources import (
+        column_names,
+        data_paths,
+        parse_overrides,
+        read_frame,
+        require_file,
+        require_finite,
+    )
 
     spec = load(spec_path)
     if isinstance(spec, RolloutSpec):
@@ -382,7 +390,7 @@ def assign(
         )
     paths = data_paths(spec, data_dir, parse_overrides(data or []))
     if units is None:
-        units = paths.get("units") or paths["assignments"]
+        units = require_file(paths.get("units") or paths["assignments"], "units")
     if out_file.suffix.lower() not in TABLE_SUFFIXES:
         raise PromolabError(f"--out {printable(out_file)}: must end in .parquet or .csv")
     _guard([spec_path, units, *paths.values()], {"--out": out_file, "--json": json_out})
@@ -793,7 +801,7 @@ def report(
         _warn([stale] if stale else [])
     if method is not None and results is not None:
         raise PromolabError("--method applies when report analyses the data; --results already has a method")
-    inputs = [spec_path, results, draws_in, monitored]
+    inputs: list[Any] = [spec_path, results, draws_in, monitored]
     if results is None:
         from promolab.sources import data_paths, parse_overrides
 
@@ -834,8 +842,8 @@ def _announce(decision: dict[str, Any], fail_on: FailOn | None) -> None:
         raise typer.Exit(EXIT_VERDICT)
 
 
-def _panel_path(spec: RolloutSpec, data_dir: Path | None, data: list[str] | None) -> Path:
-    """The rollout's panel file, with ``--data-dir`` / ``--data panel=PATH`` applied."""
+def _panel_path(spec: RolloutSpec, data_dir: Path | None, data: list[str] | None) -> DataPath:
+    """The rollout's panel input, with ``--data-dir`` / ``--data panel=PATH`` applied."""
     from promolab.sources import data_paths, parse_overrides
 
     return data_paths(spec, data_dir, parse_overrides(data or []))["panel"]
@@ -914,22 +922,23 @@ def _guard(
                 raise OutputError(f"{option} {printable(path)}: is also where {other} writes")
 
 
-def _input_files(inputs: list[Path | None]) -> list[Path]:
-    """The inputs with the files of each folder or pattern (as the aggregation will read them)."""
+def _input_files(inputs: list[Any]) -> list[Path]:
+    """The local inputs with the files of each folder or pattern (as the aggregation will read them);
+    remote inputs cannot be where a local output goes."""
     from promolab.sources import GLOB_CHARACTERS, input_files
 
     found: list[Path] = []
-    for path in (Path(p) for p in inputs if p is not None):
+    for path in _local(inputs):
         found.append(path)
         if path.is_dir() or (not path.exists() and GLOB_CHARACTERS & set(str(path))):
             try:
-                found += input_files(path, "input").files
+                found += [f for f in input_files(path, "input").files if isinstance(f, Path)]
             except DataError:
                 continue  # the command names this input's problem when it reads it
     return found
 
 
-def _refuse_outputs_in_inputs(inputs: list[Path | None], files: dict[str, Path | None]) -> None:
+def _refuse_outputs_in_inputs(inputs: list[Any], files: dict[str, Path | None]) -> None:
     """An output file inside an input folder, or matched by an input pattern, would be read as data."""
     import fnmatch
 
@@ -939,7 +948,7 @@ def _refuse_outputs_in_inputs(inputs: list[Path | None], files: dict[str, Path |
         if output is None:
             continue
         target = absolute(Path(output))
-        for source in (Path(p) for p in inputs if p is not None):
+        for source in _local(inputs):
             inside = source.is_dir() and target.is_relative_to(absolute(source))
             pattern = not source.exists() and bool(GLOB_CHARACTERS & set(str(source)))
             if inside or (pattern and fnmatch.fnmatch(str(target), str(absolute(source)))):
@@ -947,6 +956,13 @@ def _refuse_outputs_in_inputs(inputs: list[Path | None], files: dict[str, Path |
                     f"{option} {printable(output)}: is in the input {printable(source)}, which is read as "
                     "data; write elsewhere"
                 )
+
+
+def _local(inputs: list[Any]) -> list[Path]:
+    """The inputs that are local paths (not None, not a URI)."""
+    from promolab.sources import RemoteInput
+
+    return [Path(p) for p in inputs if p is not None and not isinstance(p, RemoteInput)]
 
 
 def _require_folder(path: Path, option: str) -> None:

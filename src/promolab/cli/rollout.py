@@ -10,6 +10,7 @@ from typing import Any
 from promolab.cli.console import err, out, plain
 from promolab.cli.output import print_table, write_json
 from promolab.errors import PromolabError, printable
+from promolab.sources import DataPath
 from promolab.spec.rollout import RolloutSpec
 
 
@@ -35,7 +36,7 @@ def simulate(spec: RolloutSpec, target: Path, out_dir: Path, units: int | None, 
     err.print(f"analyse with --data-dir {plain(out_dir)}", style="dim")
 
 
-def design(spec: RolloutSpec, panel: Path, json_out: Path | None) -> None:
+def design(spec: RolloutSpec, panel: DataPath, json_out: Path | None) -> None:
     """Placebo backtests on the history before ``start`` and the control ranking."""
     from promolab.analyze.backtest import rollout_design
 
@@ -57,7 +58,7 @@ def design(spec: RolloutSpec, panel: Path, json_out: Path | None) -> None:
         write_json(json_out, plan)
 
 
-def analyze(spec: RolloutSpec, panel: Path, json_out: Path | None) -> None:
+def analyze(spec: RolloutSpec, panel: DataPath, json_out: Path | None) -> None:
     """Estimate, decide and print; the JSON has the analysis, economics and decision."""
     from promolab.analyze.rollout import analyze_rollout
     from promolab.decision import decide_rollout
@@ -145,7 +146,7 @@ def _shown(quantity: str, value: float | None) -> str | float | None:
     return text.percent(value, 1, signed=True) if quantity == "roi" else value
 
 
-def report(spec: RolloutSpec, out_dir: Path, results: Path | None, panel: Path | None) -> dict[str, Any]:
+def report(spec: RolloutSpec, out_dir: Path, results: Path | None, panel: DataPath | None) -> dict[str, Any]:
     """Write the rollout's report from saved results or a fresh analysis; its decision."""
     from promolab.analyze.rollout import RolloutAnalysis, analyze_rollout
     from promolab.report import malformed

@@ -11,7 +11,7 @@ import pyarrow as pa
 from promolab.errors import OutputError, printable
 from promolab.io import write_with
 from promolab.simulate.engine import SimulatedData, simulate
-from promolab.sources import GLOB_CHARACTERS
+from promolab.sources import GLOB_CHARACTERS, RemoteInput, data_path
 from promolab.spec import AnySpec, RolloutSpec
 from promolab.spec.models import ExperimentSpec
 
@@ -44,11 +44,15 @@ def simulated_paths(spec: AnySpec, out_dir: str | Path, fmt: FileFormat | None =
         if relative.is_absolute():
             relative = Path(relative.name)
         chosen: FileFormat = fmt or ("csv" if relative.suffix == ".csv" else "parquet")
-        if relative.suffix.lower() not in (".csv", ".parquet") or GLOB_CHARACTERS & set(spec_path):
+        if (
+            relative.suffix.lower() not in (".csv", ".parquet")
+            or GLOB_CHARACTERS & set(spec_path)
+            or isinstance(data_path(spec_path), RemoteInput)
+        ):
             raise OutputError(
                 f"{printable(spec._source or spec.id)}: data.{name}: '{printable(spec_path)}' is not one "
-                ".parquet or .csv file; simulate writes one file per table (folders, patterns and "
-                "compressed CSV are for real data): simulate with a spec naming single files"
+                ".parquet or .csv file; simulate writes one file per table (folders, patterns, remote "
+                "URIs and compressed CSV are for real data): simulate with a spec naming single files"
             )
         if ".." in relative.parts:
             raise OutputError(
