@@ -263,7 +263,8 @@ def _pandas_rfm(frames: dict[str, pd.DataFrame], bins: int) -> pd.Series:
     pre = pre[pre["date"] < pd.Timestamp(START)]
     per = pre.groupby("unit_id").agg(last=("date", "max"), f=("amount", "size"), m=("amount", "sum"))
     per["r"] = (pd.Timestamp(START) - per["last"]).dt.days
-    cuts = {v: np.quantile(per[v], [k / bins for k in range(1, bins)], method="inverted_cdf") for v in "rfm"}
+    n = len(per)  # the k-th cut: the ceil(n k / bins)-th smallest value, in integers (no rounding)
+    cuts = {v: [np.sort(per[v].to_numpy())[-(-n * k // bins) - 1] for k in range(1, bins)] for v in "rfm"}
     score = {
         "r": 1 + sum((per["r"] < c).astype(int) for c in cuts["r"]),
         "f": 1 + sum((per["f"] > c).astype(int) for c in cuts["f"]),
@@ -272,18 +273,25 @@ def _pandas_rfm(frames: dict[str, pd.DataFrame], bins: int) -> pd.Series:
     return "R" + score["r"].astype(str) + "F" + score["f"].astype(str) + "M" + score["m"].astype(str)
 
 
-def test_rfm_cells_match_pandas():
+@pytest.mark.parametrize("bins", [4, 6, 7])
+def test_rfm_cells_match_pandas(bins: int):
+    """840 units with pre-period orders: ``n k / bins`` is whole for every cut of 4, 6 and 7 bins, where
+    a quantile at the rounded ``k / bins`` lands one place off (DuckDB's ``quantile_disc`` did)."""
     from promolab.aggregate.duck import aggregate
 
     frames = make_frames(seed=2, n=3_000)
-    spec = spec_from_dict(spec_dict(segments=[{"rfm": {"source": "pre_orders", "bins": 4}}]))
+    pre = frames["pre_orders"]
+    kept = pre.loc[pre["date"] < pd.Timestamp(START), "unit_id"].drop_duplicates().head(840)
+    assert len(kept) == 840
+    frames["pre_orders"] = pre[pre["unit_id"].isin(kept)]
+    spec = spec_from_dict(spec_dict(segments=[{"rfm": {"source": "pre_orders", "bins": bins}}]))
     aggregation = aggregate(spec, frames=frames, segments=spec.analysis.segments)
     got = (
         aggregation.con.execute('SELECT unit_id, "seg:rfm" FROM unit_values')
         .df()
         .set_index("unit_id")["seg:rfm"]
     )
-    expected = _pandas_rfm(frames, bins=4).reindex(got.index).fillna("new")
+    expected = _pandas_rfm(frames, bins=bins).reindex(got.index).fillna("new")
     assert (got == expected).all(), pd.DataFrame({"got": got, "expected": expected})[got != expected].head()
     assert (got == "new").sum() == len(
         set(frames["assignments"]["unit_id"]) - set(frames["pre_orders"]["unit_id"])

@@ -13,6 +13,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
+import promolab
 from promolab.cli import app
 
 from .conftest import EXAMPLES
@@ -109,6 +110,13 @@ def test_uris_are_handed_to_the_engine(simulated: Path, tmp_path: Path, given: s
     local = tmp_path / ("orders-a.parquet" if "*" not in given else "orders-*.parquet")
     _, _, expected = _analysis(simulated, str(local), tmp_path / "expected.json")
     _assert_same_results(found, expected)
+    uri = given.format(folder=tmp_path)
+    notebook = promolab.analyze(str(SPEC), data={"orders": uri}, data_dir=simulated, method="frequentist")
+    assert notebook.analysis.results[0].p_value == pytest.approx(found["results"][0]["p_value"], rel=1e-12)
+    target = tmp_path / "orders-a.parquet"  # the input itself, or a file the pattern matches
+    code, output, _ = _analysis(simulated, uri, target)
+    assert code == 2, output
+    assert "promolab never overwrites its inputs" in " ".join(output.split())
 
 
 def test_remote_inputs_the_engine_cannot_read_stop_with_one_line(simulated: Path, tmp_path: Path) -> None:

@@ -381,3 +381,141 @@ def test_what_the_query_cannot_translate_or_the_checks_refuse_stops_with_one_lin
     code, output = _run("analyze", spring, "--stats", str(tmp_path / "stats.parquet"), "--daily")
     assert code == 2
     assert "--daily cannot go with it" in output
+
+
+# ---------------------------------------------------------------------- small data at the edges
+
+SMALL = {
+    "id": "edges",
+    "name": "edges",
+    "hypothesis": "h",
+    "owner": "o",
+    "unit": "customer",
+    "start": "2026-03-01",
+    "end": "2026-03-28",
+    "variants": [
+        {"id": "control", "kind": "control", "weight": 0.5},
+        {"id": "treat", "kind": "discount", "mechanic": "percent_off", "value": 10, "weight": 0.5},
+    ],
+    "metrics": [{"id": "revenue", "kind": "continuous", "source": "orders", "column": "amount"}],
+    "primary": "revenue",
+    "design": {"mde": {"relative": 0.1}},
+}
+
+
+def _small_case(name: str) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """A spec and its frames, each at one edge the review of the query found (module docstring)."""
+    import copy
+    import datetime as dt
+
+    import numpy as np
+
+    spec = copy.deepcopy(SMALL)
+    rng = np.random.default_rng(2)
+    n = 48
+    labels = ["control", "treat"]
+    orders = pd.DataFrame({"unit_id": range(n), "amount": rng.gamma(2, 10, n)})
+    frames: dict[str, pd.DataFrame] = {}
+    if name == "cap between order statistics":  # h = 19 * 0.93 = 17.67: the cap interpolates
+        n = 20
+        orders = pd.DataFrame({"unit_id": range(n), "amount": [10.0 * i for i in range(n)]})
+        spec["metrics"][0]["capping"] = {"percentile": 0.93}
+    elif name == "rfm in sixths":  # n k / 6 whole for 24 units: DuckDB's quantile_disc was one off
+        spec["analysis"] = {"segments": [{"rfm": {"source": "pre_orders", "bins": 6}}]}
+        day = dt.date(2026, 3, 1)
+        frames["pre_orders"] = pd.DataFrame(
+            {
+                "unit_id": range(24),
+                "date": [day - dt.timedelta(days=i + 1) for i in range(24)],
+                "amount": [10.0 * (i + 1) for i in range(24)],
+            }
+        )
+    elif name == "two raw labels of one arm":
+        spec["data"] = {"variant_values": {"c": "control", "c2": "control", "t": "treat"}}
+        spec["analysis"] = {"segments": [{"column": "channel"}]}
+        labels = ["c", "c2", "t", "t"]
+        frames["units"] = pd.DataFrame({"unit_id": range(n), "channel": ["web", "app"] * (n // 2)})
+    elif name == "segment names that look like numbers":
+        spec["analysis"] = {"segments": [{"column": "store"}]}
+        frames["units"] = pd.DataFrame({"unit_id": range(n), "store": ["7", "7.0", "8"] * (n // 3)})
+    frames["assignments"] = pd.DataFrame({"unit_id": range(n), "variant": (labels * n)[:n]})
+    frames["orders"] = orders
+    return spec, frames
+
+
+def _write_small(
+    spec: dict, frames: dict[str, pd.DataFrame], folder: Path, nan_as_null: bool = True
+) -> tuple[Path, dict[str, Path]]:
+    """The frames as Parquet files (NaN kept as NaN unless ``nan_as_null``) and a spec naming them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = {name: folder / f"{name}.parquet" for name in frames}
+    for name, frame in frames.items():
+        columns = {c: pa.array(frame[c].to_numpy(), from_pandas=nan_as_null) for c in frame.columns}
+        pq.write_table(pa.table(columns), tables[name])
+    events = {name: str(path) for name, path in tables.items() if name not in ("assignments", "units")}
+    data = dict(spec.get("data", {}), assignments=str(tables["assignments"]), tables=events)
+    if "units" in tables:
+        data["units"] = str(tables["units"])
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(dict(spec, data=data), sort_keys=False))
+    return path, tables
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "cap between order statistics",
+        "rfm in sixths",
+        "two raw labels of one arm",
+        "segment names that look like numbers",
+    ],
+)
+def test_the_query_agrees_with_the_engine_at_the_edges(tmp_path: Path, case: str) -> None:
+    spec, tables = _write_small(*_small_case(case), tmp_path)
+    expected = tmp_path / "expected.json"
+    code, output = _run("analyze", str(spec), "--method", "frequentist", "--json", str(expected))
+    assert code == 0, output
+    for engine, run in ENGINES.items():
+        code, output = _analyse_rows(spec, run(_query(spec, engine, tmp_path), tables), tmp_path)
+        assert code == 0, (engine, output)
+        _assert_same_analysis(
+            json.loads((tmp_path / "found.json").read_text()), json.loads(expected.read_text())
+        )
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("an infinite amount under a cap", "value(s) in 'amount' are not finite"),
+        ("a NaN amount under a maximum", "value(s) in 'amount' are not finite"),
+        ("a missing units-file value", "metric 'ltv': 1 missing value(s) in 'ltv'"),
+    ],
+)
+def test_values_the_engine_refuses_stop_the_route_too(tmp_path: Path, case: str, message: str) -> None:
+    """A cap or a maximum would hide a NaN or an infinity (``LEAST(inf, cap)`` is the cap); a units-file
+    metric's missing value under ``missing: error`` would count as 0."""
+    spec, frames = _small_case("plain")
+    amounts = frames["orders"]["amount"].to_numpy().copy()
+    if case.startswith("an infinite"):
+        spec["metrics"][0]["capping"] = {"absolute": 150.0}
+        amounts[3] = float("inf")
+    elif case.startswith("a NaN"):
+        spec["metrics"][0]["agg"] = "max"
+        amounts[5] = float("nan")
+    else:
+        spec["metrics"].append({"id": "ltv", "kind": "continuous", "source": "units", "column": "ltv"})
+        frames["units"] = pd.DataFrame(
+            {"unit_id": range(48), "ltv": [None if i == 3 else 1.0 for i in range(48)]}
+        )
+    frames["orders"] = frames["orders"].assign(amount=amounts)
+    path, tables = _write_small(spec, frames, tmp_path, nan_as_null=not case.startswith("a NaN"))
+    code, output = _run("analyze", str(path), "--method", "frequentist")
+    assert code == 2, output
+    for engine, run in ENGINES.items():
+        code, output = _analyse_rows(path, run(_query(path, engine, tmp_path), tables), tmp_path)
+        assert code == 2, (engine, output)
+        if engine == "sqlite" and case.startswith("a NaN"):  # SQLite stores a NaN as NULL
+            message = "1 missing value(s) in 'amount'"
+        assert message in " ".join(output.split()), (engine, output)

@@ -119,7 +119,7 @@ def analyze(
     data = dict(data or {})
     loaded = _spec(spec, data, {"unit_id": unit_id, "variant_column": variant_column, "timestamp": timestamp})
     frames = {name: value for name, value in data.items() if not isinstance(value, str | Path)}
-    files = {name: Path(value) for name, value in data.items() if isinstance(value, str | Path)}
+    files = {name: _data_path(value) for name, value in data.items() if isinstance(value, str | Path)}
     analysis = analyze_spec(loaded, data_dir, files, frames, cuped=cuped, method=method, daily=daily)
     return Experiment(loaded, analysis)
 
@@ -181,7 +181,7 @@ def rollout(
     if panel is None:
         source: pd.DataFrame | DataPath = data_paths(loaded, data_dir)["panel"]
     else:
-        source = Path(panel) if isinstance(panel, str | Path) else panel
+        source = _data_path(panel) if isinstance(panel, str | Path) else panel
     return Rollout(loaded, analyze_rollout(loaded, source))
 
 
@@ -206,7 +206,7 @@ def monitor(
     data = dict(data or {})
     loaded = _spec(spec, data, {"unit_id": unit_id, "variant_column": variant_column, "timestamp": timestamp})
     frames = {name: value for name, value in data.items() if not isinstance(value, str | Path)}
-    files = {name: Path(value) for name, value in data.items() if isinstance(value, str | Path)}
+    files = {name: _data_path(value) for name, value in data.items() if isinstance(value, str | Path)}
     where = None if state is None else Path(state)
     return monitor_spec(loaded, data_dir, files, where, rebuild, cuped, through, frames)
 
@@ -244,3 +244,10 @@ def _data_block(data: Mapping[str, Any], columns: Mapping[str, Any]) -> dict[str
     block |= {name: f"{name}.parquet" for name in RESERVED if name in data}
     block["tables"] = {name: f"{name}.parquet" for name in data if name not in RESERVED}
     return block
+
+
+def _data_path(value: str | Path) -> DataPath:
+    """A file given by path or URI (a URI stays one: ``Path`` would turn ``s3://b`` into ``s3:/b``)."""
+    from promolab.sources import data_path
+
+    return data_path(value) if isinstance(value, str) else value

@@ -44,6 +44,27 @@ class RemoteInput(str):
     def name(self) -> str:
         return self.rstrip("/").rsplit("/", 1)[-1]
 
+    @property
+    def local(self) -> Path | None:
+        """The local path of a ``file:`` URI (outputs must not land on it); None for other schemes."""
+        if not self.lower().startswith("file:"):
+            return None
+        return Path("/" + self[len("file:") :].lstrip("/"))
+
+    def kind(self, what: str) -> str:
+        """``parquet`` or ``csv`` from the suffix.
+
+        Raises:
+            DataError: any other suffix.
+        """
+        kind = table_kind(self)
+        if kind is None:
+            raise DataError(
+                f"{printable(self)}: a remote {what} input must end with .parquet, .csv, .csv.gz or "
+                ".csv.zst (a file, or a pattern such as s3://bucket/orders/*.parquet)"
+            )
+        return kind
+
 
 DataPath = Path | RemoteInput
 
@@ -116,12 +137,7 @@ def input_files(path: DataPath, what: str) -> InputFiles:
 
 def _remote_files(uri: RemoteInput, what: str) -> InputFiles:
     """A remote file, or the files DuckDB's ``glob`` lists for a remote pattern."""
-    kind = table_kind(uri)
-    if kind is None:
-        raise DataError(
-            f"{printable(uri)}: a remote {what} input must end with .parquet, .csv, .csv.gz or .csv.zst "
-            "(a file, or a pattern such as s3://bucket/orders/*.parquet)"
-        )
+    kind = uri.kind(what)
     files = [uri]
     if GLOB_CHARACTERS & set(uri):
         import duckdb

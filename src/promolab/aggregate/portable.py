@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from promolab.aggregate.layout import StatsLayout, label_lists
-from promolab.aggregate.sql import moment_columns, parse_moments, sql_name
-from promolab.errors import DataError, Problem, SpecError, printable
+from promolab.aggregate.layout import HOLDOUT_LABEL, StatsLayout, label_lists
+from promolab.aggregate.sql import moment_columns, parse_moments, rfm_cells, sql_name
+from promolab.errors import DataError, Problem, SpecError, first_line, printable
 from promolab.kinds import kind_of
 from promolab.spec import ExperimentSpec
 from promolab.spec.models import (
@@ -55,6 +55,7 @@ from promolab.spec.windows import expand, window_of
 from promolab.stats.moments import ArmStats, ExperimentStats, Histogram, Moments
 
 SEGMENT_KEYS = ("label", "segmentation", "segment")
+UNDECLARED = "undeclared label: "  # a raw label no variant claims (no arm id has a space)
 DIALECTS = (
     "duckdb",
     "postgres",
@@ -103,13 +104,22 @@ def read_stats_table(spec: ExperimentSpec, path: Path, cuped: bool = True) -> Ex
     from promolab.sources import input_files
 
     found = input_files(path, "statistics")
+    files = {"p": [str(f) for f in found.files]}
     try:
         with duckdb.connect() as con:
-            result = con.execute(f"SELECT * FROM read_{found.kind}($p)", {"p": [str(f) for f in found.files]})
+            source = f"read_{found.kind}($p)"
+            if found.kind == "csv":  # names stay text: segment '7.0' is not segment '7', label '01' not 1
+                header = [
+                    str(d[0]) for d in con.execute(f"DESCRIBE SELECT * FROM {source}", files).fetchall()
+                ]
+                named = [n for n in header if n.lower() in ("label", *SEGMENT_KEYS)]
+                types = ", ".join(f"{_literal(n)}: 'VARCHAR'" for n in named)
+                source = f"read_csv($p, types = {{{types}}})" if named else source
+            result = con.execute(f"SELECT * FROM {source}", files)
             names = [str(d[0]) for d in result.description]
             rows = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
     except duckdb.Error as error:
-        raise DataError(f"{found.where}: cannot read the statistics: {error}") from None
+        raise DataError(f"{found.where}: cannot read the statistics: {first_line(error)}") from None
     return stats_from_rows(spec, rows, found.where, cuped)
 
 
@@ -138,47 +148,52 @@ def stats_from_rows(
     groups = [g for g in groups if g.get("segmentation") is None]
     if groups:
         _check_assignments(spec, groups[0], where)
-    labels, positions = label_lists(spec)
-    arm_of = {label: spec.variants[k - 1].id for label, k in zip(labels, positions, strict=True) if k > 0}
-    held = {label for label, k in zip(labels, positions, strict=True) if k == 0}
+    ids = {v.id for v in spec.variants}
     arms: dict[str, ArmStats] = {}
     for group in groups:
         label = str(group["label"])
-        if label in held:  # the holdout: assigned, not analysed
+        if label == HOLDOUT_LABEL and spec.design.holdout > 0:  # assigned, not analysed
             continue
-        if label not in arm_of:
-            raise DataError(f"{where}: label '{printable(label)}' is not a variant of {spec.id}")
+        if label.startswith(UNDECLARED) or label not in ids:
+            raw = printable(label.removeprefix(UNDECLARED))
+            raise DataError(
+                f"{where}: label '{raw}' is not a variant of {spec.id} (map raw labels with "
+                "data.variant_values)"
+            )
+        if label in arms:
+            raise DataError(f"{where}: arm '{printable(label)}' has two rows: not one result of the query")
         _check_row(spec, layout, group, where, label)
         moments = parse_moments(layout.moment_names(), int(group["n"]), group)
         histograms = {m.id: _histogram(m, group) for m in layout.ordinals}
-        arms[arm_of[label]] = ArmStats(moments, histograms, {}, layout.arm_powers(group))
+        arms[label] = ArmStats(moments, histograms, {}, layout.arm_powers(group))
     absent = [v.id for v in spec.variants if v.id not in arms]
     if absent:
         raise DataError(f"{where}: no units of arm(s) {', '.join(absent)}")
     caps = {m.id: float(cap) for m in _sourced(spec) if (cap := _absolute(m)) is not None}
     caps |= {m.id: float(groups[0][f"cap:{m.id}"]) for m in query.percentile_capped}
     shared = tuple(f"cov:{c}" for c in layout.covariates)
-    segments = _segments(spec, layout, segment_rows, arm_of)
+    segments = _segments(spec, layout, segment_rows)
     return ExperimentStats(
         {v.id: arms[v.id] for v in spec.variants}, caps, shared, segments, dict(layout.own)
     )
 
 
 def _segments(
-    spec: ExperimentSpec, layout: StatsLayout, rows: Sequence[Mapping[str, Any]], arm_of: Mapping[str, str]
+    spec: ExperimentSpec, layout: StatsLayout, rows: Sequence[Mapping[str, Any]]
 ) -> dict[str, dict[str, dict[str, Moments]]]:
     """Each segmentation's segments' moments by arm, ordered as the DuckDB engine orders them (by
     segment, then arm). A missing segment value is the segment '' (a CSV keeps it as an empty cell)."""
     order = {v.id: k for k, v in enumerate(spec.variants)}
     found: dict[str, dict[str, dict[str, Moments]]] = {s.name: {} for s in spec.analysis.segments}
     keyed = sorted(
-        (
-            (str(row["segmentation"]), _segment_name(row["segment"]), arm_of[str(row["label"])], row)
-            for row in rows
-        ),
-        key=lambda item: (item[0], item[1], order[item[2]]),
+        ((str(row["segmentation"]), _segment_name(row["segment"]), str(row["label"]), row) for row in rows),
+        key=lambda item: (item[0], item[1], order.get(item[2], -1)),
     )
     for segmentation, segment, arm, row in keyed:
+        if arm not in order or segmentation not in found:
+            raise DataError(
+                f"segment row of '{printable(arm)}' in '{printable(segmentation)}': not this spec's"
+            )
         found[segmentation].setdefault(segment, {})[arm] = parse_moments(layout.variables, int(row["n"]), row)
     return found
 
@@ -225,7 +240,8 @@ class _Query:
                 joins.append(f"LEFT JOIN promolab_rfm{k} rfm{k} ON rfm{k}.unit_id = a.unit_id")
         values = self._unit_values()
         listed = ", ".join(f"{sql} AS {_q(alias)}" for alias, sql in values.items())
-        ctes.append(f"promolab_raw AS (SELECT a.label, a.unit_id, {listed} FROM {' '.join(joins)})")
+        arm = f"{self._arm_of('a.label')} AS label"
+        ctes.append(f"promolab_raw AS (SELECT {arm}, a.unit_id, {listed} FROM {' '.join(joins)})")
         ctes += self._caps()
         ctes.append(f"promolab_units AS ({self._capped_units(values)})")
         ctes.append(
@@ -274,6 +290,16 @@ class _Query:
         variant = _q(data.variant_column)
         return f"SELECT {unit} AS unit_id, CAST({variant} AS VARCHAR) AS label FROM {self._table(source)}"
 
+    def _arm_of(self, label: str) -> str:
+        """The arm id of a raw ``label`` (several labels may map to one arm; the holdout's is
+        ``holdout``); an undeclared label as ``UNDECLARED`` + the label, which no arm id can equal."""
+        labels, positions = label_lists(self.spec)
+        arms = [self.spec.variants[k - 1].id if k > 0 else HOLDOUT_LABEL for k in positions]
+        cases = " ".join(
+            f"WHEN {_literal(raw)} THEN {_literal(arm)}" for raw, arm in zip(labels, arms, strict=True)
+        )
+        return f"CASE {label} {cases} ELSE {_literal(UNDECLARED)} || {label} END"
+
     def _checks(self) -> dict[str, str]:
         """Counts over all labels (one row): assignment rows without a unit id or a label, distinct
         (unit, label) pairs against distinct units (a unit with two labels), units-file rows against its
@@ -316,12 +342,9 @@ class _Query:
         for metric in metrics:
             kept = self._kept(metric)
             parts += [f"{sql} AS {_q(alias)}" for alias, sql in _partials(metric, kept).items()]
-            if (column := metric.column) is not None:
-                null = f"({kept}) AND {_q(column)} IS NULL" if kept else f"{_q(column)} IS NULL"
-                parts.append(f"sum(CASE WHEN {null} THEN 1 ELSE 0 END) AS {_q('null:' + metric.id)}")
-            if (impossible := _impossible(metric)) is not None:
-                bad = f"({kept}) AND {impossible}" if kept else impossible
-                parts.append(f"sum(CASE WHEN {bad} THEN 1 ELSE 0 END) AS {_q('bad:' + metric.id)}")
+            for check, term in _row_checks(metric, _q(str(metric.column))).items():
+                summed = f"CASE WHEN {kept} THEN {term} END" if kept else term
+                parts.append(f"sum({summed}) AS {_q(f'{check}:{metric.id}')}")
         unit = _q(self.spec.data.unit_id)
         return f"SELECT {unit} AS unit_id, {', '.join(parts)} FROM {self._table(table)} GROUP BY {unit}"
 
@@ -356,19 +379,22 @@ class _Query:
         values = {}
         for k, metrics in enumerate(self.events.values()):
             for metric in metrics:
-                values["m:" + metric.id] = self._absolute_cap(metric, _finished(metric, f"t{k}"))
-                for check in ("null", "bad"):
-                    if metric.column is not None and (check == "null" or _impossible(metric) is not None):
-                        name = f"{check}:{metric.id}"
-                        values[name] = f"coalesce(t{k}.{_q(name)}, 0)"
+                value = f"CAST({_finished(metric, f't{k}')} AS DOUBLE)"  # not an integer mean (Redshift)
+                values["m:" + metric.id] = self._absolute_cap(metric, value)
+                for check in _row_checks(metric, "x"):
+                    name = f"{check}:{metric.id}"
+                    values[name] = f"coalesce(t{k}.{_q(name)}, 0)"
         for metric in _sourced(self.spec):
             if metric.source == UNITS_SOURCE:
-                value = f"CAST(u.{_q(str(metric.column))} AS DOUBLE)"
+                column = f"u.{_q(str(metric.column))}"
+                value = f"CAST({column} AS DOUBLE)"
                 if isinstance(metric, BinaryMetric):
-                    value = f"CAST(CAST(u.{_q(str(metric.column))} AS INTEGER) AS DOUBLE)"
+                    value = f"CAST(CAST({column} AS INTEGER) AS DOUBLE)"
                 if kind_of(metric).absent_is_zero:
                     value = f"coalesce({value}, 0)"
                 values["m:" + metric.id] = self._absolute_cap(metric, value)
+                for check, term in _row_checks(metric, column).items():
+                    values[f"{check}:{metric.id}"] = f"coalesce({term}, 0)"
         values |= {f"cov:{c}": f"CAST(u.{_q(c)} AS DOUBLE)" for c in self.layout.covariates}
         for k, segmentation in enumerate(self.spec.analysis.segments):
             alias = "seg:" + segmentation.name
@@ -379,10 +405,8 @@ class _Query:
         return values
 
     def _rfm(self, rfm: Rfm) -> str:
-        """Each unit's RFM cell from its orders before the start, as :func:`promolab.aggregate.sql.rfm_cte`
-        (``R5F3M2``): recency in days from the last order to the start, frequency, monetary sum; each
-        score 1 + the cuts it beats (below a recency cut, above a frequency or monetary cut), the cuts
-        DuckDB's ``quantile_disc`` at ``k / bins``: the ``ceil(n k / bins)``-th smallest value."""
+        """Each unit's RFM cell from its orders before the start, as the DuckDB engine's
+        (:func:`promolab.aggregate.sql.rfm_cells`, the same SQL)."""
         day, start = f"CAST({_q(rfm.date)} AS DATE)", f"DATE '{self.spec.start.isoformat()}'"
         unit = _q(self.spec.data.unit_id)
         units = (
@@ -390,22 +414,7 @@ class _Query:
             f"sum(CAST({_q(rfm.amount)} AS DOUBLE)) AS m FROM {self._table(rfm.source)} "
             f"WHERE {day} < {start} GROUP BY {unit}"
         )
-        order = ", ".join(f"ROW_NUMBER() OVER (ORDER BY {v}) AS rank_{v}" for v in "rfm")
-        ranked = f"SELECT r, f, m, {order}, CAST(COUNT(*) OVER () AS DOUBLE) AS n FROM x"
-        cuts = []
-        for v in "rfm":
-            for k in range(1, rfm.bins):
-                rank = _ceiling(f"n * CAST({k / rfm.bins!r} AS DOUBLE)")
-                cuts.append(f"max(CASE WHEN rank_{v} = {rank} THEN {v} END) AS q{v}{k}")
-        scores = []
-        for v in "rfm":
-            beats = "<" if v == "r" else ">"
-            above = "".join(f" + CASE WHEN {v} {beats} q{v}{k} THEN 1 ELSE 0 END" for k in range(1, rfm.bins))
-            scores.append(f"'{v.upper()}' || CAST(1{above} AS VARCHAR)")
-        return (
-            f"WITH x AS ({units}), q AS (SELECT {', '.join(cuts)} FROM ({ranked}) ranked) "
-            f"SELECT unit_id, {' || '.join(scores)} AS segment FROM x CROSS JOIN q"
-        )
+        return rfm_cells(units, rfm.bins)
 
     def _absolute_cap(self, metric: AnyMetric, value: str) -> str:
         cap = _absolute(metric)
@@ -420,8 +429,7 @@ class _Query:
         approximate quantile in Trino and Spark). Then ``promolab_caps``: one row of every cap."""
         if not self.percentile_capped:
             return []
-        labels, positions = label_lists(self.spec)
-        analysed = ", ".join(_literal(label) for label, k in zip(labels, positions, strict=True) if k > 0)
+        analysed = ", ".join(_literal(v.id) for v in self.spec.variants)
         ctes, caps = [], []
         for k, metric in enumerate(self.percentile_capped):
             value, share = _q("m:" + metric.id), f"CAST({_percentile(metric)!r} AS DOUBLE)"
@@ -433,11 +441,11 @@ class _Query:
                     f"SELECT {value} AS v, ROW_NUMBER() OVER (ORDER BY {value}) - 1 AS r, "
                     f"(COUNT(*) OVER () - 1) * {share} AS h {kept}"
                 )
-                below, above = "CAST(h AS BIGINT)", _ceiling("h")  # h >= 0: truncation is the floor
+                below, above = "r <= h AND h < r + 1", "r >= h AND r - 1 < h"  # r = floor(h), ceil(h)
                 ctes.append(
-                    f"promolab_cap{k} AS (SELECT max(CASE WHEN r = {below} THEN v END) + max(h - {below}) * "
-                    f"(max(CASE WHEN r = {above} THEN v END) - max(CASE WHEN r = {below} THEN v END)) AS cap "
-                    f"FROM ({ranked}) ranked)"
+                    f"promolab_cap{k} AS (SELECT max(CASE WHEN {below} THEN v END) + "
+                    f"max(CASE WHEN {below} THEN h - r END) * (max(CASE WHEN {above} THEN v END) - "
+                    f"max(CASE WHEN {below} THEN v END)) AS cap FROM ({ranked}) ranked)"
                 )
             caps.append(f"coalesce(promolab_cap{k}.cap, 0) AS {_q('cap:' + metric.id)}")
         sources = " CROSS JOIN ".join(f"promolab_cap{k}" for k in range(len(self.percentile_capped)))
@@ -461,8 +469,7 @@ class _Query:
 
     def _segment_ctes(self) -> list[str]:
         """Per analysed label and segment of every segmentation: the metrics' means and co-moments."""
-        labels, positions = label_lists(self.spec)
-        analysed = ", ".join(_literal(label) for label, k in zip(labels, positions, strict=True) if k > 0)
+        analysed = ", ".join(_literal(v.id) for v in self.spec.variants)
         variables = ", ".join(_q(sql_name(v)) for v in self.layout.variables)
         stacked = " UNION ALL ".join(
             f"SELECT label, {_literal(s.name)} AS segmentation, {_q('seg:' + s.name)} AS segment, "
@@ -519,10 +526,9 @@ class _Query:
                 f"sum(CASE WHEN {value} IS NOT NULL AND {value} NOT IN ({levels}) THEN 1 ELSE 0 END)"
             )
         for sourced in _sourced(self.spec):
-            if sourced.source != UNITS_SOURCE and sourced.column is not None:
-                columns[f"null:{sourced.id}"] = f"sum({_q('null:' + sourced.id)})"
-                if _impossible(sourced) is not None:
-                    columns[f"bad:{sourced.id}"] = f"sum({_q('bad:' + sourced.id)})"
+            for check in _row_checks(sourced, "x"):
+                name = f"{check}:{sourced.id}"
+                columns[name] = f"sum({_q(name)})"
         columns |= {f"null:cov:{c}": f"count(*) - count({_q('cov:' + c)})" for c in self.layout.covariates}
         return columns
 
@@ -567,12 +573,6 @@ def _metrics_by_table(spec: ExperimentSpec) -> dict[str, list[SourcedMetric]]:
     return dict(sorted(grouped.items()))
 
 
-def _ceiling(value: str) -> str:
-    """``ceil`` of a non-negative SQL number without ``CEIL`` (SQLite builds may lack it)."""
-    whole = f"CAST({value} AS BIGINT)"
-    return f"({whole} + CASE WHEN {value} > {whole} THEN 1 ELSE 0 END)"
-
-
 def _percentile(metric: AnyMetric) -> float | None:
     capping = getattr(metric, "capping", None)
     return None if capping is None else capping.percentile
@@ -593,20 +593,30 @@ def _value(metric: SourcedMetric) -> str:
     return f"coalesce({value}, 0)" if metric.missing_policy == "zero" else value
 
 
-def _impossible(metric: SourcedMetric) -> str | None:
-    """A row value the metric cannot have: a binary value other than 0/1 (as text, whatever the column's
-    type), a negative count; None when any value is possible or the metric reads no column."""
+def _row_checks(metric: SourcedMetric, column: str) -> dict[str, str]:
+    """(check, a row's term over the SQL ``column``) of a metric reading a column, summed per unit and
+    per label, as the DuckDB engine's ``value_checks``: counts of missing and of impossible values (a
+    binary value other than 0/1, as text whatever the column's type; a negative count); and, where a
+    cap or a maximum would hide a NaN or an infinity (``LEAST(NaN, cap)`` is the cap), the sum of the
+    values (``finite``), which is not finite exactly when one of them is not. No row predicate finds a
+    NaN portably: engines sort it first, last or not at all, and DuckDB folds ``x <= c`` to true from
+    Parquet statistics, which leave NaN out."""
     if metric.column is None:
-        return None
-    column = _q(metric.column)
+        return {}
+    checks = {"null": f"CASE WHEN {column} IS NULL THEN 1 ELSE 0 END"}
+    hidden = getattr(metric, "capping", None) is not None or getattr(metric, "agg", None) == "max"
+    if hidden and not isinstance(metric, BinaryMetric):
+        checks["finite"] = f"CAST({column} AS DOUBLE)"
     if isinstance(metric, BinaryMetric):
         forms = ", ".join(
             _literal(v) for v in ("0", "1", "0.0", "1.0", "true", "false", "TRUE", "FALSE", "t", "f")
         )
-        return f"{column} IS NOT NULL AND CAST({column} AS VARCHAR) NOT IN ({forms})"
-    if kind_of(metric).name == "count":
-        return f"CAST({column} AS DOUBLE) < 0"
-    return None
+        checks["bad"] = (
+            f"CASE WHEN {column} IS NOT NULL AND CAST({column} AS VARCHAR) NOT IN ({forms}) THEN 1 ELSE 0 END"
+        )
+    elif kind_of(metric).name == "count":
+        checks["bad"] = f"CASE WHEN CAST({column} AS DOUBLE) < 0 THEN 1 ELSE 0 END"
+    return checks
 
 
 def _partials(metric: SourcedMetric, kept: str | None) -> dict[str, str]:
@@ -677,14 +687,20 @@ def _check_row(
             "a column that is not numeric)"
         )
     for metric in _sourced(spec):
-        if metric.source == UNITS_SOURCE or metric.column is None:
-            continue
-        missing, bad = int(row[f"null:{metric.id}"] or 0), int(row.get(f"bad:{metric.id}") or 0)
-        if missing and metric.missing_policy == "error":
-            problems.append(f"metric '{metric.id}': {missing:,} missing value(s) in '{metric.column}'")
-        if bad:
-            problems.append(f"metric '{metric.id}': {bad:,} impossible value(s) in '{metric.column}' "
+        checks = _row_checks(metric, "x")
+        counts = {check: int(row[f"{check}:{metric.id}"] or 0) for check in checks if check != "finite"}
+        column = f"'{printable(str(metric.column))}'"
+        if counts.get("null") and metric.missing_policy == "error":
+            problems.append(f"metric '{metric.id}': {counts['null']:,} missing value(s) in {column}")
+        if counts.get("bad"):
+            problems.append(f"metric '{metric.id}': {counts['bad']:,} impossible value(s) in {column} "
                             f"({kind_of(metric).bad_value_meaning(metric)})")  # fmt: skip
+        total = row.get(f"finite:{metric.id}", 0.0)
+        if "finite" in checks and (total is None or not np.isfinite(float(total))):
+            problems.append(
+                f"metric '{metric.id}': value(s) in {column} are not finite (NaN or infinite), which its cap "
+                "or maximum would hide"
+            )
     for c in layout.covariates:
         if int(row[f"null:cov:{c}"] or 0):
             problems.append(f"covariate '{c}': {int(row[f'null:cov:{c}']):,} missing value(s)")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from promolab.aggregate.portable import stats_from_rows, warehouse_query
 from promolab.errors import DataError, first_line
-from promolab.sources import DataPath, input_files
+from promolab.sources import DataPath, RemoteInput, input_files
 from promolab.spec import ExperimentSpec
 from promolab.stats.moments import ExperimentStats
 
@@ -52,9 +52,12 @@ def spark_stats(spec: ExperimentSpec, paths: Mapping[str, DataPath], cuped: bool
     spark.sparkContext.setLogLevel("ERROR")  # stderr carries promolab's own warnings
     try:
         for name, path in paths.items():
-            found = input_files(path, name)
-            files = [str(f) for f in found.files]
-            if found.kind == "parquet":
+            if isinstance(path, RemoteInput):  # Spark lists a pattern through Hadoop's file systems
+                files, kind = [str(path)], path.kind(name)
+            else:
+                found = input_files(path, name)
+                files, kind = [str(f) for f in found.files], found.kind
+            if kind == "parquet":
                 frame = spark.read.parquet(*files)
             else:
                 frame = spark.read.option("header", True).option("inferSchema", True).csv(files)

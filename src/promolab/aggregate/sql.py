@@ -42,28 +42,44 @@ def units_cte(spec: ExperimentSpec, source: Source, columns: Sequence[str], with
 
 
 def rfm_cte(name: str, rfm: Rfm, source: Source) -> str:
-    """RFM cell of each unit with pre-period orders (before ``spec.start``), e.g. ``R5F3M2``.
-
-    recency = days from the last order to the start, frequency = orders, monetary = their sum. Each
-    score is 1 + the number of the ``bins - 1`` quantile cuts (``quantile_disc`` at ``1/bins``, ...)
-    the value beats: below a recency cut, above a frequency or monetary cut. Ties share a score.
-    """
-    cuts = ", ".join(f"{k / rfm.bins!r}" for k in range(1, rfm.bins))
+    """RFM cell of each unit with pre-period orders (before ``spec.start``), e.g. ``R5F3M2``
+    (:func:`rfm_cells`)."""
     date = date_of(rfm.date)
     units = (
         f"SELECT {source.unit_id} AS unit_id, date_diff('day', max({date}), $start) AS r, "
         f"count(*) AS f, sum(CAST({quote(rfm.amount)} AS DOUBLE)) AS m "
         f"FROM {source.sql} WHERE {date} < $start GROUP BY 1"
     )
-    quantiles = "SELECT " + ", ".join(f"quantile_disc({v}, [{cuts}]) AS q{v}" for v in "rfm") + " FROM x"
+    return f"{name} AS ({rfm_cells(units, rfm.bins)})"
 
-    def score(v: str, beats: str) -> str:
-        return "(1" + "".join(f" + ({v} {beats} q{v}[{k}])::INTEGER" for k in range(1, rfm.bins)) + ")"
 
-    label = " || ".join(f"'{v.upper()}' || {score(v, '<' if v == 'r' else '>')}" for v in "rfm")
+def rfm_cells(units: str, bins: int) -> str:
+    """``unit_id, segment``: the RFM cell of each unit of ``units`` (a query of ``unit_id, r, f, m``:
+    recency in days from the last pre-period order to the start, frequency, monetary sum).
+
+    Each score is 1 + the number of the ``bins - 1`` cuts the value beats: below a recency cut, above a
+    frequency or monetary cut; ties share a score. The ``k``-th cut is the ``ceil(n k / bins)``-th
+    smallest of the ``n`` values (the inverse of the empirical distribution at ``k / bins``), found by
+    numbering the sorted values and comparing integers, so that it is exact in every engine (DuckDB's
+    ``quantile_disc`` at the decimal ``k / bins`` is one place off where ``n k / bins`` is whole and the
+    decimal rounds up: bins 6, 7 and 9). Standard SQL: the warehouse query runs the same text.
+    """
+    ranks = ", ".join(f"ROW_NUMBER() OVER (ORDER BY {v}) AS rank_{v}" for v in "rfm")
+    ranked = f"SELECT r, f, m, {ranks}, COUNT(*) OVER () AS n FROM x"
+    cuts = [
+        f"max(CASE WHEN rank_{v} * {bins} >= n * {k} AND (rank_{v} - 1) * {bins} < n * {k} THEN {v} END) "
+        f"AS q{v}{k}"
+        for v in "rfm"
+        for k in range(1, bins)
+    ]
+    scores = []
+    for v in "rfm":
+        beats = "<" if v == "r" else ">"
+        above = "".join(f" + CASE WHEN {v} {beats} q{v}{k} THEN 1 ELSE 0 END" for k in range(1, bins))
+        scores.append(f"'{v.upper()}' || CAST(1{above} AS VARCHAR)")
     return (
-        f"{name} AS (WITH x AS ({units}), q AS ({quantiles}) SELECT unit_id, {label} AS segment "
-        "FROM x CROSS JOIN q)"
+        f"WITH x AS ({units}), q AS (SELECT {', '.join(cuts)} FROM ({ranked}) ranked) "
+        f"SELECT unit_id, {' || '.join(scores)} AS segment FROM x CROSS JOIN q"
     )
 
 

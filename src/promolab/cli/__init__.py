@@ -959,10 +959,11 @@ def _refuse_outputs_in_inputs(inputs: list[Any], files: dict[str, Path | None]) 
 
 
 def _local(inputs: list[Any]) -> list[Path]:
-    """The inputs that are local paths (not None, not a URI)."""
+    """The inputs that are local paths (a ``file:`` URI's path; not None, not another URI)."""
     from promolab.sources import RemoteInput
 
-    return [Path(p) for p in inputs if p is not None and not isinstance(p, RemoteInput)]
+    local = [p.local if isinstance(p, RemoteInput) else p for p in inputs]
+    return [Path(p) for p in local if p is not None]
 
 
 def _require_folder(path: Path, option: str) -> None:
