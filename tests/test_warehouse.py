@@ -366,6 +366,10 @@ def test_what_the_query_cannot_translate_or_the_checks_refuse_stops_with_one_lin
             "metric 'revenue': 3 missing value(s)",
         ),
         "a NaN mean": (rows.assign(**{"mean:1": float("nan")}), "mean:1 missing or not finite"),
+        "a statistic that is text": (
+            rows.assign(**{"mean:1": "abc"}),
+            "column 'mean:1' holds 'abc', not a number",
+        ),
         "an arm without units": (rows[rows["label"] != "save10"], "no units of arm(s) save10"),
     }
     for case, (frame, message) in cases.items():

@@ -143,7 +143,7 @@ def stats_from_rows(
             f"{where}: lacks column(s) {', '.join(missing[:5])}: not the result of `promolab sql` for this "
             "spec (the spec, --no-cuped and the covariates must be the same)"
         )
-    groups = [{name: _lowered(row)[name.lower()] for name in expected} for row in rows]
+    groups = [_numeric({name: _lowered(row)[name.lower()] for name in expected}, where) for row in rows]
     segment_rows = [g for g in groups if g.get("segmentation") is not None]
     groups = [g for g in groups if g.get("segmentation") is None]
     if groups:
@@ -200,6 +200,26 @@ def _segments(
 
 def _segment_name(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def _numeric(row: dict[str, Any], where: str) -> dict[str, Any]:
+    """The row with every statistic a float (a warehouse may return decimals, a CSV text), or None.
+
+    Raises:
+        DataError: a statistic that is not a number, named with its row's label.
+    """
+    for name, value in row.items():
+        if name in SEGMENT_KEYS or value is None:
+            continue
+        try:
+            row[name] = float(value)
+        except (TypeError, ValueError):
+            label = printable(str(row.get("label")))
+            raise DataError(
+                f"{where}: label '{label}': column '{printable(name)}' holds '{printable(str(value))}', "
+                "not a number"
+            ) from None
+    return row
 
 
 def _lowered(row: Mapping[str, Any]) -> dict[str, Any]:
