@@ -198,6 +198,16 @@ def test_every_dialects_query_parses_back_and_has_no_approximate_quantile(tmp_pa
         assert "percentile_cont" not in query.lower(), dialect
 
 
+def _require_spark() -> None:
+    """PySpark is installed by the set-up; under CI it must be there."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        if data_required():
+            pytest.fail("PySpark is not installed: `make` installs the '.[test,spark]' extras")
+        pytest.skip("PySpark is not installed (`make` installs it)")
+
+
 def test_the_spark_engine_gives_the_duckdb_engines_analysis(
     simulated: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -205,12 +215,7 @@ def test_the_spark_engine_gives_the_duckdb_engines_analysis(
     percentile caps in three windows, Spark's own ``percentile``): Spark (local mode, PySpark installed
     by the set-up; under CI it must be there) runs the Spark dialect of the query; the analysis equals
     DuckDB's to 1e-9."""
-    try:
-        import pyspark  # noqa: F401
-    except ImportError:
-        if data_required():
-            pytest.fail("PySpark is not installed: `make` installs the '.[test,spark]' extras")
-        pytest.skip("PySpark is not installed (`make` installs it)")
+    _require_spark()
     spec = str(EXAMPLES / SPECS["spring"])
     code, output = _run(
         "simulate", spec, "--units", "4000", "--seed", "6", "--format", "csv", "-o", str(tmp_path)
@@ -251,11 +256,51 @@ def test_the_spark_engine_gives_the_duckdb_engines_analysis(
     )
 
 
-def _analyse_rows(spec: Path, rows: pd.DataFrame, tmp_path: Path) -> tuple[int, str]:
+def _analyse_rows(
+    spec: Path, rows: pd.DataFrame, tmp_path: Path, method: str = "frequentist"
+) -> tuple[int, str]:
     stats = tmp_path / "stats.csv"
     rows.to_csv(stats, index=False)
     out = tmp_path / "found.json"
-    return _run("analyze", str(spec), "--stats", str(stats), "--method", "frequentist", "--json", str(out))
+    return _run("analyze", str(spec), "--stats", str(stats), "--method", method, "--json", str(out))
+
+
+def _assert_same_bayes(found: dict, expected: dict) -> None:
+    """The posteriors of every metric and arm: closed forms to 1e-9; PyMC's hurdle model, sampled with
+    the same seed from log-moments that agree to 1e-13, to 1e-6."""
+    for result, reference in zip(found["results"], expected["results"], strict=True):
+        posterior, wanted = result["bayes"], reference["bayes"]
+        assert (posterior is None) == (wanted is None), result["metric"]
+        if wanted is None:
+            continue
+        assert posterior["model"] == wanted["model"]
+        rel = 1e-6 if "pymc" in wanted["model"] else 1e-9
+        for key in ("prob_beat_control", "expected_loss", "control_mean", "variant_mean"):
+            assert posterior[key] == pytest.approx(wanted[key], rel=rel, abs=1e-12), (result["metric"], key)
+
+
+def test_the_bayesian_analysis_of_the_rows_and_on_spark(simulated: dict[str, Path], tmp_path: Path) -> None:
+    """The query's log-moments feed the hurdle model: ``--method bayesian`` on its rows (DuckDB) and
+    with ``--engine spark`` gives the posteriors of ``analyze``."""
+    spec, folder = EXAMPLES / SPECS["coupon"], simulated["coupon"]
+    expected = tmp_path / "bayes.json"
+    code, output = _run(
+        "analyze", str(spec), "--data-dir", str(folder), "--method", "bayesian", "--json", str(expected)
+    )
+    assert code == 0, output
+    reference = json.loads(expected.read_text())
+    rows = _duckdb(_query(SPECS["coupon"], "duckdb", tmp_path), _tables(folder))
+    code, output = _analyse_rows(spec, rows, tmp_path, "bayesian")
+    assert code == 0, output
+    _assert_same_bayes(json.loads((tmp_path / "found.json").read_text()), reference)
+    _require_spark()
+    out = tmp_path / "spark.json"
+    code, output = _run(
+        "analyze", str(spec), "--data-dir", str(folder), "--method", "bayesian", "--engine", "spark",
+        "--json", str(out),
+    )  # fmt: skip
+    assert code == 0, output
+    _assert_same_bayes(json.loads(out.read_text()), reference)
 
 
 def test_the_holdout_is_assigned_but_neither_analysed_nor_in_the_caps(
@@ -379,9 +424,6 @@ def test_what_the_query_cannot_translate_or_the_checks_refuse_stops_with_one_lin
         assert code == 2, (case, output)
         assert message in output, (case, output)
         assert "Traceback" not in output
-    code, output = _run("analyze", spring, "--stats", str(tmp_path / "stats.parquet"), "--method", "bayesian")
-    assert code == 2
-    assert "frequentist" in output
     code, output = _run("analyze", spring, "--stats", str(tmp_path / "stats.parquet"), "--daily")
     assert code == 2
     assert "--daily cannot go with it" in output

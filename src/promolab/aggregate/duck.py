@@ -90,7 +90,6 @@ from promolab.stats.moments import (
     ArmStats,
     ExperimentStats,
     Histogram,
-    LogMoments,
     Moments,
     ResidualMoments,
 )
@@ -593,7 +592,7 @@ class DuckAggregation:
                 positive = f"FILTER (WHERE {value} > 0)"
                 columns[f"log n:{metric.id}"] = f"count(*) {positive}"
                 columns[f"log mean:{metric.id}"] = f"avg(ln({value})) {positive}"
-                columns[f"log var:{metric.id}"] = f"var_pop(ln({value})) {positive}"
+                columns[f"log ss:{metric.id}"] = f"var_pop(ln({value})) {positive} * count(*) {positive}"
                 columns[f"log negative:{metric.id}"] = f"count(*) FILTER (WHERE {value} < 0)"
         return columns
 
@@ -604,14 +603,7 @@ class DuckAggregation:
             m.id: Histogram({float(v): int(c) for v, c in (group[f"hist:{m.id}"] or {}).items()})
             for m in self.ordinals
         }
-        logs = {}
-        if log_moments:
-            for metric in self.spec.metrics:
-                if isinstance(metric, ContinuousMetric):
-                    k = int(group[f"log n:{metric.id}"])
-                    mean, var = group[f"log mean:{metric.id}"] or 0.0, group[f"log var:{metric.id}"] or 0.0
-                    positive = Moments(("log",), k, np.array([mean]), np.array([[var * k]]))
-                    logs[metric.id] = LogMoments(positive, int(group[f"log negative:{metric.id}"]))
+        logs = self.layout.arm_logs(group) if log_moments else {}
         return ArmStats(moments, histograms, logs, self.layout.arm_powers(group))
 
     # ------------------------------------------------------------------ checks

@@ -19,9 +19,9 @@ import numpy as np
 
 from promolab.kinds import kind_of
 from promolab.spec import ExperimentSpec
-from promolab.spec.models import OrdinalMetric, RatioMetric
+from promolab.spec.models import ContinuousMetric, OrdinalMetric, RatioMetric
 from promolab.spec.windows import pre_covariate
-from promolab.stats.moments import MAX_POWER_COVARIATES, PowerSums, power_exponents
+from promolab.stats.moments import MAX_POWER_COVARIATES, LogMoments, Moments, PowerSums, power_exponents
 
 HOLDOUT_LABEL = "holdout"
 
@@ -99,6 +99,23 @@ class StatsLayout:
                 factors = tuple((v, e) for v, e in zip(variables, exponent, strict=True) if e)
                 monomials[self.power_alias(name, exponent)] = factors
         return monomials
+
+    @property
+    def continuous(self) -> list[str]:
+        """Metrics with log-moments (the Bayesian hurdle model of continuous metrics)."""
+        return [m.id for m in self.spec.metrics if isinstance(m, ContinuousMetric)]
+
+    def arm_logs(self, group: Mapping[str, Any]) -> dict[str, LogMoments]:
+        """Every continuous metric's log-moments from one arm's statistics: ``log n:<metric>`` units with
+        ``y > 0``, the mean (``log mean``) and sum of squared deviations (``log ss``) of their ``ln y``,
+        and ``log negative`` units with ``y < 0``."""
+        logs = {}
+        for name in self.continuous:
+            k = int(group[f"log n:{name}"] or 0)
+            mean, spread = group[f"log mean:{name}"] or 0.0, group[f"log ss:{name}"] or 0.0
+            positive = Moments(("log",), k, np.array([float(mean)]), np.array([[float(spread)]]))
+            logs[name] = LogMoments(positive, int(group[f"log negative:{name}"] or 0))
+        return logs
 
     def arm_powers(self, group: Mapping[str, Any]) -> dict[str, PowerSums]:
         """Every adjusted metric's power sums from one arm's statistics by alias."""

@@ -15,8 +15,8 @@ the DuckDB aggregation (:mod:`promolab.aggregate.duck`):
   orders), and absolute caps; then percentile caps pooled over the analysed arms;
 - per raw arm label: the number of units, the moments (``mean:<i>``, and the population co-moments
   ``comoment:<i>:<j>`` centred on the arm's means, so that they do not cancel), CUPED's power sums, each
-  score's count per level, and the missing values of every metric and covariate; on every row, the
-  checks over all labels and the caps;
+  score's count per level, the missing values of every metric and covariate, and the log-moments of
+  continuous metrics (Bayesian hurdle model); on every row, the checks over all labels and the caps;
 - with ``analysis.segments``, one more row per label and segment (``segmentation``, ``segment``) with
   the metrics' moments.
 
@@ -165,7 +165,7 @@ def stats_from_rows(
         _check_row(spec, layout, group, where, label)
         moments = parse_moments(layout.moment_names(), int(group["n"]), group)
         histograms = {m.id: _histogram(m, group) for m in layout.ordinals}
-        arms[label] = ArmStats(moments, histograms, {}, layout.arm_powers(group))
+        arms[label] = ArmStats(moments, histograms, layout.arm_logs(group), layout.arm_powers(group))
     absent = [v.id for v in spec.variants if v.id not in arms]
     if absent:
         raise DataError(f"{where}: no units of arm(s) {', '.join(absent)}")
@@ -545,6 +545,11 @@ class _Query:
             columns[f"off levels:{metric.id}"] = (
                 f"sum(CASE WHEN {value} IS NOT NULL AND {value} NOT IN ({levels}) THEN 1 ELSE 0 END)"
             )
+        for name in self.layout.continuous:  # the hurdle model's log-moments (ln y of y > 0)
+            value = _q("m:" + name)
+            columns[f"log n:{name}"] = f"sum(CASE WHEN {value} > 0 THEN 1 ELSE 0 END)"
+            columns[f"log mean:{name}"] = f"avg(CASE WHEN {value} > 0 THEN LN({value}) END)"
+            columns[f"log negative:{name}"] = f"sum(CASE WHEN {value} < 0 THEN 1 ELSE 0 END)"
         for sourced in _sourced(self.spec):
             for check in _row_checks(sourced, "x"):
                 name = f"{check}:{sourced.id}"
@@ -566,6 +571,10 @@ class _Query:
                 x = f"({rows}.{_q(sql_name(names[i]))} - means.{_q(f'mean:{i}')})"
                 y = f"({rows}.{_q(sql_name(names[j]))} - means.{_q(f'mean:{j}')})"
                 columns[f"comoment:{i}:{j}"] = f"sum({x} * {y}) / count(*)"
+        for name in [] if segments else self.layout.continuous:  # the log-moments' sum of squares
+            value = f"units.{_q('m:' + name)}"
+            deviation = f"(LN({value}) - means.{_q(f'log mean:{name}')})"
+            columns[f"log ss:{name}"] = f"sum(CASE WHEN {value} > 0 THEN {deviation} * {deviation} END)"
         return columns
 
 

@@ -178,13 +178,15 @@ def analyze_spec(
     return replace(analysis, daily=aggregation.daily, data_quality=aggregation.quality)
 
 
-def analyze_table(spec: ExperimentSpec, path: Path, cuped: bool = True) -> Analysis:
-    """The frequentist analysis from the per-arm statistics a warehouse returned for ``promolab sql``'s
-    query (:func:`promolab.aggregate.portable.read_stats_table`), with the same ``cuped`` setting."""
+def analyze_table(
+    spec: ExperimentSpec, path: Path, cuped: bool = True, method: Method | None = None
+) -> Analysis:
+    """The analysis from the per-arm statistics a warehouse returned for ``promolab sql``'s query
+    (:func:`promolab.aggregate.portable.read_stats_table`), with the same ``cuped`` setting."""
     from promolab.aggregate.portable import read_stats_table
 
     stats = read_stats_table(spec, path, cuped)
-    return analyze_stats(spec, stats, None, "frequentist")
+    return analyze_stats(spec, stats, None, method or spec.analysis.method)
 
 
 def analyze_on_spark(
@@ -192,12 +194,13 @@ def analyze_on_spark(
     data_dir: str | Path | None = None,
     overrides: Mapping[str, DataPath] | None = None,
     cuped: bool = True,
+    method: Method | None = None,
 ) -> Analysis:
-    """The frequentist analysis with the aggregation run by Spark (:mod:`promolab.aggregate.spark`)."""
+    """The analysis with the aggregation run by Spark (:mod:`promolab.aggregate.spark`)."""
     from promolab.aggregate.spark import spark_stats
 
     stats = spark_stats(spec, data_paths(spec, data_dir, overrides), cuped)
-    return analyze_stats(spec, stats, None, "frequentist")
+    return analyze_stats(spec, stats, None, method or spec.analysis.method)
 
 
 def analyze_stats(

@@ -29,6 +29,7 @@ from promolab.spec.loader import SPEC_SUFFIXES, absolute
 
 if TYPE_CHECKING:
     from promolab.analyze import Analysis
+    from promolab.analyze.run import Method as Chosen
     from promolab.decision import Decision
     from promolab.economics import PromotionEconomics
     from promolab.sources import DataPath
@@ -506,25 +507,23 @@ def analyze(
 
         rollout.analyze(spec, panel, json_out)
         return
-    if stats_in is not None or engine is Engine.spark:
-        _analyze_statistics(
-            spec, spec_path, stats_in, method, cuped, json_out, data_dir, data, daily, draws_out
-        )
-        return
     chosen = spec.analysis.method if method is None else method.value
     if draws_out is not None and chosen == "frequentist":
         raise PromolabError("--draws needs the Bayesian engine: add --method bayesian (or both)")
     if draws_out is not None and draws_out.suffix.lower() not in TABLE_SUFFIXES:
         raise PromolabError(f"--draws {printable(draws_out)}: must end in .parquet or .csv")
-    overrides = parse_overrides(data or [])
-    _guard(
-        [spec_path, *data_paths(spec, data_dir, overrides).values()],
-        {"--json": json_out, "--draws": draws_out},
-    )
-    analysis = analyze_spec(spec, data_dir, overrides, cuped=cuped, method=chosen, daily=daily)
-    _warn(analysis.data_quality.warnings())
-    if daily and analysis.daily is None:
-        _warn([f"--daily did nothing: {_no_daily_curve(spec)}"])
+    outputs = {"--json": json_out, "--draws": draws_out}
+    if stats_in is not None or engine is Engine.spark:
+        analysis = _analysis_of_statistics(
+            spec, spec_path, stats_in, chosen, cuped, outputs, data_dir, data, daily
+        )
+    else:
+        overrides = parse_overrides(data or [])
+        _guard([spec_path, *data_paths(spec, data_dir, overrides).values()], outputs)
+        analysis = analyze_spec(spec, data_dir, overrides, cuped=cuped, method=chosen, daily=daily)
+        _warn(analysis.data_quality.warnings())
+        if daily and analysis.daily is None:
+            _warn([f"--daily did nothing: {_no_daily_curve(spec)}"])
     economics = evaluate(spec, analysis)
     decisions = _decisions(spec, analysis, economics)
     print_analysis(analysis, decisions)
@@ -541,54 +540,35 @@ def analyze(
         write_table(draws_out, analysis.bayes.draws_frame())
 
 
-def _analyze_statistics(
+def _analysis_of_statistics(
     spec: ExperimentSpec,
     spec_path: Path,
     stats_in: Path | None,
-    method: Method | None,
+    method: Chosen,
     cuped: bool,
-    json_out: Path | None,
+    outputs: dict[str, Path | None],
     data_dir: Path | None,
     data: list[str] | None,
     daily: bool,
-    draws_out: Path | None,
-) -> None:
+) -> Analysis:
     """``analyze --stats FILE`` (a warehouse's per-arm statistics) or ``--engine spark`` (Spark runs the
-    same query on the data): the frequentist analysis of the portable query's rows."""
+    same query on the data): the analysis of the portable query's rows."""
     from promolab.analyze.run import analyze_on_spark, analyze_table
-    from promolab.cli.output import print_analysis, write_json
-    from promolab.economics import evaluate
     from promolab.sources import data_paths, parse_overrides
 
     what = "--stats" if stats_in is not None else "--engine spark"
-    given: dict[str, object] = {"--daily": daily or None, "--draws": draws_out}
+    given: dict[str, object] = {"--daily": daily or None}
     if stats_in is not None:
         given |= {"--data-dir": data_dir, "--data": data or None}
     clash = [option for option, value in given.items() if value is not None]
     if clash:
-        raise PromolabError(f"{what}: {', '.join(clash)} cannot go with it")
-    if method is not None and method.value != "frequentist":
-        raise PromolabError(
-            f"{what}: the analysis of per-arm statistics is frequentist (the Bayesian hurdle model needs "
-            "log-moments the portable query does not compute)"
-        )
-    if spec.analysis.method != "frequentist" and method is None:
-        _warn([f"{spec.id}: analysis.method is {spec.analysis.method}; {what} analyses frequentist only"])
+        raise PromolabError(f"{what}: {', '.join(clash)} cannot go with it (the daily curve reads the rows)")
     if stats_in is not None:
-        _guard([spec_path, stats_in], {"--json": json_out})
-        analysis = analyze_table(spec, stats_in, cuped)
-    else:
-        overrides = parse_overrides(data or [])
-        _guard([spec_path, *data_paths(spec, data_dir, overrides).values()], {"--json": json_out})
-        analysis = analyze_on_spark(spec, data_dir, overrides, cuped)
-    economics = evaluate(spec, analysis)
-    decisions = _decisions(spec, analysis, economics)
-    print_analysis(analysis, decisions)
-    if json_out is not None:
-        extra = {"decision": decisions[-1].to_dict()}
-        if economics is not None:
-            extra["economics"] = economics.to_dict()
-        write_json(json_out, {**analysis.to_dict(), **extra})
+        _guard([spec_path, stats_in], outputs)
+        return analyze_table(spec, stats_in, cuped, method)
+    overrides = parse_overrides(data or [])
+    _guard([spec_path, *data_paths(spec, data_dir, overrides).values()], outputs)
+    return analyze_on_spark(spec, data_dir, overrides, cuped, method)
 
 
 @app.command()
