@@ -63,11 +63,12 @@ def spring_spec() -> promolab.ExperimentSpec:
     return promolab.load_spec(EXAMPLES / "spring-discount.yaml")
 
 
-# CI runs every property test on hypothesis' fixed derandomised examples (reproducible runs);
-# locally each run explores new examples.
-settings.register_profile("ci", derandomize=True, database=None)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
+# No property test is timed (speed is measured in bench/): hypothesis' 200 ms deadline only failed
+# tests on a loaded machine. CI runs every property test on hypothesis' fixed derandomised examples
+# (reproducible runs); locally each run explores new examples.
+settings.register_profile("promolab", deadline=None)
+settings.register_profile("ci", parent=settings.get_profile("promolab"), derandomize=True, database=None)
+settings.load_profile("ci" if os.environ.get("CI") else "promolab")
 
 
 def arrow_keeping_nan(frame: pd.DataFrame) -> pa.Table:
