@@ -183,6 +183,31 @@ def test_the_postgres_and_trino_translations_run_on_duckdb_and_give_the_analysis
     )
 
 
+def test_a_table_without_the_timestamp_counts_every_row(simulated: dict[str, Path], tmp_path: Path) -> None:
+    """``promolab sql --untimed survey``: the survey has no ``ts`` column, so all its answers count, as
+    the DuckDB engine counts them; an unknown name is refused."""
+    tables = _tables(simulated["spring"])
+    survey = tmp_path / "survey.parquet"
+    pd.read_parquet(tables["survey"]).drop(columns=["ts"]).to_parquet(survey)
+    tables = {**tables, "survey": survey}
+    spec = EXAMPLES / SPECS["spring"]
+    expected = tmp_path / "expected.json"
+    code, output = _run(
+        "analyze", str(spec), "--data-dir", str(simulated["spring"]), "--data", f"survey={survey}",
+        "--method", "frequentist", "--json", str(expected),
+    )  # fmt: skip
+    assert code == 0, output
+    out = tmp_path / "untimed.sql"
+    code, output = _run("sql", str(spec), "--dialect", "sqlite", "--untimed", "survey", "--out", str(out))
+    assert code == 0, output
+    code, output = _analyse_rows(spec, _sqlite(out.read_text(), tables), tmp_path)
+    assert code == 0, output
+    _assert_same_analysis(json.loads((tmp_path / "found.json").read_text()), json.loads(expected.read_text()))
+    code, output = _run("sql", str(spec), "--dialect", "sqlite", "--untimed", "surveys")
+    assert code == 2
+    assert "--untimed: 'surveys' is not an event table" in output
+
+
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_every_dialects_query_parses_back_and_has_no_approximate_quantile(tmp_path: Path, name: str) -> None:
     """sqlglot turns PERCENTILE_CONT into approximate quantiles for Spark and Trino: the query must not
@@ -222,6 +247,8 @@ def test_the_spark_engine_gives_the_duckdb_engines_analysis(
     )
     assert code == 0, output
     folder = tmp_path / "data" / "spring"
+    survey = folder / "survey.csv"  # a table without data.timestamp: every answer counts, on both engines
+    pd.read_csv(survey).drop(columns=["ts"]).to_csv(survey, index=False)
     files = {"units": "customers"} | {
         name: name for name in ("assignments", "orders", "survey", "pre_orders")
     }

@@ -31,7 +31,7 @@ name: row-numbered units files (a warehouse table has no row order). A unit's sc
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +69,17 @@ DIALECTS = (
 )
 
 
-def warehouse_query(spec: ExperimentSpec, dialect: str, tables: Mapping[str, str], cuped: bool = True) -> str:
+def warehouse_query(
+    spec: ExperimentSpec,
+    dialect: str,
+    tables: Mapping[str, str],
+    cuped: bool = True,
+    untimed: Collection[str] = (),
+) -> str:
     """The aggregation query of ``spec`` in ``dialect``; ``tables``: data name -> the warehouse table
-    holding it (``assignments``, ``units`` and the event tables); ``cuped``: with the covariates' sums.
+    holding it (``assignments``, ``units`` and the event tables); ``cuped``: with the covariates' sums;
+    ``untimed``: event tables without the ``data.timestamp`` column, whose rows all count (as the DuckDB
+    engine counts them).
 
     Raises:
         SpecError: a spec feature the query does not translate (module docstring).
@@ -81,9 +89,12 @@ def warehouse_query(spec: ExperimentSpec, dialect: str, tables: Mapping[str, str
 
     if dialect not in DIALECTS:
         raise DataError(f"--dialect: expected one of {', '.join(DIALECTS)}, got '{printable(dialect)}'")
-    _refuse_untranslated(spec)
+    refuse_untranslated(spec)
+    unknown = sorted(set(untimed) - set(spec.data.tables))
+    if unknown:
+        raise DataError(f"--untimed: '{printable(unknown[0])}' is not an event table of {spec.id}")
     expanded = expand(spec)
-    query = _Query(expanded, StatsLayout.of(expanded, cuped), tables, dialect).sql()
+    query = _Query(expanded, StatsLayout.of(expanded, cuped), tables, dialect, frozenset(untimed)).sql()
     return str(sqlglot.transpile(query, read="duckdb", write=dialect, pretty=True)[0])
 
 
@@ -234,9 +245,15 @@ class _Query:
     """The query's pieces for one spec (see the module docstring)."""
 
     def __init__(
-        self, spec: ExperimentSpec, layout: StatsLayout, tables: Mapping[str, str], dialect: str = "duckdb"
+        self,
+        spec: ExperimentSpec,
+        layout: StatsLayout,
+        tables: Mapping[str, str],
+        dialect: str = "duckdb",
+        untimed: frozenset[str] = frozenset(),
     ) -> None:
         self.spec, self.layout, self.tables, self.dialect = spec, layout, tables, dialect
+        self.untimed = untimed
         self.events = _metrics_by_table(spec)
         self.percentile_capped = [m for m in _sourced(spec) if _percentile(m) is not None]
 
@@ -373,7 +390,7 @@ class _Query:
         conditions = []
         window = window_of(self.spec, metric.id)
         timestamp = self.spec.data.timestamp
-        if timestamp is not None:
+        if timestamp is not None and metric.source not in self.untimed:
             day = f"CAST({_q(timestamp)} AS DATE)"
             start, end = self.spec.start, self.spec.end
             stop = end + dt.timedelta(days=self.spec.post_days)
@@ -669,7 +686,8 @@ def _finished(metric: SourcedMetric, alias: str) -> str:
     return f"coalesce({value}, 0)" if kind_of(metric).absent_is_zero else value
 
 
-def _refuse_untranslated(spec: ExperimentSpec) -> None:
+def refuse_untranslated(spec: ExperimentSpec) -> None:
+    """Raises SpecError for what the query does not translate (module docstring)."""
     problems = []
     if spec.data.row_id:
         problems.append(Problem(("data", "row_id"), "the warehouse query needs a unit id column"))

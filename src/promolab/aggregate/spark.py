@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from promolab.aggregate.portable import stats_from_rows, warehouse_query
+from promolab.aggregate.portable import refuse_untranslated, stats_from_rows, warehouse_query
 from promolab.errors import DataError, first_line
 from promolab.sources import DataPath, RemoteInput, input_files
 from promolab.spec import ExperimentSpec
@@ -38,7 +38,7 @@ def spark_stats(spec: ExperimentSpec, paths: Mapping[str, DataPath], cuped: bool
             "--engine spark needs PySpark: pip install 'promolab[spark]' (and Java 17+)"
         ) from None
     views = {name: f"promolab_in_{name}" for name in paths}
-    query = warehouse_query(spec, "spark", views, cuped)  # an untranslatable spec stops before Spark starts
+    refuse_untranslated(spec)  # before Spark starts
     master = os.environ.get("PROMOLAB_SPARK_MASTER", "local[*]")
     builder = SparkSession.builder.master(master).appName(f"promolab {spec.id}")
     for key, value in SETTINGS.items():
@@ -50,6 +50,7 @@ def spark_stats(spec: ExperimentSpec, paths: Mapping[str, DataPath], cuped: bool
             f"--engine spark: Spark did not start ({first_line(error)}); it needs Java 17+"
         ) from None
     spark.sparkContext.setLogLevel("ERROR")  # stderr carries promolab's own warnings
+    untimed: list[str] = []  # event tables without data.timestamp: every row counts, as on DuckDB
     try:
         for name, path in paths.items():
             if isinstance(path, RemoteInput):  # Spark lists a pattern through Hadoop's file systems
@@ -62,6 +63,10 @@ def spark_stats(spec: ExperimentSpec, paths: Mapping[str, DataPath], cuped: bool
             else:
                 frame = spark.read.option("header", True).option("inferSchema", True).csv(files)
             frame.createOrReplaceTempView(views[name])
+            timestamp = spec.data.timestamp
+            if timestamp is not None and timestamp not in frame.columns and name in spec.data.tables:
+                untimed.append(name)
+        query = warehouse_query(spec, "spark", views, cuped, untimed)
         rows = [row.asDict() for row in spark.sql(query).collect()]
     except Exception as error:  # Spark's analysis and execution errors (a missing column, a bad file)
         if isinstance(error, DataError):

@@ -585,6 +585,13 @@ def sql(
     cuped: Annotated[
         bool, typer.Option("--cuped/--no-cuped", help="Include the covariates' sums (as analyze will).")
     ] = True,
+    untimed: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME",
+            help="An event table without the spec's timestamp column: all its rows count (repeatable).",
+        ),
+    ] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the query here.")] = None,
 ) -> None:
     """The whole aggregation as one query for your warehouse: run it there, save its rows as CSV or
@@ -602,7 +609,7 @@ def sql(
                 f"--table: expected NAME=TABLE with NAME one of {', '.join(tables)}, got '{printable(item)}'"
             )
         tables[name.strip()] = target.strip()
-    query = warehouse_query(spec, dialect, tables, cuped)
+    query = warehouse_query(spec, dialect, tables, cuped, untimed or ())
     if out_file is None:
         out.print(query, markup=False, highlight=False, soft_wrap=True)
         return
