@@ -123,7 +123,7 @@ def read_stats_table(spec: ExperimentSpec, path: Path, cuped: bool = True) -> Ex
                 header = [
                     str(d[0]) for d in con.execute(f"DESCRIBE SELECT * FROM {source}", files).fetchall()
                 ]
-                named = [n for n in header if n.lower() in ("label", *SEGMENT_KEYS)]
+                named = [n for n in header if n.lower() in SEGMENT_KEYS]
                 types = ", ".join(f"{_literal(n)}: 'VARCHAR'" for n in named)
                 source = f"read_csv($p, types = {{{types}}})" if named else source
             result = con.execute(f"SELECT * FROM {source}", files)
@@ -183,14 +183,14 @@ def stats_from_rows(
     caps = {m.id: float(cap) for m in _sourced(spec) if (cap := _absolute(m)) is not None}
     caps |= {m.id: float(groups[0][f"cap:{m.id}"]) for m in query.percentile_capped}
     shared = tuple(f"cov:{c}" for c in layout.covariates)
-    segments = _segments(spec, layout, segment_rows)
+    segments = _segments(spec, layout, segment_rows, where)
     return ExperimentStats(
         {v.id: arms[v.id] for v in spec.variants}, caps, shared, segments, dict(layout.own)
     )
 
 
 def _segments(
-    spec: ExperimentSpec, layout: StatsLayout, rows: Sequence[Mapping[str, Any]]
+    spec: ExperimentSpec, layout: StatsLayout, rows: Sequence[Mapping[str, Any]], where: str
 ) -> dict[str, dict[str, dict[str, Moments]]]:
     """Each segmentation's segments' moments by arm, ordered as the DuckDB engine orders them (by
     segment, then arm). A missing segment value is the segment '' (a CSV keeps it as an empty cell)."""
@@ -203,7 +203,8 @@ def _segments(
     for segmentation, segment, arm, row in keyed:
         if arm not in order or segmentation not in found:
             raise DataError(
-                f"segment row of '{printable(arm)}' in '{printable(segmentation)}': not this spec's"
+                f"{where}: a segment row of '{printable(arm)}' in '{printable(segmentation)}': not this "
+                "spec's"
             )
         found[segmentation].setdefault(segment, {})[arm] = parse_moments(layout.variables, int(row["n"]), row)
     return found
