@@ -249,12 +249,18 @@ def test_the_spark_engine_gives_the_duckdb_engines_analysis(
     folder = tmp_path / "data" / "spring"
     survey = folder / "survey.csv"  # a table without data.timestamp: every answer counts, on both engines
     pd.read_csv(survey).drop(columns=["ts"]).to_csv(survey, index=False)
+    orders = pd.read_csv(folder / "orders.csv")  # two files, their columns in other orders: read by name
+    (folder / "orders").mkdir()
+    orders.iloc[: len(orders) // 2].to_csv(folder / "orders" / "part-0.csv", index=False)
+    orders.iloc[len(orders) // 2 :][orders.columns[::-1]].to_csv(
+        folder / "orders" / "part-1.csv", index=False
+    )
     files = {"units": "customers"} | {
         name: name for name in ("assignments", "orders", "survey", "pre_orders")
     }
     data = [
         argument for name, file in files.items() for argument in ("--data", f"{name}={folder / file}.csv")
-    ]
+    ] + ["--data", f"orders={folder / 'orders'}"]
     runs = {}
     for engine in ("duckdb", "spark"):
         out = tmp_path / f"{engine}.json"
@@ -406,6 +412,26 @@ def test_what_the_query_cannot_translate_or_the_checks_refuse_stops_with_one_lin
     code, output = _run("sql", str(EXAMPLES / "hillstrom.yaml"), "--dialect", "postgres")
     assert code == 2
     assert "data.row_id: the warehouse query needs a unit id column" in output
+    crowded = yaml.safe_load((EXAMPLES / SPECS["spring"]).read_text())
+    crowded["analysis"]["covariates"] = ["pre_revenue", "recency_days", "frequency", "tenure"]
+    (tmp_path / "crowded.yaml").write_text(yaml.safe_dump(crowded, sort_keys=False))
+    code, output = _run("sql", str(tmp_path / "crowded.yaml"), "--dialect", "duckdb")
+    assert code == 2
+    assert "the warehouse query serves at most 3" in " ".join(output.split())
+    code, output = _run("sql", spring, "--dialect", "duckdb", "--untimed", "orders")
+    assert code == 2
+    assert "only tables read by ordinal scores alone may lack it" in " ".join(output.split())
+    own = yaml.safe_load((EXAMPLES / SPECS["spring"]).read_text())  # naming the simulated files
+    files = {name: str(path) for name, path in _tables(simulated["spring"]).items()}
+    events = {name: path for name, path in files.items() if name not in ("assignments", "units")}
+    own["data"] |= {"assignments": files["assignments"], "units": files["units"], "tables": events}
+    (tmp_path / "own.yaml").write_text(yaml.safe_dump(own, sort_keys=False))
+    orders = _tables(simulated["spring"])["orders"]
+    before = orders.read_bytes()
+    code, output = _run("sql", str(tmp_path / "own.yaml"), "--dialect", "duckdb", "--out", str(orders))
+    assert code == 2, output
+    assert "promolab never overwrites its inputs" in " ".join(output.split())
+    assert orders.read_bytes() == before
     code, output = _run("sql", spring, "--dialect", "oracle-9i")
     assert code == 2
     assert "--dialect: expected one of" in output
@@ -438,6 +464,7 @@ def test_what_the_query_cannot_translate_or_the_checks_refuse_stops_with_one_lin
             "metric 'revenue': 3 missing value(s)",
         ),
         "a NaN mean": (rows.assign(**{"mean:1": float("nan")}), "mean:1 missing or not finite"),
+        "an empty count": (rows.assign(n=None), "column 'n' holds 'None', not a number of units"),
         "a statistic that is text": (
             rows.assign(**{"mean:1": "abc"}),
             "column 'mean:1' holds 'abc', not a number",
@@ -508,6 +535,14 @@ def _small_case(name: str) -> tuple[dict, dict[str, pd.DataFrame]]:
         spec["analysis"] = {"segments": [{"column": "channel"}]}
         labels = ["c", "c2", "t", "t"]
         frames["units"] = pd.DataFrame({"unit_id": range(n), "channel": ["web", "app"] * (n // 2)})
+    elif name == "text times with an offset":  # 02:00 at +05:00 on the start day is the day before in UTC
+        spec["data"] = {"timestamp": "ts"}
+        spec["post_days"] = 3
+        days = ["2026-03-01T02:00:00+05:00", "2026-03-10T12:00:00+00:00", "2026-03-29T01:00:00-03:00"]
+        orders = orders.assign(ts=(days * n)[:n])
+    elif name == "a repeated units-file id no one is assigned":
+        spec["analysis"] = {"covariates": ["pre"]}
+        frames["units"] = pd.DataFrame({"unit_id": [*range(n), 999, 999], "pre": rng.gamma(2, 5, n + 2)})
     elif name == "segment names that look like numbers":
         spec["analysis"] = {"segments": [{"column": "store"}]}
         frames["units"] = pd.DataFrame({"unit_id": range(n), "store": ["7", "7.0", "8"] * (n // 3)})
@@ -539,6 +574,8 @@ def _write_small(spec: dict, frames: dict[str, pd.DataFrame], folder: Path) -> t
         "rfm in sixths",
         "two raw labels of one arm",
         "segment names that look like numbers",
+        "text times with an offset",
+        "a repeated units-file id no one is assigned",
     ],
 )
 def test_the_query_agrees_with_the_engine_at_the_edges(tmp_path: Path, case: str) -> None:
@@ -560,6 +597,7 @@ def test_the_query_agrees_with_the_engine_at_the_edges(tmp_path: Path, case: str
         ("an infinite amount under a cap", "value(s) in 'amount' are not finite"),
         ("a NaN amount under a maximum", "value(s) in 'amount' are not finite"),
         ("a missing units-file value", "metric 'ltv': 1 missing value(s) in 'ltv'"),
+        ("survey answers off the levels that average to one", "impossible value(s) in 'score'"),
     ],
 )
 def test_values_the_engine_refuses_stop_the_route_too(tmp_path: Path, case: str, message: str) -> None:
@@ -573,6 +611,11 @@ def test_values_the_engine_refuses_stop_the_route_too(tmp_path: Path, case: str,
     elif case.startswith("a NaN"):
         spec["metrics"][0]["agg"] = "max"
         amounts[5] = float("nan")
+    elif case.startswith("survey"):  # a unit answering 1 and 9 averages to a level, 5
+        spec["metrics"].append(
+            {"id": "sat", "kind": "ordinal", "source": "survey", "column": "score", "levels": [1, 2, 3, 4, 5]}
+        )
+        frames["survey"] = pd.DataFrame({"unit_id": [0, 0, 1, 2], "score": [1, 9, 4, 5]})
     else:
         spec["metrics"].append({"id": "ltv", "kind": "continuous", "source": "units", "column": "ltv"})
         frames["units"] = pd.DataFrame(

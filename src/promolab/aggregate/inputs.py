@@ -392,6 +392,16 @@ def _filter_field(metric: AnyMetric) -> str:
 DATE_TYPES = ("DATE", "TIMESTAMP", "VARCHAR")
 
 
+def dated_tables(spec: ExperimentSpec) -> set[str]:
+    """Event tables read by a binary, count or continuous metric: with ``data.timestamp`` they must have
+    it. Tables read only by ordinal scores (survey answers) may lack it: they are not windowed."""
+    return {
+        str(m.source)
+        for m in spec.metrics
+        if not isinstance(m, RatioMetric | OrdinalMetric) and m.source != UNITS_SOURCE
+    }
+
+
 def _timestamp_problems(spec: ExperimentSpec, sources: Mapping[str, Source]) -> list[str]:
     """With ``data.timestamp``, every event table read by a binary, count or continuous metric has that
     column (its rows are counted in the test window only), holding dates or times (or text read as
@@ -399,16 +409,11 @@ def _timestamp_problems(spec: ExperimentSpec, sources: Mapping[str, Source]) -> 
     column = spec.data.timestamp
     if column is None:
         return []
-    dated = {
-        m.source
-        for m in spec.metrics
-        if not isinstance(m, RatioMetric | OrdinalMetric) and m.source != UNITS_SOURCE
-    }
     problems = [
         f"{sources[name].where} ({name} file): no column '{printable(column)}' (data.timestamp), so its "
         "rows cannot be limited to the test window; columns are "
         f"{quoted(map(printable, sources[name].columns))}"
-        for name in sorted(dated)
+        for name in sorted(dated_tables(spec))
         if column not in sources[name].columns
     ]
     problems += [

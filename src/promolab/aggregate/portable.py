@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from promolab.aggregate.inputs import dated_tables
 from promolab.aggregate.layout import HOLDOUT_LABEL, StatsLayout, label_lists
 from promolab.aggregate.sql import moment_columns, parse_moments, rfm_cells, sql_name
 from promolab.errors import DataError, Problem, SpecError, first_line, printable
@@ -52,7 +53,7 @@ from promolab.spec.models import (
     SourcedMetric,
 )
 from promolab.spec.windows import expand, window_of
-from promolab.stats.moments import ArmStats, ExperimentStats, Histogram, Moments
+from promolab.stats.moments import MAX_POWER_COVARIATES, ArmStats, ExperimentStats, Histogram, Moments
 
 SEGMENT_KEYS = ("label", "segmentation", "segment")
 UNDECLARED = "undeclared label: "  # a raw label no variant claims (no arm id has a space)
@@ -89,10 +90,8 @@ def warehouse_query(
 
     if dialect not in DIALECTS:
         raise DataError(f"--dialect: expected one of {', '.join(DIALECTS)}, got '{printable(dialect)}'")
-    refuse_untranslated(spec)
-    unknown = sorted(set(untimed) - set(spec.data.tables))
-    if unknown:
-        raise DataError(f"--untimed: '{printable(unknown[0])}' is not an event table of {spec.id}")
+    refuse_untranslated(spec, cuped)
+    refuse_untimed(spec, untimed)
     expanded = expand(spec)
     query = _Query(expanded, StatsLayout.of(expanded, cuped), tables, dialect, frozenset(untimed)).sql()
     return str(sqlglot.transpile(query, read="duckdb", write=dialect, pretty=True)[0])
@@ -174,7 +173,7 @@ def stats_from_rows(
         if label in arms:
             raise DataError(f"{where}: arm '{printable(label)}' has two rows: not one result of the query")
         _check_row(spec, layout, group, where, label)
-        moments = parse_moments(layout.moment_names(), int(group["n"]), group)
+        moments = parse_moments(layout.moment_names(), _count(group, where), group)
         histograms = {m.id: _histogram(m, group) for m in layout.ordinals}
         arms[label] = ArmStats(moments, histograms, layout.arm_logs(group), layout.arm_powers(group))
     absent = [v.id for v in spec.variants if v.id not in arms]
@@ -206,7 +205,9 @@ def _segments(
                 f"{where}: a segment row of '{printable(arm)}' in '{printable(segmentation)}': not this "
                 "spec's"
             )
-        found[segmentation].setdefault(segment, {})[arm] = parse_moments(layout.variables, int(row["n"]), row)
+        found[segmentation].setdefault(segment, {})[arm] = parse_moments(
+            layout.variables, _count(row, where), row
+        )
     return found
 
 
@@ -232,6 +233,19 @@ def _numeric(row: dict[str, Any], where: str) -> dict[str, Any]:
                 "not a number"
             ) from None
     return row
+
+
+def _count(row: Mapping[str, Any], where: str) -> int:
+    """A row's ``n``: a whole number of units.
+
+    Raises:
+        DataError: an empty, negative or fractional count.
+    """
+    n = row["n"]
+    if n is None or not np.isfinite(n) or n < 0 or n != int(n):
+        label = printable(str(row.get("label")))
+        raise DataError(f"{where}: label '{label}': column 'n' holds '{n}', not a number of units")
+    return int(n)
 
 
 def _lowered(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -349,7 +363,10 @@ class _Query:
             "assigned units": "(SELECT count(DISTINCT unit_id) FROM promolab_assign)",
         }
         if self._reads_units():
-            checks["repeated units rows"] = "(SELECT count(*) - count(DISTINCT unit_id) FROM promolab_u)"
+            checks["repeated units rows"] = (  # among assigned units: the join would count them twice
+                "(SELECT count(*) - count(DISTINCT unit_id) FROM promolab_u "
+                "WHERE unit_id IN (SELECT unit_id FROM promolab_assign))"
+            )
         for segmentation in self.spec.analysis.segments:
             if (rfm := segmentation.rfm) is not None:  # NaN fails the test whether it sorts first or last
                 amount = f"CAST({_q(rfm.amount)} AS DOUBLE)"
@@ -386,13 +403,22 @@ class _Query:
         unit = _q(self.spec.data.unit_id)
         return f"SELECT {unit} AS unit_id, {', '.join(parts)} FROM {self._table(table)} GROUP BY {unit}"
 
+    def _day(self, column: str) -> str:
+        """The date of a date, time or text column as the DuckDB engine dates it (``date_of``): through
+        a time with a zone, so that text with an offset is dated in the session's zone (UTC on Spark).
+        SQLite has no such type (the cast would read '2026-03-01' as the number 2026); its ``DATE()``,
+        which sqlglot writes for a cast to a date, moves an offset to UTC itself."""
+        if self.dialect == "sqlite":
+            return f"CAST({column} AS DATE)"
+        return f"CAST(CAST({column} AS TIMESTAMPTZ) AS DATE)"
+
     def _kept(self, metric: SourcedMetric) -> str | None:
         """The rows a metric counts: its window (with ``data.timestamp``) and its ``where`` filter."""
         conditions = []
         window = window_of(self.spec, metric.id)
         timestamp = self.spec.data.timestamp
         if timestamp is not None and metric.source not in self.untimed:
-            day = f"CAST({_q(timestamp)} AS DATE)"
+            day = self._day(_q(timestamp))
             start, end = self.spec.start, self.spec.end
             stop = end + dt.timedelta(days=self.spec.post_days)
             pre = start - dt.timedelta(days=self.spec.pre_days)
@@ -445,7 +471,7 @@ class _Query:
     def _rfm(self, rfm: Rfm) -> str:
         """Each unit's RFM cell from its orders before the start, as the DuckDB engine's
         (:func:`promolab.aggregate.sql.rfm_cells`, the same SQL)."""
-        day, start = f"CAST({_q(rfm.date)} AS DATE)", f"DATE '{self.spec.start.isoformat()}'"
+        day, start = self._day(_q(rfm.date)), f"DATE '{self.spec.start.isoformat()}'"
         unit = _q(self.spec.data.unit_id)
         units = (
             f"SELECT {unit} AS unit_id, date_diff('day', max({day}), {start}) AS r, count(*) AS f, "
@@ -654,9 +680,13 @@ def _row_checks(metric: SourcedMetric, column: str) -> dict[str, str]:
     hidden = getattr(metric, "capping", None) is not None or getattr(metric, "agg", None) == "max"
     if hidden and not isinstance(metric, BinaryMetric):
         checks["finite"] = f"CAST({column} AS DOUBLE)"
-    if isinstance(metric, BinaryMetric):
+    if isinstance(metric, OrdinalMetric):
+        levels = ", ".join(str(level) for level in metric.levels)
+        checks["bad"] = f"CASE WHEN CAST({column} AS DOUBLE) NOT IN ({levels}) THEN 1 ELSE 0 END"
+    elif isinstance(metric, BinaryMetric):  # Trino writes a double 1.0 as '1.0E0'
         forms = ", ".join(
-            _literal(v) for v in ("0", "1", "0.0", "1.0", "true", "false", "TRUE", "FALSE", "t", "f")
+            _literal(v)
+            for v in ("0", "1", "0.0", "1.0", "0.0E0", "1.0E0", "true", "false", "TRUE", "FALSE", "t", "f")
         )
         checks["bad"] = (
             f"CASE WHEN {column} IS NOT NULL AND CAST({column} AS VARCHAR) NOT IN ({forms}) THEN 1 ELSE 0 END"
@@ -687,13 +717,46 @@ def _finished(metric: SourcedMetric, alias: str) -> str:
     return f"coalesce({value}, 0)" if kind_of(metric).absent_is_zero else value
 
 
-def refuse_untranslated(spec: ExperimentSpec) -> None:
-    """Raises SpecError for what the query does not translate (module docstring)."""
+def refuse_untranslated(spec: ExperimentSpec, cuped: bool = True) -> None:
+    """Raises SpecError for what the query does not translate (module docstring): row-numbered units
+    files, and more covariates than power sums serve (the DuckDB engine then adjusts from a second pass
+    over the rows, which a warehouse's few rows cannot give)."""
     problems = []
     if spec.data.row_id:
         problems.append(Problem(("data", "row_id"), "the warehouse query needs a unit id column"))
+    expanded = expand(spec)
+    layout = StatsLayout.of(expanded, cuped)
+    crowded = [
+        name
+        for name in layout.variables
+        if layout.adjusted(name) and len(layout.covariates_of(name)) > MAX_POWER_COVARIATES
+    ]
+    if crowded:
+        problems.append(
+            Problem(
+                ("analysis", "covariates"),
+                f"'{crowded[0]}' would be adjusted for {len(layout.covariates_of(crowded[0]))} covariates "
+                f"(its own pre-period value included); the warehouse query serves at most "
+                f"{MAX_POWER_COVARIATES}: give fewer, or use --no-cuped, or analyse with promolab's own "
+                "engine",
+            )
+        )
     if problems:
         raise SpecError(problems)
+
+
+def refuse_untimed(spec: ExperimentSpec, untimed: Collection[str]) -> None:
+    """Raises DataError unless every ``untimed`` table is an event table read only by ordinal scores:
+    the DuckDB engine counts every row of those, and refuses other tables without ``data.timestamp``."""
+    for name in untimed:
+        if name not in spec.data.tables:
+            raise DataError(f"--untimed: '{printable(name)}' is not an event table of {spec.id}")
+        if name in dated_tables(spec):
+            raise DataError(
+                f"the {name} table has no column '{printable(str(spec.data.timestamp))}' (data.timestamp), "
+                "so its rows cannot be limited to the test window; only tables read by ordinal scores alone "
+                "may lack it"
+            )
 
 
 def _check_assignments(spec: ExperimentSpec, checks: Mapping[str, Any], where: str) -> None:

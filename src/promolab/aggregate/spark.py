@@ -8,6 +8,7 @@ What the portable query does not translate (row-numbered units files) is refused
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 
@@ -58,10 +59,11 @@ def spark_stats(spec: ExperimentSpec, paths: Mapping[str, DataPath], cuped: bool
             else:
                 found = input_files(path, name)
                 files, kind = [str(f) for f in found.files], found.kind
-            if kind == "parquet":
+            if kind == "parquet":  # Parquet files are merged by column name
                 frame = spark.read.parquet(*files)
-            else:
-                frame = spark.read.option("header", True).option("inferSchema", True).csv(files)
+            else:  # Spark applies one CSV header to every file: read each, then union by name
+                reader = spark.read.option("header", True).option("inferSchema", True)
+                frame = functools.reduce(lambda a, b: a.unionByName(b), (reader.csv(f) for f in files))
             frame.createOrReplaceTempView(views[name])
             timestamp = spec.data.timestamp
             if timestamp is not None and timestamp not in frame.columns and name in spec.data.tables:

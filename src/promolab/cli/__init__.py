@@ -613,7 +613,9 @@ def sql(
     if out_file is None:
         out.print(query, markup=False, highlight=False, soft_wrap=True)
         return
-    _guard([spec_path], {"--out": out_file})
+    from promolab.sources import data_paths
+
+    _guard([spec_path, *data_paths(spec).values()], {"--out": out_file})
     from promolab.io import write_text
 
     write_text(out_file, query + "\n")
