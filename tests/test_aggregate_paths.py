@@ -80,6 +80,45 @@ def test_power_sums_give_accurate_residual_sums_or_decline(p, n, seed, offset, f
     np.testing.assert_array_less(np.abs(got.e2_uu - want.e2_uu.astype(float)), 1e-9 * scale + 1e-300)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    p=st.integers(1, 3),
+    n=st.integers(30, 300),
+    seed=st.integers(0, 2**32 - 1),
+    offset=st.floats(-1e6, 1e6),
+    fit=st.sampled_from([0.0, 0.9, 0.999]),
+)
+def test_power_sums_about_the_means_answer_however_far_from_zero(p, n, seed, offset, fit):
+    """Sums about the arm's means (the warehouse query's, whose origin is its own ``mean:<i>``) never
+    cancel through the means: a million sd from zero they still answer, and equal the extended-precision
+    residual sums of the raw values within 1e-9 plus the data's own precision: a value ``|v|`` far from
+    zero is known to ``|v| eps``, which moves a residual ``e`` by that much (a second pass over the rows
+    in doubles has the same floor)."""
+    names, y, x = _case(p, n, seed, offset, fit)
+    values = np.column_stack([y, x])
+    moments = Moments.from_values(names, values)
+    origin = moments.mean
+    slopes = np.linalg.lstsq(np.column_stack([np.ones(n), x]), y, rcond=None)[0][1:]
+    centre = x.mean(axis=0)
+    centred = _power_sums(names, y - origin[0], x - origin[1:])
+    got = PowerSums(centred.names, centred.sums, origin).residuals(moments, slopes, centre)
+    assert got is not None or fit == 0.999  # a near-perfect fit may still decline (S_yy / S_ee)
+    if got is None:
+        return
+    want = _direct_residuals(y, x, slopes, centre)
+    e2 = ((y - y.mean()) - (x - x.mean(axis=0)) @ slopes) ** 2
+    u = np.abs(x - centre)
+    precision = 1e-9 + 8 * np.finfo(float).eps * np.abs(values).max() * (1 + np.abs(slopes).sum()) / np.sqrt(
+        e2.mean()
+    )
+    assert abs(got.e2 - float(want.e2)) <= precision * e2.sum()
+    np.testing.assert_array_less(np.abs(got.e2_u - want.e2_u.astype(float)), precision * (e2 @ u) + 1e-300)
+    scale = (u * e2[:, None]).T @ u
+    np.testing.assert_array_less(np.abs(got.e2_uu - want.e2_uu.astype(float)), precision * scale + 1e-300)
+    with pytest.raises(ValueError, match="different origins"):
+        _ = PowerSums(centred.names, centred.sums, origin) + centred
+
+
 @pytest.mark.parametrize(
     ("offset", "noise", "answers"),
     [(15.0, None, True), (18.0, None, False), (1e6, None, False), (0.0, 0.03, True), (0.0, 0.001, False)],

@@ -543,6 +543,11 @@ def _small_case(name: str) -> tuple[dict, dict[str, pd.DataFrame]]:
     elif name == "a repeated units-file id no one is assigned":
         spec["analysis"] = {"covariates": ["pre"]}
         frames["units"] = pd.DataFrame({"unit_id": [*range(n), 999, 999], "pre": rng.gamma(2, 5, n + 2)})
+    elif name == "a covariate far from zero":  # a signup year: sums about 0 would cancel
+        spec["analysis"] = {"covariates": ["signup_year"]}
+        year = rng.integers(2015, 2026, n).astype(float)
+        frames["units"] = pd.DataFrame({"unit_id": range(n), "signup_year": year})
+        orders = orders.assign(amount=50 + 2 * (year - 2020) + rng.normal(0, 5, n))
     elif name == "segment names that look like numbers":
         spec["analysis"] = {"segments": [{"column": "store"}]}
         frames["units"] = pd.DataFrame({"unit_id": range(n), "store": ["7", "7.0", "8"] * (n // 3)})
@@ -576,6 +581,7 @@ def _write_small(spec: dict, frames: dict[str, pd.DataFrame], folder: Path) -> t
         "segment names that look like numbers",
         "text times with an offset",
         "a repeated units-file id no one is assigned",
+        "a covariate far from zero",
     ],
 )
 def test_the_query_agrees_with_the_engine_at_the_edges(tmp_path: Path, case: str) -> None:

@@ -117,14 +117,19 @@ class StatsLayout:
             logs[name] = LogMoments(positive, int(group[f"log negative:{name}"] or 0))
         return logs
 
-    def arm_powers(self, group: Mapping[str, Any]) -> dict[str, PowerSums]:
-        """Every adjusted metric's power sums from one arm's statistics by alias."""
+    def arm_powers(self, group: Mapping[str, Any], about_means: bool = False) -> dict[str, PowerSums]:
+        """Every adjusted metric's power sums from one arm's statistics by alias; ``about_means``: sums
+        about the arm's means (``mean:<i>`` of the same row), as the warehouse query takes them."""
         powers = {}
+        moment_names = self.moment_names()
         for name in self.variables:
             if self.with_powers(name):
-                names = self.covariates_of(name)
-                sums = [group[self.power_alias(name, e)] for e in power_exponents(len(names))]
-                powers[name] = PowerSums((name, *names), np.array(sums, dtype=float))
+                names = (name, *self.covariates_of(name))
+                sums = [group[self.power_alias(name, e)] for e in power_exponents(len(names) - 1)]
+                origin = None
+                if about_means:
+                    origin = np.array([float(group[f"mean:{moment_names.index(v)}"]) for v in names])
+                powers[name] = PowerSums(names, np.array(sums, dtype=float), origin)
         return powers
 
 

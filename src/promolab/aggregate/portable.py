@@ -175,7 +175,8 @@ def stats_from_rows(
         _check_row(spec, layout, group, where, label)
         moments = parse_moments(layout.moment_names(), _count(group, where), group)
         histograms = {m.id: _histogram(m, group) for m in layout.ordinals}
-        arms[label] = ArmStats(moments, histograms, layout.arm_logs(group), layout.arm_powers(group))
+        powers = layout.arm_powers(group, about_means=True)
+        arms[label] = ArmStats(moments, histograms, layout.arm_logs(group), powers)
     absent = [v.id for v in spec.variants if v.id not in arms]
     if absent:
         raise DataError(f"{where}: no units of arm(s) {', '.join(absent)}")
@@ -578,9 +579,6 @@ class _Query:
         names = self.layout.moment_names()
         columns = {"n": "count(*)"}
         columns |= {alias: sql for alias, sql in moment_columns(names).items() if alias.startswith("mean:")}
-        for alias, monomial in self.layout.power_monomials().items():
-            factors = [_q(sql_name(v)) for v, power in monomial for _ in range(power)]
-            columns[alias] = f"sum({' * '.join(factors)})" if factors else "CAST(count(*) AS DOUBLE)"
         for metric in self.layout.ordinals:
             value = _q("m:" + metric.id)
             for level in metric.levels:
@@ -605,8 +603,10 @@ class _Query:
         return ", ".join(f"{sql} AS {_q(alias)}" for alias, sql in self._aggregate_map().items())
 
     def _comoments(self, segments: bool = False) -> dict[str, str]:
-        """Population co-moments, centred on the group's means (``sum(dx dy) / n``): of every moment
-        name per label; of the metrics only per segment (``segments``: the rows come from ``seg``)."""
+        """Sums centred on the group's means (so that they do not cancel), from a join of the rows and
+        the means: population co-moments (``sum(dx dy) / n``) of every moment name per label, of the
+        metrics only per segment (``segments``: the rows come from ``seg``); per label also CUPED's power
+        sums and the log-moments' sum of squares."""
         names = self.layout.variables if segments else self.layout.moment_names()
         rows = "seg" if segments else "units"
         columns = {}
@@ -615,6 +615,14 @@ class _Query:
                 x = f"({rows}.{_q(sql_name(names[i]))} - means.{_q(f'mean:{i}')})"
                 y = f"({rows}.{_q(sql_name(names[j]))} - means.{_q(f'mean:{j}')})"
                 columns[f"comoment:{i}:{j}"] = f"sum({x} * {y}) / count(*)"
+        index = {name: i for i, name in enumerate(names)}
+        for alias, monomial in [] if segments else self.layout.power_monomials().items():
+            factors = [  # about the arm's means: sums about 0 cancel for a mean far from zero
+                f"(units.{_q(sql_name(v))} - means.{_q(f'mean:{index[v]}')})"
+                for v, power in monomial
+                for _ in range(power)
+            ]
+            columns[alias] = f"sum({' * '.join(factors)})" if factors else "CAST(count(*) AS DOUBLE)"
         for name in [] if segments else self.layout.continuous:  # the log-moments' sum of squares
             value = f"units.{_q('m:' + name)}"
             deviation = f"(LN({value}) - means.{_q(f'log mean:{name}')})"

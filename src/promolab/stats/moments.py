@@ -144,16 +144,19 @@ def power_exponents(covariates: int) -> tuple[tuple[int, ...], ...]:
 
 @dataclass(frozen=True)
 class PowerSums:
-    """Raw sums ``sum_i y_i^a x_i^b`` of one metric ``y`` and the covariates ``x`` over one arm's units.
+    """Sums ``sum_i (y_i - o_y)^a (x_i - o_x)^b`` of one metric ``y`` and the covariates ``x`` over one
+    arm's units, about the ``origin`` ``o`` (None: 0, the raw sums).
 
     ``sums[k]`` is the sum of the monomial with exponents ``power_exponents(p)[k]`` (``sums[0] = n``).
-    Raw (not centred) sums cancel when a variable's mean is large against its spread or when the
-    covariates explain ``y`` almost perfectly; :meth:`residuals` then declines and the caller makes an
-    exact second pass instead.
+    Sums about 0 cancel when a variable's mean is large against its spread or when the covariates
+    explain ``y`` almost perfectly; :meth:`residuals` then declines and the caller makes an exact second
+    pass instead. Sums about the arm's means (the warehouse query's, which cannot make that pass) do not
+    cancel through the means.
     """
 
     names: tuple[str, ...]
     sums: Vector
+    origin: Vector | None = None
 
     #: largest cancellation ``(1 + r)^4 * S_yy / S_ee`` accepted by :meth:`residuals` (``r``: the largest
     #: |mean| / standard deviation of ``y`` and the covariates in the arm; ``S_yy / S_ee``: total over
@@ -164,7 +167,9 @@ class PowerSums:
     def __add__(self, other: PowerSums) -> PowerSums:
         if self.names != other.names:
             raise ValueError(f"cannot merge power sums of {self.names} with {other.names}")
-        return PowerSums(self.names, self.sums + other.sums)
+        if not np.array_equal(self._origin(), other._origin()):
+            raise ValueError(f"cannot merge power sums of {self.names} about different origins")
+        return PowerSums(self.names, self.sums + other.sums, self.origin)
 
     def without(self, name: str) -> PowerSums:
         """The sums of the same units without the covariate ``name``: the monomials in which it has
@@ -173,7 +178,8 @@ class PowerSums:
         if k == 0:
             raise ValueError("the metric itself cannot be dropped from its power sums")
         kept = [j for j, e in enumerate(power_exponents(len(self.names) - 1)) if e[k] == 0]
-        return PowerSums(self.names[:k] + self.names[k + 1 :], self.sums[kept])
+        origin = None if self.origin is None else np.delete(self.origin, k)
+        return PowerSums(self.names[:k] + self.names[k + 1 :], self.sums[kept], origin)
 
     def residuals(self, moments: Moments, slopes: Vector, centre: Vector) -> ResidualMoments | None:
         """``sum e^2``, ``sum e^2 u``, ``sum e^2 u u'`` of ``e = (y - ybar) - b'(x - xbar)``, ``u = x - c``.
@@ -184,7 +190,8 @@ class PowerSums:
         if self.sums[0] != moments.n:
             return None
         index = [moments.index(name) for name in self.names]
-        mean = moments.mean[index]
+        mean = moments.mean[index] - self._origin()  # the means and the centre about the sums' origin
+        centre = np.asarray(centre) - self._origin()[1:]
         comoment = moments.comoment[np.ix_(index, index)]
         if not self._well_conditioned(mean, comoment, moments.n, slopes):
             return None
@@ -196,6 +203,9 @@ class PowerSums:
         forms[2:, 0], forms[2:, 2:] = -np.asarray(centre), np.eye(p)
         g = np.einsum("ia,jb,kc,ld,abcd->ijkl", forms, forms, forms, forms, self._tensor(), optimize=True)
         return ResidualMoments(float(g[1, 1, 0, 0]), g[1, 1, 2:, 0].copy(), g[1, 1, 2:, 2:].copy())
+
+    def _origin(self) -> Vector:
+        return np.zeros(len(self.names)) if self.origin is None else np.asarray(self.origin, dtype=float)
 
     def _well_conditioned(self, mean: Vector, comoment: Matrix, n: int, slopes: Vector) -> bool:
         """``(1 + r)^4 * S_yy / S_ee <= MAX_CANCELLATION`` (see the attribute); false for a constant
