@@ -36,6 +36,18 @@ def _direct_residuals(y, x, slopes, centre) -> ResidualMoments:
     return ResidualMoments(e2.sum(), e2 @ u, (u * e2[:, None]).T @ u)
 
 
+def _assert_residuals(got: ResidualMoments, y, x, slopes, centre, precision: float) -> None:
+    """``got`` equals the extended-precision residual sums within ``precision`` of the sums of absolute
+    terms."""
+    want = _direct_residuals(y, x, slopes, centre)
+    e2 = ((y - y.mean()) - (x - x.mean(axis=0)) @ slopes) ** 2
+    u = np.abs(x - centre)
+    assert abs(got.e2 - float(want.e2)) <= precision * e2.sum()
+    np.testing.assert_array_less(np.abs(got.e2_u - want.e2_u.astype(float)), precision * (e2 @ u) + 1e-300)
+    scale = (u * e2[:, None]).T @ u
+    np.testing.assert_array_less(np.abs(got.e2_uu - want.e2_uu.astype(float)), precision * scale + 1e-300)
+
+
 def _power_sums(names, y, x) -> PowerSums:
     v = np.column_stack([y, x]).astype(np.longdouble)
     sums = [np.prod(v ** np.array(e), axis=1).sum() for e in power_exponents(x.shape[1])]
@@ -71,13 +83,7 @@ def test_power_sums_give_accurate_residual_sums_or_decline(p, n, seed, offset, f
     got = _power_sums(names, y, x).residuals(moments, slopes, centre)
     if got is None:
         return
-    want = _direct_residuals(y, x, slopes, centre)
-    e2 = ((y - y.mean()) - (x - x.mean(axis=0)) @ slopes) ** 2
-    u = np.abs(x - centre)
-    assert abs(got.e2 - float(want.e2)) <= 1e-9 * e2.sum()
-    np.testing.assert_array_less(np.abs(got.e2_u - want.e2_u.astype(float)), 1e-9 * (e2 @ u) + 1e-300)
-    scale = (u * e2[:, None]).T @ u
-    np.testing.assert_array_less(np.abs(got.e2_uu - want.e2_uu.astype(float)), 1e-9 * scale + 1e-300)
+    _assert_residuals(got, y, x, slopes, centre, 1e-9)
 
 
 @settings(max_examples=60, deadline=None)
@@ -105,16 +111,11 @@ def test_power_sums_about_the_means_answer_however_far_from_zero(p, n, seed, off
     assert got is not None or fit == 0.999  # a near-perfect fit may still decline (S_yy / S_ee)
     if got is None:
         return
-    want = _direct_residuals(y, x, slopes, centre)
-    e2 = ((y - y.mean()) - (x - x.mean(axis=0)) @ slopes) ** 2
-    u = np.abs(x - centre)
-    precision = 1e-9 + 8 * np.finfo(float).eps * np.abs(values).max() * (1 + np.abs(slopes).sum()) / np.sqrt(
-        e2.mean()
+    e = (y - y.mean()) - (x - x.mean(axis=0)) @ slopes
+    rounding = (
+        8 * np.finfo(float).eps * np.abs(values).max() * (1 + np.abs(slopes).sum()) / np.sqrt(np.mean(e**2))
     )
-    assert abs(got.e2 - float(want.e2)) <= precision * e2.sum()
-    np.testing.assert_array_less(np.abs(got.e2_u - want.e2_u.astype(float)), precision * (e2 @ u) + 1e-300)
-    scale = (u * e2[:, None]).T @ u
-    np.testing.assert_array_less(np.abs(got.e2_uu - want.e2_uu.astype(float)), precision * scale + 1e-300)
+    _assert_residuals(got, y, x, slopes, centre, 1e-9 + rounding)
     with pytest.raises(ValueError, match="different origins"):
         _ = PowerSums(centred.names, centred.sums, origin) + centred
 
