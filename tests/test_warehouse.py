@@ -418,6 +418,8 @@ def test_what_the_query_cannot_translate_or_the_checks_refuse_stops_with_one_lin
     code, output = _run("sql", str(tmp_path / "crowded.yaml"), "--dialect", "duckdb")
     assert code == 2
     assert "the warehouse query serves at most 3" in " ".join(output.split())
+    code, output = _run("sql", str(tmp_path / "crowded.yaml"), "--dialect", "duckdb", "--no-cuped")
+    assert code == 0, output  # without CUPED the covariates are not read
     code, output = _run("sql", spring, "--dialect", "duckdb", "--untimed", "orders")
     assert code == 2
     assert "only tables read by ordinal scores alone may lack it" in " ".join(output.split())

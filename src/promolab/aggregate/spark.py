@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 
 from promolab.aggregate.portable import refuse_untranslated, stats_from_rows, warehouse_query
-from promolab.errors import DataError, first_line
+from promolab.errors import DataError, SpecError, first_line
 from promolab.sources import DataPath, RemoteInput, input_files
 from promolab.spec import ExperimentSpec
 from promolab.stats.moments import ExperimentStats
@@ -39,7 +39,7 @@ def spark_stats(spec: ExperimentSpec, paths: Mapping[str, DataPath], cuped: bool
             "--engine spark needs PySpark: pip install 'promolab[spark]' (and Java 17+)"
         ) from None
     views = {name: f"promolab_in_{name}" for name in paths}
-    refuse_untranslated(spec)  # before Spark starts
+    refuse_untranslated(spec, cuped)  # before Spark starts
     master = os.environ.get("PROMOLAB_SPARK_MASTER", "local[*]")
     builder = SparkSession.builder.master(master).appName(f"promolab {spec.id}")
     for key, value in SETTINGS.items():
@@ -71,7 +71,7 @@ def spark_stats(spec: ExperimentSpec, paths: Mapping[str, DataPath], cuped: bool
         query = warehouse_query(spec, "spark", views, cuped, untimed)
         rows = [row.asDict() for row in spark.sql(query).collect()]
     except Exception as error:  # Spark's analysis and execution errors (a missing column, a bad file)
-        if isinstance(error, DataError):
+        if isinstance(error, DataError | SpecError):
             raise
         raise DataError(f"{spec.id}: Spark could not aggregate the data: {first_line(error)}") from None
     finally:
